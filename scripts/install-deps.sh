@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Install what the build and the integration tests need on Debian 12:
+# PostgreSQL server binaries (tests start throw-away servers from
+# /usr/lib/postgresql/<v>/bin), OpenSSL headers + pkg-config (openssl-sys)
+# and the openssl CLI. Idempotent; runs as root without a terminal (CI).
+set -euo pipefail
+
+have_postgres() {
+    compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null
+}
+
+have_openssl_dev() {
+    command -v pkg-config >/dev/null 2>&1 && pkg-config --exists openssl
+}
+
+if have_postgres && have_openssl_dev && command -v openssl >/dev/null 2>&1; then
+    echo "install-deps: PostgreSQL and OpenSSL development files already present"
+    exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: must run as root to install packages" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y --no-install-recommends postgresql libssl-dev pkg-config openssl
+
+# The Debian package creates and starts a "main" cluster; the tests run
+# their own servers, so stop it and keep it from starting again.
+# Errors are ignored: there may be no cluster, no systemd, no init scripts.
+if command -v pg_lsclusters >/dev/null 2>&1; then
+    pg_lsclusters --no-header 2>/dev/null | while read -r ver name _; do
+        [ -n "${ver:-}" ] && [ -n "${name:-}" ] || continue
+        pg_ctlcluster "$ver" "$name" stop --mode fast 2>/dev/null || true
+        # "manual": never started automatically at boot.
+        if [ -w "/etc/postgresql/$ver/$name/start.conf" ]; then
+            echo manual > "/etc/postgresql/$ver/$name/start.conf" || true
+        fi
+    done || true
+fi
+service postgresql stop >/dev/null 2>&1 || true
+if command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now postgresql >/dev/null 2>&1 || true
+fi
+update-rc.d postgresql disable >/dev/null 2>&1 || true
+
+echo "install-deps: done ($(ls -d /usr/lib/postgresql/*/bin | tr '\n' ' '))"

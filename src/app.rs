@@ -1,0 +1,212 @@
+//! Drives the pipeline: plan, local files, probe each host (at most two connections each),
+//! judge, report. No formatting here.
+
+use std::time::{Duration, Instant};
+
+use crate::client_cert::{self, ClientIdentity};
+use crate::eval::{self, EvalInput, LocalSetup};
+use crate::finding::Problem;
+use crate::plan::{Endpoint, Plan};
+use crate::probe::{self, Deadlines, PasswordPermit, StartupParams};
+use crate::report::{self, HostResult, Report};
+use crate::sslmode::SslMode;
+use crate::trust;
+
+/// What `run` needs beyond the plan: the clock and the doctor's own limits.
+pub struct RunOptions {
+    pub now: i64,
+    pub timeout: Duration,
+    pub warn_days: i64,
+    pub allow_cleartext_password: bool,
+}
+
+/// Loads the client's files as libpq would, before any connection.
+pub fn local_setup(plan: &Plan) -> (LocalSetup, ClientIdentity) {
+    let roots = trust::load_roots(&plan.root);
+    let crl = trust::load_crl(plan.crl.as_deref(), &roots);
+    let identity = client_cert::load(plan.cert.as_deref(), plan.key.as_deref());
+    let client_failure = match &identity {
+        ClientIdentity::Failed {
+            code,
+            path,
+            message,
+        } => Some(
+            Problem::new(code, message.clone())
+                .with("file", path.display().to_string())
+                .fix(client_fix(code, path)),
+        ),
+        _ => None,
+    };
+    (
+        LocalSetup {
+            roots,
+            crl,
+            client_failure,
+        },
+        identity,
+    )
+}
+
+fn client_fix(code: &str, path: &std::path::Path) -> String {
+    match code {
+        "client_key_permissions" => format!("chmod 0600 {}", path.display()),
+        "client_key_missing" => format!(
+            "put the private key next to the certificate ({}), or set sslkey=/path/to/key",
+            path.display()
+        ),
+        "client_key_encrypted" => "give the passphrase with sslpassword=..., or decrypt the key: `openssl pkey -in KEY -out KEY.plain`".into(),
+        _ => format!(
+            "the file must hold a PEM certificate (and a PEM key); check it with `openssl x509 -in {} -noout -subject`",
+            path.display()
+        ),
+    }
+}
+
+pub fn run(plan: &Plan, options: &RunOptions) -> Report {
+    let started = Instant::now();
+    let deadlines = Deadlines {
+        overall: started + options.timeout,
+        step: plan.connect_timeout,
+    };
+    let (local, identity) = local_setup(plan);
+    let mut hosts = Vec::new();
+    for endpoint in &plan.endpoints {
+        hosts.push(probe_host(
+            plan, options, &local, &identity, endpoint, deadlines,
+        ));
+    }
+    report::build(&report::BuildInput {
+        plan,
+        hosts: &hosts,
+        duration_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+fn probe_host(
+    plan: &Plan,
+    options: &RunOptions,
+    local: &LocalSetup,
+    identity: &ClientIdentity,
+    endpoint: &Endpoint,
+    deadlines: Deadlines,
+) -> HostResult {
+    let params = StartupParams {
+        user: &plan.user,
+        dbname: &plan.dbname,
+        application_name: &plan.application_name,
+        password: plan.password.as_ref().map(|(s, _)| s),
+        allow_cleartext_on_plaintext: options.allow_cleartext_password,
+    };
+    let requested = plan.sslmode;
+    let mut connections = 0;
+    let (tls, plain) = if endpoint.is_unix_socket() {
+        // libpq never negotiates TLS on a Unix socket: every sslmode uses this connection.
+        connections += 1;
+        (
+            None,
+            Some(probe::plain_attempt(
+                endpoint,
+                deadlines,
+                &params,
+                PasswordPermit::Send,
+            )),
+        )
+    } else if requested <= SslMode::Allow {
+        // disable and allow start in plaintext.
+        connections += 1;
+        let plain = probe::plain_attempt(endpoint, deadlines, &params, PasswordPermit::Send);
+        let tls_used = requested == SslMode::Allow && eval::plain_server_error(&plain);
+        let tls = if plain.connect_error.is_some() {
+            None
+        } else {
+            connections += 1;
+            let permit_for = |chain: &[Vec<u8>]| {
+                if tls_used && eval::tls_acceptable(local, endpoint, chain, requested, options.now)
+                {
+                    PasswordPermit::Send
+                } else {
+                    PasswordPermit::Withhold
+                }
+            };
+            Some(probe::tls_attempt(
+                endpoint,
+                deadlines,
+                &params,
+                identity,
+                plan.sni,
+                plan.negotiation,
+                &permit_for,
+                PasswordPermit::Withhold,
+            ))
+        };
+        (tls, Some(plain))
+    } else {
+        connections += 1;
+        let permit_for = |chain: &[Vec<u8>]| {
+            if eval::tls_acceptable(local, endpoint, chain, requested, options.now) {
+                PasswordPermit::Send
+            } else {
+                PasswordPermit::Withhold
+            }
+        };
+        let after_refusal = if requested == SslMode::Prefer {
+            PasswordPermit::Send
+        } else {
+            PasswordPermit::Withhold
+        };
+        let tls = probe::tls_attempt(
+            endpoint,
+            deadlines,
+            &params,
+            identity,
+            plan.sni,
+            plan.negotiation,
+            &permit_for,
+            after_refusal,
+        );
+        let needs_plain = tls.connect_error.is_none()
+            && tls.plaintext_after_refusal.is_none()
+            && matches!(tls.reply, None | Some(probe::SslReply::Accepted));
+        let plain = if needs_plain {
+            connections += 1;
+            let input = EvalInput {
+                endpoint,
+                requested,
+                local,
+                tls: Some(&tls),
+                plain: None,
+                now: options.now,
+                warn_days: options.warn_days,
+                user: &plan.user,
+                dbname: &plan.dbname,
+            };
+            let permit =
+                if requested == SslMode::Prefer && eval::tls_falls_back(&input, SslMode::Prefer) {
+                    PasswordPermit::Send
+                } else {
+                    PasswordPermit::Withhold
+                };
+            Some(probe::plain_attempt(endpoint, deadlines, &params, permit))
+        } else {
+            None
+        };
+        (Some(tls), plain)
+    };
+    let judgement = eval::judge(&EvalInput {
+        endpoint,
+        requested,
+        local,
+        tls: tls.as_ref(),
+        plain: plain.as_ref(),
+        now: options.now,
+        warn_days: options.warn_days,
+        user: &plan.user,
+        dbname: &plan.dbname,
+    });
+    HostResult {
+        endpoint: endpoint.clone(),
+        judgement,
+        tls,
+        connections,
+    }
+}

@@ -1,0 +1,85 @@
+//! Command-line flags, as close to the typed flags as possible. Resolution against the
+//! environment happens in `plan.rs`.
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+const AFTER_HELP: &str = "\
+TARGET is host, host:port, [v6]:port, a postgres:// URI, or a key=value conninfo string.
+Absent parts come from PGSERVICE, the PG* variables, ~/.pgpass and ~/.postgresql/, as libpq.
+
+EXIT STATUS:
+  0  the connection as requested works and no finding is an error
+  1  at least one error finding (the requested sslmode fails or cannot be confirmed)
+  2  no reply recognisably from PostgreSQL (refused, unresolvable, timeout, not PostgreSQL)
+  3  usage error, or a file only the doctor reads is unreadable";
+
+/// Tells exactly why a PostgreSQL TLS connection fails, and proves it works when it does.
+#[derive(Debug, Parser)]
+#[command(name = "pgtls-doctor", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// host[:port], URI or conninfo string (libpq defaults when absent)
+    pub target: Option<String>,
+
+    /// Database user (libpq keyword user)
+    #[arg(long, short = 'U')]
+    pub user: Option<String>,
+    /// Database name (libpq keyword dbname)
+    #[arg(long, short = 'd')]
+    pub dbname: Option<String>,
+    /// The sslmode to judge the connection by (all six are shown)
+    #[arg(long)]
+    pub sslmode: Option<String>,
+    /// Root certificate file, or "system"
+    #[arg(long)]
+    pub sslrootcert: Option<String>,
+    /// Client certificate file
+    #[arg(long)]
+    pub sslcert: Option<String>,
+    /// Client key file
+    #[arg(long)]
+    pub sslkey: Option<String>,
+    /// Certificate revocation list file
+    #[arg(long)]
+    pub sslcrl: Option<String>,
+    /// Passphrase of an encrypted client key (never printed)
+    #[arg(long)]
+    pub sslpassword: Option<String>,
+    /// postgres (SSLRequest) or direct (TLS at once, PostgreSQL 17)
+    #[arg(long)]
+    pub sslnegotiation: Option<String>,
+    /// libpq's connect_timeout in seconds, per step (0 = none; minimum 2)
+    #[arg(long = "connect-timeout")]
+    pub connect_timeout: Option<String>,
+
+    /// Upper bound for the whole probe, in seconds
+    #[arg(long, default_value_t = 10.0)]
+    pub timeout: f64,
+    /// Warn when a certificate expires within this many days
+    #[arg(long = "warn-days", default_value_t = 30)]
+    pub warn_days: i64,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Colour in text output (NO_COLOR is honoured with auto)
+    #[arg(long, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
+    /// Send a cleartext password (method "password") even without TLS
+    #[arg(long = "allow-cleartext-password")]
+    pub allow_cleartext_password: bool,
+    /// Judge certificates as of this Unix time instead of now (for tests and "what if")
+    #[arg(long, hide = true)]
+    pub now: Option<i64>,
+}

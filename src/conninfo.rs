@@ -1,0 +1,467 @@
+//! Connection strings as libpq reads them: `key=value` conninfo, `postgresql://` URIs, and the
+//! doctor's own `host[:port]` shorthand. Parsing only; where values come from and what they
+//! default to is `plan.rs`.
+
+use std::fmt;
+
+/// Every keyword libpq 17 accepts. Unknown keywords are refused with libpq's wording.
+pub const KEYWORDS: &[&str] = &[
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "passfile",
+    "require_auth",
+    "channel_binding",
+    "connect_timeout",
+    "client_encoding",
+    "options",
+    "application_name",
+    "fallback_application_name",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+    "replication",
+    "gssencmode",
+    "sslmode",
+    "sslnegotiation",
+    "sslcompression",
+    "sslcert",
+    "sslkey",
+    "sslpassword",
+    "sslcertmode",
+    "sslrootcert",
+    "sslcrl",
+    "sslcrldir",
+    "sslsni",
+    "requirepeer",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+    "krbsrvname",
+    "gsslib",
+    "gssdelegation",
+    "service",
+    "target_session_attrs",
+    "load_balance_hosts",
+];
+
+/// Keywords whose values are secrets and must never be echoed.
+pub const SECRET_KEYWORDS: &[&str] = &["password", "sslpassword"];
+
+/// A connection string that libpq would refuse, worded as libpq words it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConninfoError(pub String);
+
+impl fmt::Display for ConninfoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConninfoError {}
+
+/// Which syntax the target was written in; it is reported as the source of its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetSyntax {
+    Conninfo,
+    Uri,
+    HostPort,
+}
+
+/// Parses the TARGET argument into keyword/value pairs, in the order written.
+pub fn parse_target(input: &str) -> Result<(TargetSyntax, Vec<(String, String)>), ConninfoError> {
+    let trimmed = input.trim();
+    if trimmed.starts_with("postgresql://") || trimmed.starts_with("postgres://") {
+        return Ok((TargetSyntax::Uri, parse_uri(trimmed)?));
+    }
+    if trimmed.contains('=') {
+        return Ok((TargetSyntax::Conninfo, parse_conninfo(trimmed)?));
+    }
+    Ok((TargetSyntax::HostPort, parse_host_port(trimmed)?))
+}
+
+fn check_keyword(key: &str) -> Result<(), ConninfoError> {
+    if KEYWORDS.contains(&key) {
+        Ok(())
+    } else {
+        Err(ConninfoError(format!(
+            "invalid connection option \"{key}\""
+        )))
+    }
+}
+
+/// libpq's `conninfo_parse`: blanks around `=`, single quotes with backslash escapes.
+pub fn parse_conninfo(input: &str) -> Result<Vec<(String, String)>, ConninfoError> {
+    let mut out = Vec::new();
+    let mut chars = input.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' || c.is_whitespace() {
+                break;
+            }
+            key.push(c);
+            chars.next();
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.next() != Some('=') {
+            return Err(ConninfoError(format!(
+                "missing \"=\" after \"{key}\" in connection info string"
+            )));
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'\'') {
+            chars.next();
+            let mut closed = false;
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some(next) = chars.next() {
+                            value.push(next);
+                        }
+                    }
+                    '\'' => {
+                        closed = true;
+                        break;
+                    }
+                    other => value.push(other),
+                }
+            }
+            if !closed {
+                return Err(ConninfoError(
+                    "unterminated quoted string in connection info string".into(),
+                ));
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() {
+                    break;
+                }
+                chars.next();
+                if c == '\\' {
+                    if let Some(next) = chars.next() {
+                        value.push(next);
+                    }
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        check_keyword(&key)?;
+        out.push((key, value));
+    }
+    Ok(out)
+}
+
+fn percent_decode(input: &str, whole: &str) -> Result<String, ConninfoError> {
+    let bytes = input.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| {
+                    ConninfoError(format!("invalid percent-encoded token: \"{whole}\""))
+                })?;
+            if hex == 0 {
+                return Err(ConninfoError(format!(
+                    "forbidden value %00 in percent-encoded value: \"{whole}\""
+                )));
+            }
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
+        .map_err(|_| ConninfoError(format!("invalid percent-encoded token: \"{whole}\"")))
+}
+
+/// libpq's `conninfo_uri_parse_options`.
+pub fn parse_uri(uri: &str) -> Result<Vec<(String, String)>, ConninfoError> {
+    let rest = uri
+        .strip_prefix("postgresql://")
+        .or_else(|| uri.strip_prefix("postgres://"))
+        .ok_or_else(|| ConninfoError(format!("invalid URI: \"{uri}\"")))?;
+    let mut out: Vec<(String, String)> = Vec::new();
+
+    // Split off the query string, then the path (database).
+    let (before_query, query) = match rest.split_once('?') {
+        Some((a, b)) => (a, Some(b)),
+        None => (rest, None),
+    };
+    // The authority ends at the first '/' that is not inside brackets.
+    let mut depth = 0;
+    let mut split_at = None;
+    for (i, c) in before_query.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            '/' if depth == 0 => {
+                split_at = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let (authority, path) = match split_at {
+        Some(i) => (&before_query[..i], Some(&before_query[i + 1..])),
+        None => (before_query, None),
+    };
+
+    let hostlist = match authority.rfind('@') {
+        Some(at) => {
+            let userinfo = &authority[..at];
+            let (user, password) = match userinfo.split_once(':') {
+                Some((u, p)) => (u, Some(p)),
+                None => (userinfo, None),
+            };
+            if !user.is_empty() {
+                out.push(("user".into(), percent_decode(user, uri)?));
+            }
+            if let Some(password) = password {
+                out.push(("password".into(), percent_decode(password, uri)?));
+            }
+            &authority[at + 1..]
+        }
+        None => authority,
+    };
+
+    let mut hosts = Vec::new();
+    let mut ports = Vec::new();
+    if !hostlist.is_empty() {
+        for entry in hostlist.split(',') {
+            let (host, port) = if let Some(v6) = entry.strip_prefix('[') {
+                let close = v6.find(']').ok_or_else(|| {
+                    ConninfoError(format!(
+                        "end of string reached when looking for matching \"]\" in IPv6 host address in URI: \"{uri}\""
+                    ))
+                })?;
+                let host = &v6[..close];
+                if host.is_empty() {
+                    return Err(ConninfoError(format!(
+                        "IPv6 host address may not be empty in URI: \"{uri}\""
+                    )));
+                }
+                let after = &v6[close + 1..];
+                let port = match after.strip_prefix(':') {
+                    Some(p) => p,
+                    None if after.is_empty() => "",
+                    None => {
+                        return Err(ConninfoError(format!(
+                            "unexpected character \"{}\" at position {} in URI (expected \":\" or \"/\"): \"{uri}\"",
+                            after.chars().next().unwrap_or(' '),
+                            uri.len() - after.len() + 1
+                        )))
+                    }
+                };
+                (host.to_string(), port)
+            } else {
+                match entry.split_once(':') {
+                    Some((h, p)) => (percent_decode(h, uri)?, p),
+                    None => (percent_decode(entry, uri)?, ""),
+                }
+            };
+            hosts.push(host);
+            ports.push(percent_decode(port, uri)?);
+        }
+    }
+    if hosts.iter().any(|h| !h.is_empty()) {
+        out.push(("host".into(), hosts.join(",")));
+    }
+    if ports.iter().any(|p| !p.is_empty()) {
+        out.push(("port".into(), ports.join(",")));
+    }
+    if let Some(db) = path {
+        if !db.is_empty() {
+            out.push(("dbname".into(), percent_decode(db, uri)?));
+        }
+    }
+    if let Some(query) = query {
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').ok_or_else(|| {
+                ConninfoError(format!(
+                    "missing key/value separator \"=\" in URI query parameter: \"{pair}\""
+                ))
+            })?;
+            let key = percent_decode(key, uri)?;
+            let value = percent_decode(value, uri)?;
+            if key == "ssl" && value == "true" {
+                out.push(("sslmode".into(), "require".into()));
+                continue;
+            }
+            if !KEYWORDS.contains(&key.as_str()) {
+                return Err(ConninfoError(format!(
+                    "invalid URI query parameter: \"{key}\""
+                )));
+            }
+            out.push((key, value));
+        }
+    }
+    Ok(out)
+}
+
+/// `host`, `host:port`, `[v6]`, `[v6]:port`, or a bare IPv6 address.
+fn parse_host_port(input: &str) -> Result<Vec<(String, String)>, ConninfoError> {
+    if input.is_empty() {
+        return Ok(Vec::new());
+    }
+    if let Some(v6) = input.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').ok_or_else(|| {
+            ConninfoError(format!(
+                "missing \"]\" after IPv6 address in target \"{input}\""
+            ))
+        })?;
+        let mut out = vec![("host".to_string(), host.to_string())];
+        match after.strip_prefix(':') {
+            Some(port) => out.push(("port".into(), port.into())),
+            None if after.is_empty() => {}
+            None => {
+                return Err(ConninfoError(format!(
+                    "unexpected \"{after}\" after IPv6 address in target \"{input}\""
+                )))
+            }
+        }
+        return Ok(out);
+    }
+    if input.matches(':').count() == 1 && !input.starts_with('/') {
+        let (host, port) = input.split_once(':').unwrap_or((input, ""));
+        return Ok(vec![
+            ("host".into(), host.into()),
+            ("port".into(), port.into()),
+        ]);
+    }
+    Ok(vec![("host".into(), input.into())])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn conninfo_cases() {
+        let cases: &[(&str, Result<Vec<(String, String)>, &str>)] = &[
+            (
+                "host=db port=5433",
+                Ok(pairs(&[("host", "db"), ("port", "5433")])),
+            ),
+            (
+                "host = db  sslmode= verify-full",
+                Ok(pairs(&[("host", "db"), ("sslmode", "verify-full")])),
+            ),
+            (
+                "password='it''s' user=a",
+                Err("invalid connection option \"s'\""),
+            ),
+            (
+                r"password='it\'s secret' user=a",
+                Ok(pairs(&[("password", "it's secret"), ("user", "a")])),
+            ),
+            (r"dbname=a\ b", Ok(pairs(&[("dbname", "a b")]))),
+            (
+                "dbname='open",
+                Err("unterminated quoted string in connection info string"),
+            ),
+            (
+                "host db",
+                Err("missing \"=\" after \"host\" in connection info string"),
+            ),
+            ("hots=db", Err("invalid connection option \"hots\"")),
+            ("sslmode=", Ok(pairs(&[("sslmode", "")]))),
+        ];
+        for (input, expected) in cases {
+            let got = parse_conninfo(input).map_err(|e| e.0);
+            match expected {
+                Ok(v) => assert_eq!(got.as_ref(), Ok(v), "{input}"),
+                Err(msg) => assert_eq!(got.unwrap_err(), *msg, "{input}"),
+            }
+        }
+    }
+
+    #[test]
+    fn uri_cases() {
+        assert_eq!(
+            parse_uri("postgresql://bob:s%40cret@db.example.com:5433/app?sslmode=verify-full")
+                .unwrap(),
+            pairs(&[
+                ("user", "bob"),
+                ("password", "s@cret"),
+                ("host", "db.example.com"),
+                ("port", "5433"),
+                ("dbname", "app"),
+                ("sslmode", "verify-full"),
+            ])
+        );
+        assert_eq!(
+            parse_uri("postgres://[::1]:5432,h2:6000/db?ssl=true").unwrap(),
+            pairs(&[
+                ("host", "::1,h2"),
+                ("port", "5432,6000"),
+                ("dbname", "db"),
+                ("sslmode", "require"),
+            ])
+        );
+        assert_eq!(
+            parse_uri("postgresql://%2Fvar%2Frun%2Fpostgresql/db").unwrap(),
+            pairs(&[("host", "/var/run/postgresql"), ("dbname", "db")])
+        );
+        assert_eq!(
+            parse_uri("postgresql://h/?foo=bar").unwrap_err().0,
+            "invalid URI query parameter: \"foo\""
+        );
+        assert!(parse_uri("postgresql://[::1/db")
+            .unwrap_err()
+            .0
+            .starts_with("end of string reached when looking for matching \"]\""));
+        assert_eq!(parse_uri("postgresql://").unwrap(), Vec::new());
+    }
+
+    #[test]
+    fn host_port_shorthand() {
+        assert_eq!(
+            parse_target("db.example.com:5432").unwrap(),
+            (
+                TargetSyntax::HostPort,
+                pairs(&[("host", "db.example.com"), ("port", "5432")])
+            )
+        );
+        assert_eq!(
+            parse_target("[2001:db8::1]:6432").unwrap().1,
+            pairs(&[("host", "2001:db8::1"), ("port", "6432")])
+        );
+        assert_eq!(
+            parse_target("2001:db8::1").unwrap().1,
+            pairs(&[("host", "2001:db8::1")])
+        );
+        assert_eq!(
+            parse_target("/var/run/postgresql").unwrap().1,
+            pairs(&[("host", "/var/run/postgresql")])
+        );
+    }
+}

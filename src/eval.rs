@@ -1,0 +1,1190 @@
+//! Judges what the probe observed, offline and without I/O: for each of the six sslmodes,
+//! whether libpq would get a session, over TLS or not, and the first check it fails, in
+//! libpq's own order. The clock is a parameter.
+
+use std::collections::BTreeMap;
+
+use crate::finding::{self, Finding, Problem, Severity};
+use crate::plan::Endpoint;
+use crate::probe::{
+    AuthStage, ConnectFailure, PlainAttempt, SslReply, StartupOutcome, TimeoutKind, TlsAttempt,
+    TlsFailure,
+};
+use crate::sslmode::SslMode;
+use crate::trust::{self, ChainFailure, ChainFailureKind, CrlState, RootSource, RootState};
+use crate::wire::ErrorFields;
+use crate::x509::{self, CertSummary};
+
+/// The client-side material, as loaded before connecting.
+#[derive(Debug, Clone)]
+pub struct LocalSetup {
+    pub roots: RootState,
+    pub crl: Option<CrlState>,
+    /// A client certificate/key problem that makes libpq's TLS set-up fail.
+    pub client_failure: Option<Problem>,
+}
+
+/// What one sslmode gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cell {
+    /// Some(true): a session; Some(false): refused; None: not determined (see `code`).
+    pub ok: Option<bool>,
+    /// libpq's last attempt at this mode used TLS.
+    pub encrypted: bool,
+    pub code: Option<&'static str>,
+}
+
+/// A failed path, with whether allow/prefer would still fall back to plaintext after it.
+#[derive(Debug, Clone)]
+struct Failure {
+    problem: Problem,
+    /// A TLS set-up or handshake failure, or a server error during auth (not 57P03).
+    falls_back: bool,
+    /// A server ErrorResponse: what makes `allow` retry with TLS.
+    server_error: bool,
+    undetermined: bool,
+    /// The failure happened on a TLS connection.
+    on_tls: bool,
+}
+
+type PathResult = Result<bool /* encrypted */, Failure>;
+
+/// Everything judged for one host.
+#[derive(Debug, Clone)]
+pub struct Judgement {
+    pub cells: BTreeMap<SslMode, Cell>,
+    pub findings: Vec<Finding>,
+    pub chain: Vec<CertSummary>,
+    /// PostgreSQL answered something on some attempt.
+    pub postgres_replied: bool,
+}
+
+pub struct EvalInput<'a> {
+    pub endpoint: &'a Endpoint,
+    pub requested: SslMode,
+    pub local: &'a LocalSetup,
+    pub tls: Option<&'a TlsAttempt>,
+    pub plain: Option<&'a PlainAttempt>,
+    pub now: i64,
+    pub warn_days: i64,
+    pub user: &'a str,
+    pub dbname: &'a str,
+}
+
+/// Judges a host: the six cells and the findings that explain them.
+pub fn judge(input: &EvalInput) -> Judgement {
+    let chain: Vec<CertSummary> = input
+        .tls
+        .map(|t| {
+            t.chain
+                .iter()
+                .filter_map(|d| x509::summarize(d).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut problems: Vec<(Problem, Vec<SslMode>)> = Vec::new();
+    let mut add = |problem: Problem, mode: Option<SslMode>| match problems
+        .iter_mut()
+        .find(|(p, _)| p.code == problem.code)
+    {
+        Some((_, modes)) => modes.extend(mode),
+        None => problems.push((problem, mode.into_iter().collect())),
+    };
+
+    let mut cells = BTreeMap::new();
+    let unix = input.endpoint.is_unix_socket();
+    for mode in SslMode::ALL {
+        let result = if unix {
+            plain_path(input)
+        } else {
+            mode_path(input, mode, &chain)
+        };
+        let cell = match result {
+            Ok(encrypted) => {
+                if !encrypted && mode >= SslMode::Allow && !unix {
+                    // Works, but only in plaintext: say why TLS was not used.
+                    if let Some(reason) = fallback_reason(input, mode, &chain) {
+                        add(reason.problem, None);
+                    }
+                }
+                Cell {
+                    ok: Some(true),
+                    encrypted,
+                    code: None,
+                }
+            }
+            Err(failure) => {
+                let cell = Cell {
+                    ok: if failure.undetermined {
+                        None
+                    } else {
+                        Some(false)
+                    },
+                    encrypted: failure.on_tls,
+                    code: Some(failure.problem.code),
+                };
+                add(failure.problem, Some(mode));
+                cell
+            }
+        };
+        cells.insert(mode, cell);
+    }
+
+    let mut findings: Vec<Finding> = problems
+        .into_iter()
+        .map(|(p, mut modes)| {
+            modes.sort();
+            modes.dedup();
+            Finding {
+                code: p.code,
+                severity: finding::severity_for(&modes, input.requested),
+                summary: p.summary,
+                evidence: p.evidence,
+                fix: p.fix,
+                modes,
+            }
+        })
+        .collect();
+
+    // Facts that break nothing today.
+    let requested_cell = &cells[&input.requested];
+    if unix {
+        findings.push(Finding {
+            code: "unix_socket",
+            severity: Severity::Info,
+            summary: format!(
+                "{} is a Unix-domain socket: libpq never uses TLS there, whatever the sslmode",
+                input.endpoint.socket_path().display()
+            ),
+            evidence: vec![],
+            fix: Some(
+                "to test TLS, connect over TCP: host=127.0.0.1 (or the server's name)".into(),
+            ),
+            modes: vec![],
+        });
+    }
+    if requested_cell.ok == Some(true)
+        && !requested_cell.encrypted
+        && input.requested >= SslMode::Allow
+        && !unix
+    {
+        findings.push(Finding {
+            code: "plaintext_fallback",
+            severity: Severity::Warning,
+            summary: format!(
+                "sslmode={} connects, but without TLS: passwords and data cross the network in plaintext",
+                input.requested
+            ),
+            evidence: vec![],
+            fix: Some("fix the TLS problem above, then use sslmode=verify-full so a fallback cannot happen silently".into()),
+            modes: vec![],
+        });
+    }
+    expiry_findings(&chain, input.now, input.warn_days, &mut findings);
+    if let Some(tls) = input.tls {
+        if let (
+            Some(Ok(facts)),
+            Some(StartupOutcome::Session {
+                server_ssl,
+                server_version,
+                ..
+            }),
+        ) = (&tls.handshake, &tls.startup)
+        {
+            let mut evidence = vec![
+                ("tls_version".to_string(), facts.version.clone()),
+                ("cipher_suite".into(), facts.cipher_suite.clone()),
+            ];
+            if let Some(g) = &facts.key_exchange_group {
+                evidence.push(("key_exchange_group".into(), g.clone()));
+            }
+            if let Some(a) = &facts.alpn {
+                evidence.push(("alpn".into(), a.clone()));
+            }
+            if let Some(v) = server_version {
+                evidence.push(("server_version".into(), v.clone()));
+            }
+            if let Some(view) = server_ssl {
+                evidence.push(("server_sees_ssl".into(), view.ssl.to_string()));
+                if let Some(dn) = &view.client_dn {
+                    evidence.push(("server_sees_client_dn".into(), dn.clone()));
+                }
+                if let Some(dn) = &view.issuer_dn {
+                    evidence.push(("server_sees_issuer_dn".into(), dn.clone()));
+                }
+                if let Some(serial) = &view.client_serial {
+                    evidence.push(("server_sees_client_serial".into(), serial.clone()));
+                }
+            }
+            findings.push(Finding {
+                code: "tls_session",
+                severity: Severity::Info,
+                summary: format!(
+                    "TLS session established ({}, {})",
+                    facts.version, facts.cipher_suite
+                ),
+                evidence,
+                fix: None,
+                modes: vec![],
+            });
+        }
+    }
+    findings.sort_by(|a, b| b.severity.cmp(&a.severity));
+
+    Judgement {
+        cells,
+        findings,
+        chain,
+        postgres_replied: postgres_replied(input),
+    }
+}
+
+fn postgres_replied(input: &EvalInput) -> bool {
+    let tls_replied = input.tls.is_some_and(|t| {
+        matches!(
+            t.reply,
+            Some(SslReply::Accepted) | Some(SslReply::Refused) | Some(SslReply::ServerError { .. })
+        ) || (t.reply.is_none() && t.handshake.as_ref().is_some_and(|h| h.is_ok()))
+    });
+    let plain_replied = input.plain.is_some_and(|p| {
+        matches!(
+            p.startup,
+            Some(StartupOutcome::Session { .. })
+                | Some(StartupOutcome::ServerError { .. })
+                | Some(StartupOutcome::PasswordNeeded { .. })
+                | Some(StartupOutcome::Withheld { .. })
+                | Some(StartupOutcome::UnsupportedAuth { .. })
+        )
+    });
+    tls_replied || plain_replied
+}
+
+/// libpq's sequence for one sslmode.
+fn mode_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResult {
+    match mode {
+        SslMode::Disable => plain_path(input),
+        SslMode::Allow => match plain_path(input) {
+            Err(f) if f.server_error => tls_path(input, mode, chain),
+            other => other,
+        },
+        SslMode::Prefer => match tls_path(input, mode, chain) {
+            Err(f) if f.falls_back => plain_path_after_tls(input),
+            other => other,
+        },
+        _ => tls_path(input, mode, chain),
+    }
+}
+
+/// Why a mode that tries TLS ended in plaintext (for the fallback warning's evidence).
+fn fallback_reason(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> Option<Failure> {
+    match mode {
+        SslMode::Prefer | SslMode::Allow => tls_path(input, SslMode::Prefer, chain).err(),
+        _ => None,
+    }
+}
+
+/// Prefer's plaintext: on the same socket after `N`, else the plaintext connection.
+fn plain_path_after_tls(input: &EvalInput) -> PathResult {
+    if let Some(outcome) = input.tls.and_then(|t| t.plaintext_after_refusal.as_ref()) {
+        return startup_result(outcome, input, false);
+    }
+    plain_path(input)
+}
+
+fn plain_path(input: &EvalInput) -> PathResult {
+    if let Some(outcome) = input
+        .plain
+        .and_then(|p| p.startup.as_ref())
+        .or_else(|| input.tls.and_then(|t| t.plaintext_after_refusal.as_ref()))
+    {
+        return startup_result(outcome, input, false);
+    }
+    if let Some(err) = input
+        .plain
+        .and_then(|p| p.connect_error.as_ref())
+        .or_else(|| input.tls.and_then(|t| t.connect_error.as_ref()))
+    {
+        return Err(plain_failure(connect_problem(err, input.endpoint), false));
+    }
+    Err(Failure {
+        problem: Problem::new("credentials_withheld", "no plaintext attempt was made"),
+        falls_back: false,
+        server_error: false,
+        undetermined: true,
+        on_tls: false,
+    })
+}
+
+fn plain_failure(problem: Problem, on_tls: bool) -> Failure {
+    Failure {
+        problem,
+        falls_back: false,
+        server_error: false,
+        undetermined: false,
+        on_tls,
+    }
+}
+
+fn connect_problem(err: &ConnectFailure, endpoint: &Endpoint) -> Problem {
+    match err {
+        ConnectFailure::Resolve { host, reason } => Problem::new(
+            "tcp_connect_failed",
+            format!("could not translate host name \"{host}\" to address: {reason}"),
+        )
+        .with("host", host.clone())
+        .fix("check the host name (DNS, /etc/hosts) or give hostaddr=<ip>"),
+        ConnectFailure::Refused { addrs, reason } => Problem::new(
+            "tcp_connect_failed",
+            format!("connection to {} failed: {reason}", endpoint.display()),
+        )
+        .with("addresses", join_addrs(addrs))
+        .with("error", reason.clone())
+        .fix("is the server running on that host and accepting TCP/IP connections? Check listen_addresses and port in postgresql.conf, and firewalls"),
+        ConnectFailure::Timeout { kind, addrs } => Problem::new(
+            "connect_timeout",
+            format!(
+                "no TCP connection to {} within {}",
+                endpoint.display(),
+                timeout_name(*kind)
+            ),
+        )
+        .with("addresses", join_addrs(addrs))
+        .fix("a firewall dropping packets, or the wrong address; check with `nc -vz host port`"),
+        ConnectFailure::Socket { path, reason } => Problem::new(
+            "tcp_connect_failed",
+            format!("connection to server on socket \"{path}\" failed: {reason}"),
+        )
+        .with("socket", path.clone())
+        .fix("is the server running locally and accepting connections on that socket? Check unix_socket_directories"),
+    }
+}
+
+fn join_addrs(addrs: &[std::net::SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn timeout_name(kind: TimeoutKind) -> &'static str {
+    match kind {
+        TimeoutKind::Step => "connect_timeout",
+        TimeoutKind::Overall => "the --timeout budget",
+    }
+}
+
+/// The TLS path at `mode`: SSLRequest reply, local set-up, handshake, chain, host name, auth.
+fn tls_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResult {
+    let Some(tls) = input.tls else {
+        return Err(Failure {
+            problem: Problem::new("credentials_withheld", "no TLS attempt was made"),
+            falls_back: false,
+            server_error: false,
+            undetermined: true,
+            on_tls: true,
+        });
+    };
+    if let Some(err) = &tls.connect_error {
+        return Err(plain_failure(connect_problem(err, input.endpoint), false));
+    }
+    let fallback = |problem: Problem| Failure {
+        problem,
+        falls_back: true,
+        server_error: false,
+        undetermined: false,
+        on_tls: true,
+    };
+    match &tls.reply {
+        None | Some(SslReply::Accepted) => {}
+        Some(SslReply::Refused) => {
+            if mode.requires_tls() {
+                return Err(plain_failure(
+                    Problem::new(
+                        "server_ssl_unsupported",
+                        "server does not support SSL, but SSL was required",
+                    )
+                    .with("server_reply", "'N' to the SSLRequest")
+                    .fix("on the server: ssl = on, ssl_cert_file and ssl_key_file in postgresql.conf, then `SELECT pg_reload_conf();` (check the server log for \"could not load server certificate file\")"),
+                    false,
+                ));
+            }
+            // allow/prefer continue in plaintext on the same socket.
+            return match plain_path_after_tls(input) {
+                Ok(_) => Ok(false),
+                Err(f) => Err(f),
+            };
+        }
+        Some(SslReply::ServerError { text }) => {
+            return Err(plain_failure(
+                Problem::new(
+                    "server_ssl_error",
+                    "server sent an error response during SSL exchange",
+                )
+                .with("server_text_unauthenticated", text.clone())
+                .fix("the text comes before TLS and is unauthenticated; on the server, look for fork or resource errors in the log (max_connections, memory, process limits)"),
+                false,
+            ))
+        }
+        Some(SslReply::Injected { extra }) => {
+            return Err(plain_failure(
+                Problem::new(
+                    "ssl_response_injected",
+                    format!(
+                        "{} unexpected byte(s) followed the server's 'S' before the TLS handshake",
+                        extra.len()
+                    ),
+                )
+                .with("bytes", hex_preview(extra))
+                .fix("something between client and server injects data (CVE-2021-23222); libpq 14.1+ refuses it. Check proxies and load balancers on the path"),
+                false,
+            ))
+        }
+        Some(SslReply::Foreign { bytes, peer }) => {
+            return Err(plain_failure(
+                Problem::new(
+                    "not_postgres",
+                    format!("the peer at {} is {peer}, not PostgreSQL", input.endpoint.display()),
+                )
+                .with("first_bytes", hex_preview(bytes))
+                .fix(if peer.contains("direct TLS") {
+                    "the port speaks TLS at once (a TLS-terminating proxy or a PostgreSQL 17 direct-TLS port): try sslnegotiation=direct".to_string()
+                } else {
+                    "check the port: PostgreSQL listens on 5432 by default".to_string()
+                }),
+                false,
+            ))
+        }
+        Some(SslReply::Unexpected { byte, following }) => {
+            let mut bytes = vec![*byte];
+            bytes.extend_from_slice(following);
+            return Err(plain_failure(
+                Problem::new(
+                    "not_postgres",
+                    format!(
+                        "received invalid response to SSL negotiation: {}",
+                        crate::wire::printable(*byte)
+                    ),
+                )
+                .with("first_bytes", hex_preview(&bytes))
+                .fix("the port does not speak the PostgreSQL protocol; check host and port"),
+                false,
+            ))
+        }
+        Some(SslReply::Closed) | Some(SslReply::Reset(_)) => {
+            let how = match &tls.reply {
+                Some(SslReply::Reset(e)) => format!("reset the connection ({e})"),
+                _ => "closed the connection".to_string(),
+            };
+            return Err(plain_failure(
+                Problem::new(
+                    "not_postgres",
+                    format!("the peer {how} in answer to the SSLRequest, which PostgreSQL never does"),
+                )
+                .fix("check host and port; a proxy in front of the server may be refusing the connection"),
+                false,
+            ));
+        }
+        Some(SslReply::Timeout(kind)) => {
+            return Err(plain_failure(
+                Problem::new(
+                    "connect_timeout",
+                    format!("no answer to the SSLRequest within {}", timeout_name(*kind)),
+                )
+                .fix("the port accepts connections but says nothing: not PostgreSQL, or an overloaded server or proxy"),
+                false,
+            ))
+        }
+    }
+
+    // Local set-up: libpq loads its files after the server's 'S'.
+    if mode.requires_root() {
+        if let RootState::Absent { path } = &input.local.roots {
+            let shown = path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "~/.postgresql/root.crt".into());
+            return Err(plain_failure(
+                Problem::new(
+                    "root_cert_missing",
+                    format!("root certificate file \"{shown}\" does not exist"),
+                )
+                .with("looked_for", shown.clone())
+                .fix(format!(
+                    "put the CA certificate that signed the server's certificate in {shown}, or set sslrootcert=/path/to/ca.crt (sslrootcert=system for a public CA, libpq 16+)"
+                )),
+                true,
+            ));
+        }
+    }
+    if let RootState::Unreadable { path, reason } = &input.local.roots {
+        return Err(fallback(
+            Problem::new(
+                "root_cert_unreadable",
+                format!(
+                    "could not read root certificate file \"{}\": {reason}",
+                    path.display()
+                ),
+            )
+            .with("file", path.display().to_string())
+            .fix("the file must hold PEM certificates (-----BEGIN CERTIFICATE-----); `openssl x509 -in FILE -noout -subject` shows whether it does"),
+        ));
+    }
+    if let Some(problem) = &input.local.client_failure {
+        return Err(fallback(problem.clone()));
+    }
+
+    match &tls.handshake {
+        None => {
+            return Err(fallback(Problem::new(
+                "tls_handshake_failed",
+                "no TLS handshake took place",
+            )))
+        }
+        Some(Err(failure)) => return Err(fallback(handshake_problem(failure, tls))),
+        Some(Ok(_)) => {}
+    }
+
+    let verifying = input.local.roots.is_loaded() || mode.requires_root();
+    if verifying {
+        if let RootState::Loaded { certs, source } = &input.local.roots {
+            if let Err(failure) =
+                trust::verify_chain(&tls.chain, certs, input.local.crl.as_ref(), input.now)
+            {
+                let mut problem = chain_problem(&failure, chain, certs, source, input.now);
+                if !mode.requires_root() {
+                    problem = problem.with(
+                        "why_verified",
+                        format!(
+                            "a root certificate file exists, so libpq verifies the chain at sslmode={mode} too"
+                        ),
+                    );
+                }
+                return Err(fallback(problem));
+            }
+        }
+    }
+
+    if mode == SslMode::VerifyFull {
+        if let Some(problem) = hostname_problem(input.endpoint, chain) {
+            return Err(plain_failure(problem, true));
+        }
+    }
+
+    match &tls.startup {
+        Some(outcome) => startup_result(outcome, input, true),
+        None => Err(fallback(Problem::new(
+            "connection_lost",
+            "no startup took place",
+        ))),
+    }
+}
+
+fn hostname_problem(endpoint: &Endpoint, chain: &[CertSummary]) -> Option<Problem> {
+    let leaf = chain.first()?;
+    if endpoint.host.is_empty() {
+        return Some(
+            Problem::new(
+                "server_cert_hostname_mismatch",
+                "host name must be specified for a verified SSL connection",
+            )
+            .fix("verify-full checks the certificate against host=, never hostaddr=: add host=<name on the certificate> next to hostaddr"),
+        );
+    }
+    if x509::host_matches(leaf, &endpoint.host) {
+        return None;
+    }
+    let names = x509::presented_names(leaf);
+    let first = names.first().cloned().unwrap_or_default();
+    let message = match names.len() {
+        0 => "could not get server's host name from server certificate".to_string(),
+        1 => format!(
+            "server certificate for \"{first}\" does not match host name \"{}\"",
+            endpoint.host
+        ),
+        n => format!(
+            "server certificate for \"{first}\" (and {} other name{}) does not match host name \"{}\"",
+            n - 1,
+            if n == 2 { "" } else { "s" },
+            endpoint.host
+        ),
+    };
+    let mut problem = Problem::new("server_cert_hostname_mismatch", message)
+        .with("host", endpoint.host.clone())
+        .with("certificate_names", names.join(", "))
+        .with("certificate_subject", leaf.subject.clone());
+    if !leaf.dns_names.is_empty() {
+        if let Some(cn) = &leaf.common_name {
+            if x509::host_matches(
+                &CertSummary {
+                    dns_names: vec![],
+                    ip_addresses: vec![],
+                    ..leaf.clone()
+                },
+                &endpoint.host,
+            ) {
+                problem = problem.with(
+                    "note",
+                    format!("the CN \"{cn}\" matches, but libpq ignores the CN when the certificate has a DNS SAN"),
+                );
+            }
+        }
+    }
+    let fix = match names.first() {
+        Some(name) => format!(
+            "connect with host={name} (one of the names the certificate holds), or reissue the server certificate with subjectAltName=DNS:{} (or IP:{} for an address)",
+            endpoint.host, endpoint.host
+        ),
+        None => format!("reissue the server certificate with subjectAltName=DNS:{}", endpoint.host),
+    };
+    Some(problem.fix(fix))
+}
+
+fn handshake_problem(failure: &TlsFailure, tls: &TlsAttempt) -> Problem {
+    match failure {
+        TlsFailure::Alert(alert) if alert == "protocol_version" => Problem::new(
+            "tls_version_unsupported",
+            "the server refused every TLS version the client offers (TLS 1.2 and 1.3)",
+        )
+        .with("alert", alert.clone())
+        .fix("check ssl_min_protocol_version / ssl_max_protocol_version in postgresql.conf"),
+        TlsFailure::Incompatible(why) => Problem::new(
+            "tls_version_unsupported",
+            format!("no TLS version or cipher suite in common with the server: {why}"),
+        )
+        .fix("check ssl_min_protocol_version, ssl_max_protocol_version and ssl_ciphers in postgresql.conf"),
+        TlsFailure::Alert(alert) if tls.client_cert_sent && is_cert_alert(alert) => Problem::new(
+            "client_cert_rejected",
+            format!("the server refused the client certificate during the handshake (alert {alert})"),
+        )
+        .with("alert", alert.clone())
+        .fix("the server's ssl_ca_file must hold the CA that issued the client certificate, and the certificate must be valid now"),
+        TlsFailure::Alert(alert) => Problem::new(
+            "tls_handshake_failed",
+            format!("the server ended the TLS handshake with alert {alert}"),
+        )
+        .with("alert", alert.clone())
+        .fix("the server log says why (\"could not accept SSL connection: ...\")"),
+        TlsFailure::Eof => Problem::new(
+            "tls_handshake_failed",
+            "the server closed the connection during the TLS handshake",
+        )
+        .fix("the server log says why (\"could not accept SSL connection: ...\")"),
+        TlsFailure::Reset(e) => Problem::new(
+            "tls_handshake_failed",
+            format!("the connection was reset during the TLS handshake: {e}"),
+        ),
+        TlsFailure::Timeout(kind) => Problem::new(
+            "connect_timeout",
+            format!("the TLS handshake did not finish within {}", timeout_name(*kind)),
+        ),
+        TlsFailure::Other(e) => Problem::new("tls_handshake_failed", format!("TLS handshake failed: {e}")),
+    }
+}
+
+fn is_cert_alert(alert: &str) -> bool {
+    matches!(
+        alert,
+        "unknown_ca"
+            | "bad_certificate"
+            | "certificate_expired"
+            | "certificate_revoked"
+            | "unsupported_certificate"
+            | "certificate_unknown"
+            | "decrypt_error"
+    )
+}
+
+fn date(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+            ))
+            .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// "3 days ago", "in 12 days": computed here from the injected clock, never in rendering.
+fn relative(unix: i64, now: i64) -> String {
+    let days = (unix - now) / 86_400;
+    let hours = (unix - now) / 3_600;
+    match (days, hours) {
+        (0, h) if h >= 0 => format!("in {h} hours"),
+        (0, h) => format!("{} hours ago", -h),
+        (d, _) if d > 0 => format!("in {d} days"),
+        (d, _) => format!("{} days ago", -d),
+    }
+}
+
+fn chain_problem(
+    failure: &ChainFailure,
+    chain: &[CertSummary],
+    roots: &[Vec<u8>],
+    source: &RootSource,
+    now: i64,
+) -> Problem {
+    let subject_at = failure
+        .cert
+        .as_ref()
+        .and_then(|d| x509::summarize(d).ok())
+        .or_else(|| chain.get(failure.depth as usize).cloned());
+    let root_file = match source {
+        RootSource::File(p) => p.display().to_string(),
+        RootSource::System => "the system's trusted roots".into(),
+    };
+    let which = match failure.depth {
+        0 => "the server certificate".to_string(),
+        d if (d as usize) < chain.len() => format!("the chain certificate at depth {d}"),
+        _ => "the trust anchor in your root file".to_string(),
+    };
+    let mut problem = match failure.kind {
+        ChainFailureKind::Expired => {
+            let c = subject_at.clone();
+            let until = c.as_ref().map(|c| c.not_after).unwrap_or(now);
+            Problem::new(
+                "server_cert_expired",
+                format!(
+                    "{which} expired on {} ({})",
+                    date(until),
+                    relative(until, now)
+                ),
+            )
+            .with("not_after", date(until))
+            .fix(if failure.depth == 0 {
+                "renew the server certificate (ssl_cert_file), then `SELECT pg_reload_conf();`".to_string()
+            } else {
+                format!("replace the expired CA certificate (in the server's chain or in {root_file}) with its renewed version")
+            })
+        }
+        ChainFailureKind::NotYetValid => {
+            let from = subject_at.as_ref().map(|c| c.not_before).unwrap_or(now);
+            Problem::new(
+                "server_cert_not_yet_valid",
+                format!("{which} is not valid until {} ({})", date(from), relative(from, now)),
+            )
+            .with("not_before", date(from))
+            .fix("check the clocks of the client and of the machine that issued the certificate")
+        }
+        ChainFailureKind::UnknownCa => unknown_ca_problem(chain, roots, &root_file, failure),
+        ChainFailureKind::Revoked => Problem::new(
+            "server_cert_revoked",
+            format!("{which} is revoked by the loaded CRL"),
+        )
+        .fix("install a new, unrevoked server certificate; or, if the revocation is stale, update the CRL (sslcrl / ~/.postgresql/root.crl)"),
+        ChainFailureKind::CrlIncomplete => Problem::new(
+            "crl_incomplete",
+            format!(
+                "a CRL is loaded, so OpenSSL checks every certificate in the chain, and for {which} it found {}",
+                failure.openssl_text
+            ),
+        )
+        .fix("put a current CRL from every CA in the chain (root and intermediates) in the sslcrl file, or remove sslcrl/root.crl"),
+        ChainFailureKind::WeakKey => Problem::new(
+            "server_cert_weak_key",
+            format!(
+                "{which} is too weak for OpenSSL security level 2 ({})",
+                failure.openssl_text
+            ),
+        )
+        .fix("reissue with an RSA key of at least 2048 bits (or EC P-256) and a SHA-256 signature: `openssl req -new -newkey rsa:3072 -sha256 ...`"),
+        ChainFailureKind::WrongPurpose => Problem::new(
+            "server_cert_wrong_purpose",
+            format!("{which} may not be used by a TLS server ({})", failure.openssl_text),
+        )
+        .fix("reissue with extendedKeyUsage=serverAuth (or without an extendedKeyUsage extension)"),
+        ChainFailureKind::Other => Problem::new(
+            "server_cert_invalid",
+            format!("OpenSSL refused {which}: {}", failure.openssl_text),
+        ),
+    };
+    if let Some(c) = &subject_at {
+        problem = problem
+            .with("certificate_subject", c.subject.clone())
+            .with("certificate_issuer", c.issuer.clone());
+    }
+    problem
+        .with("depth", failure.depth.to_string())
+        .with(
+            "openssl_error",
+            format!("{} ({})", failure.openssl_text, failure.openssl_code),
+        )
+        .with("root_file", root_file)
+        .with("libpq_says", "SSL error: certificate verify failed")
+}
+
+fn unknown_ca_problem(
+    chain: &[CertSummary],
+    roots: &[Vec<u8>],
+    root_file: &str,
+    failure: &ChainFailure,
+) -> Problem {
+    let root_summaries: Vec<CertSummary> = roots
+        .iter()
+        .filter_map(|d| x509::summarize(d).ok())
+        .collect();
+    let last = chain.last();
+    let presented = chain
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("[{i}] {} (issuer {})", c.subject, c.issuer))
+        .collect::<Vec<_>>()
+        .join("; ");
+    // A root file holding only an intermediate of this chain: OpenSSL wants the self-signed root.
+    let partial = root_summaries.iter().find(|r| {
+        !r.self_issued
+            && chain
+                .iter()
+                .any(|c| c.issuer == r.subject || c.subject == r.subject)
+    });
+    let (summary, fix) = if let Some(inter) = partial {
+        (
+            format!(
+                "the root file holds \"{}\", an intermediate CA, but not the self-signed root \"{}\" above it; libpq (OpenSSL) does not accept partial chains",
+                inter.subject, inter.issuer
+            ),
+            format!("add the root CA certificate \"{}\" to {root_file}", inter.issuer),
+        )
+    } else {
+        match last {
+            Some(c) if c.self_issued => (
+                format!(
+                    "the server's chain ends at the self-signed certificate \"{}\", which is not in {root_file}",
+                    c.subject
+                ),
+                format!(
+                    "if \"{}\" is your CA, append it to {root_file}: `openssl s_client -starttls postgres -connect HOST:PORT -showcerts` prints it",
+                    c.subject
+                ),
+            ),
+            Some(c) => (
+                format!(
+                    "the server's chain ends at \"{}\", whose issuer \"{}\" the server did not send and {root_file} does not hold",
+                    c.subject, c.issuer
+                ),
+                format!(
+                    "append the CA certificate \"{}\" to {root_file}; if it is an intermediate, also set the server's ssl_cert_file to the server certificate followed by its intermediates",
+                    c.issuer
+                ),
+            ),
+            None => ("the server sent no certificate".into(), "check ssl_cert_file".into()),
+        }
+    };
+    let mut p = Problem::new("server_cert_unknown_ca", summary)
+        .with("presented_chain", presented)
+        .with(
+            "root_file_holds",
+            root_summaries
+                .iter()
+                .map(|r| r.subject.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+        .fix(fix);
+    if let Some(l) = last {
+        p = p.with("missing_issuer", l.issuer.clone());
+    }
+    p.with("openssl_reason", failure.openssl_text.clone())
+}
+
+fn expiry_findings(chain: &[CertSummary], now: i64, warn_days: i64, findings: &mut Vec<Finding>) {
+    for (depth, cert) in chain.iter().enumerate() {
+        let left = cert.not_after - now;
+        if left > 0 && left <= warn_days * 86_400 {
+            findings.push(Finding {
+                code: "server_cert_expiring_soon",
+                severity: Severity::Warning,
+                summary: format!(
+                    "{} expires on {} ({})",
+                    if depth == 0 {
+                        "the server certificate".to_string()
+                    } else {
+                        format!("the chain certificate at depth {depth}")
+                    },
+                    date(cert.not_after),
+                    relative(cert.not_after, now)
+                ),
+                evidence: vec![
+                    ("certificate_subject".into(), cert.subject.clone()),
+                    ("not_after".into(), date(cert.not_after)),
+                    ("warn_days".into(), warn_days.to_string()),
+                ],
+                fix: Some("renew the certificate before it expires, then `SELECT pg_reload_conf();` on the server".into()),
+                modes: vec![],
+            });
+        }
+    }
+}
+
+fn hex_preview(bytes: &[u8]) -> String {
+    let shown: Vec<u8> = bytes.iter().copied().take(32).collect();
+    let text: String = shown
+        .iter()
+        .map(|b| {
+            if b.is_ascii_graphic() || *b == b' ' {
+                *b as char
+            } else {
+                '.'
+            }
+        })
+        .collect();
+    let hex: Vec<String> = shown.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{} \"{}\"{}",
+        hex.join(" "),
+        text,
+        if bytes.len() > 32 { " ..." } else { "" }
+    )
+}
+
+/// Turns a startup outcome into a path result.
+fn startup_result(outcome: &StartupOutcome, input: &EvalInput, on_tls: bool) -> PathResult {
+    let fail = |problem: Problem| Failure {
+        problem,
+        falls_back: false,
+        server_error: false,
+        undetermined: false,
+        on_tls,
+    };
+    match outcome {
+        StartupOutcome::Session { .. } => Ok(on_tls),
+        StartupOutcome::PasswordNeeded { method } => Err(fail(
+            Problem::new(
+                "password_required",
+                format!("the server asks for a password ({method}) and none was given: fe_sendauth: no password supplied"),
+            )
+            .with("method", method.clone())
+            .with("encryption", encryption_name(on_tls))
+            .fix(format!(
+                "add a line to ~/.pgpass (chmod 0600): {}:{}:{}:{}:PASSWORD, or set PGPASSWORD",
+                pgpass_host(input.endpoint),
+                input.endpoint.port,
+                input.dbname,
+                input.user
+            )),
+        )),
+        StartupOutcome::Withheld { method } => Err(Failure {
+            problem: Problem::new(
+                "credentials_withheld",
+                format!(
+                    "the server asks for a password ({method}) {}; the doctor did not send it because libpq at sslmode={} would not use this connection",
+                    if on_tls { "over TLS" } else { "in plaintext" },
+                    input.requested
+                ),
+            )
+            .with("method", method.clone())
+            .fix("run the doctor with that sslmode to test the password there (add --allow-cleartext-password for method 'password' without TLS)"),
+            falls_back: false,
+            server_error: false,
+            undetermined: true,
+            on_tls,
+        }),
+        StartupOutcome::ServerError { fields, stage, .. } => {
+            let problem = server_error_problem(fields, *stage, input, on_tls);
+            Err(Failure {
+                problem,
+                falls_back: fields.code != "57P03",
+                server_error: true,
+                undetermined: false,
+                on_tls,
+            })
+        }
+        StartupOutcome::Alert(alert) => Err(fail(
+            Problem::new(
+                if is_cert_alert(alert) { "client_cert_rejected" } else { "tls_handshake_failed" },
+                format!("the server sent TLS alert {alert} after the handshake (TLS 1.3: the client certificate was checked after the handshake)"),
+            )
+            .with("alert", alert.clone())
+            .fix("the server's ssl_ca_file must hold the CA that issued the client certificate, and the certificate must be valid now; under TLS 1.3 prefer does not fall back after this"),
+        )),
+        StartupOutcome::Closed => Err(fail(
+            Problem::new(
+                "connection_lost",
+                "server closed the connection unexpectedly during startup",
+            )
+            .fix("the server log says why; under TLS 1.3 this can also be a refused client certificate"),
+        )),
+        StartupOutcome::Reset(e) => Err(fail(Problem::new(
+            "connection_lost",
+            format!("the connection was reset during startup: {e}"),
+        ))),
+        StartupOutcome::Timeout(kind) => Err(fail(Problem::new(
+            "connect_timeout",
+            format!("no answer to the startup message within {}", timeout_name(*kind)),
+        ))),
+        StartupOutcome::Protocol(e) => Err(fail(Problem::new(
+            "protocol_violation",
+            format!("the server broke the protocol: {e}"),
+        ))),
+        StartupOutcome::ServerProofInvalid => Err(fail(
+            Problem::new(
+                "scram_server_proof_invalid",
+                "the server's SCRAM signature is wrong: it did not prove it knows the password (a man in the middle, or a broken proxy)",
+            )
+            .fix("do not trust this endpoint; connect with sslmode=verify-full and channel_binding=require"),
+        )),
+        StartupOutcome::UnsupportedAuth { method } => Err(fail(Problem::new(
+            "auth_method_unsupported",
+            format!("the server asks for {method}, which the doctor cannot complete"),
+        ))),
+    }
+}
+
+fn encryption_name(on_tls: bool) -> &'static str {
+    if on_tls {
+        "SSL encryption"
+    } else {
+        "no encryption"
+    }
+}
+
+fn pgpass_host(endpoint: &Endpoint) -> String {
+    if endpoint.host.is_empty() {
+        endpoint.hostaddr.map(|a| a.to_string()).unwrap_or_default()
+    } else {
+        endpoint.host.clone()
+    }
+}
+
+fn server_error_problem(
+    fields: &ErrorFields,
+    stage: AuthStage,
+    input: &EvalInput,
+    on_tls: bool,
+) -> Problem {
+    let msg = &fields.message;
+    let (code, fix): (&'static str, String) = match fields.code.as_str() {
+        "28000" if msg.starts_with("no pg_hba.conf entry") => (
+            "hba_no_entry",
+            format!(
+                "add a line to pg_hba.conf, e.g. `{} {} {} <client-address>/32 scram-sha-256`, then `SELECT pg_reload_conf();`",
+                if on_tls { "hostssl" } else { "host" },
+                input_db(input),
+                input_user(input)
+            ),
+        ),
+        "28000" if msg.starts_with("pg_hba.conf rejects") => (
+            "hba_reject",
+            "a reject line in pg_hba.conf matches first; connect with the encryption an earlier line allows (hostssl lines need TLS), or change the rules".into(),
+        ),
+        "28000" if msg.starts_with("role ") && msg.ends_with("does not exist") => (
+            "role_missing",
+            format!("CREATE ROLE \"{}\" LOGIN; or connect as an existing role (user=...)", input_user(input)),
+        ),
+        "28000" if msg.contains("is not permitted to log in") => (
+            "server_refused",
+            format!("ALTER ROLE \"{}\" LOGIN;", input_user(input)),
+        ),
+        "3D000" => (
+            "database_missing",
+            format!(
+                "CREATE DATABASE \"{}\"; or name an existing database (dbname=...; libpq defaults it to the user name)",
+                input_db(input)
+            ),
+        ),
+        "28P01" => (
+            "password_failed",
+            "check the password (~/.pgpass, PGPASSWORD); the server hides a missing role behind the same error, its log says which (\"Role ... does not exist\" or \"Password does not match\")".into(),
+        ),
+        "53300" => (
+            "too_many_connections",
+            "raise max_connections or the role/database CONNECTION LIMIT, or use a pooler".into(),
+        ),
+        "57P03" => (
+            "server_not_ready",
+            "wait for the server to finish starting or recovering; check the server log".into(),
+        ),
+        "28000" if msg.starts_with("connection requires a valid client certificate") => (
+            "client_cert_missing",
+            "give the client certificate and key (sslcert=..., sslkey=..., or ~/.postgresql/postgresql.crt and .key)".into(),
+        ),
+        "F0000" if msg.contains("root certificate store") => (
+            "server_ca_missing",
+            "on the server, set ssl_ca_file to the CA that issues client certificates, then reload".into(),
+        ),
+        "28000" if msg.starts_with("certificate authentication failed") || msg.starts_with("\"trust\" authentication failed") => (
+            "client_cert_cn_mismatch",
+            "the client certificate's CN must equal the user name (or be mapped with map= in pg_ident.conf)".into(),
+        ),
+        _ => ("server_refused", "the server's message says why; its log has details".into()),
+    };
+    let mut problem = Problem::new(code, format!("{}:  {}", fields.severity, msg))
+        .with("sqlstate", fields.code.clone())
+        .with("server_message", msg.clone())
+        .with("encryption", encryption_name(on_tls));
+    if let Some(d) = &fields.detail {
+        problem = problem.with("server_detail", d.clone());
+    }
+    if let Some(h) = &fields.hint {
+        problem = problem.with("server_hint", h.clone());
+    }
+    if stage == AuthStage::AfterSaslFinal {
+        problem = problem.with(
+            "note",
+            "the server proved it knows the password (valid SCRAM final message) before refusing",
+        );
+    }
+    problem.fix(fix)
+}
+
+fn input_user(input: &EvalInput) -> String {
+    input.user.to_string()
+}
+
+fn input_db(input: &EvalInput) -> String {
+    input.dbname.to_string()
+}
+
+/// Whether libpq at `mode` would accept the TLS connection that presented `chain`: local
+/// set-up, chain trust (when verifying) and host name. Decides if the password may be sent.
+pub fn tls_acceptable(
+    local: &LocalSetup,
+    endpoint: &Endpoint,
+    chain_der: &[Vec<u8>],
+    mode: SslMode,
+    now: i64,
+) -> bool {
+    if local.client_failure.is_some() || matches!(local.roots, RootState::Unreadable { .. }) {
+        return false;
+    }
+    match &local.roots {
+        RootState::Loaded { certs, .. } => {
+            if trust::verify_chain(chain_der, certs, local.crl.as_ref(), now).is_err() {
+                return false;
+            }
+        }
+        _ if mode.requires_root() => return false,
+        _ => {}
+    }
+    if mode == SslMode::VerifyFull {
+        let chain: Vec<CertSummary> = chain_der
+            .iter()
+            .filter_map(|d| x509::summarize(d).ok())
+            .collect();
+        if hostname_problem(endpoint, &chain).is_some() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether the TLS attempt fails at `mode` in a way after which prefer falls back to plaintext.
+pub fn tls_falls_back(input: &EvalInput, mode: SslMode) -> bool {
+    let chain: Vec<CertSummary> = input
+        .tls
+        .map(|t| {
+            t.chain
+                .iter()
+                .filter_map(|d| x509::summarize(d).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    matches!(tls_path(input, mode, &chain), Err(f) if f.falls_back)
+}
+
+/// Whether the plaintext attempt ended with a server error, after which allow retries with TLS.
+pub fn plain_server_error(plain: &PlainAttempt) -> bool {
+    matches!(plain.startup, Some(StartupOutcome::ServerError { .. }))
+}

@@ -1,0 +1,165 @@
+//! Findings and the catalogue of their stable codes. docs/findings.md documents the same
+//! list; a test keeps the two in step.
+
+use crate::sslmode::SslMode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
+/// One diagnosed fact: a stable code, what was seen, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub code: &'static str,
+    pub severity: Severity,
+    pub summary: String,
+    /// Ordered key/value evidence: names, dates, bytes, the server's own words.
+    pub evidence: Vec<(String, String)>,
+    pub fix: Option<String>,
+    /// The sslmodes this problem makes fail.
+    pub modes: Vec<SslMode>,
+}
+
+/// Every code the doctor emits, with a one-line meaning (the catalogue).
+pub const CATALOGUE: &[(&str, &str)] = &[
+    ("tcp_connect_failed", "No TCP connection: refused, unreachable, or the host name does not resolve."),
+    ("connect_timeout", "A network step did not finish within connect_timeout or --timeout."),
+    ("not_postgres", "The peer is not a PostgreSQL server (SSH, HTTP, TLS-only port, or nonsense)."),
+    ("ssl_response_injected", "Bytes followed the server's 'S' before the TLS handshake (CVE-2021-23222 pattern)."),
+    ("server_ssl_error", "The server answered the SSLRequest with an error before TLS."),
+    ("server_ssl_unsupported", "The server answered 'N': ssl = off, or no TLS in that build."),
+    ("tls_handshake_failed", "The TLS handshake failed (alert, reset or EOF)."),
+    ("tls_version_unsupported", "No TLS protocol version or cipher suite in common."),
+    ("root_cert_missing", "verify-ca/verify-full need a root certificate file, and there is none."),
+    ("root_cert_unreadable", "The root certificate file exists but cannot be loaded: libpq fails to set up TLS."),
+    ("server_cert_expired", "A certificate in the server's chain (or the trust anchor) has expired."),
+    ("server_cert_not_yet_valid", "A certificate in the server's chain is not valid yet."),
+    ("server_cert_unknown_ca", "The server's chain does not lead to a certificate in the root file."),
+    ("server_cert_revoked", "A certificate in the server's chain is revoked by the loaded CRL."),
+    ("crl_incomplete", "A CRL is loaded, so OpenSSL needs one for every CA in the chain, and one is missing or stale."),
+    ("server_cert_hostname_mismatch", "The server certificate does not name the host that was connected to."),
+    ("server_cert_weak_key", "A key or signature in the chain is below OpenSSL security level 2."),
+    ("server_cert_wrong_purpose", "The server certificate's extended key usage does not allow serverAuth."),
+    ("server_cert_invalid", "OpenSSL refused the server chain for another reason (named in the evidence)."),
+    ("server_cert_expiring_soon", "A certificate in the server's chain expires within --warn-days."),
+    ("server_cert_rustls_differs", "libpq accepts this chain, but rustls/webpki-based clients would refuse it."),
+    ("hba_no_entry", "No pg_hba.conf line matches this connection."),
+    ("hba_reject", "A pg_hba.conf reject line matches this connection."),
+    ("role_missing", "The role does not exist."),
+    ("database_missing", "The database does not exist."),
+    ("password_required", "The server asks for a password and none was given (psql -w fails)."),
+    ("password_failed", "The server refused the password (or hides a missing role behind the same error)."),
+    ("credentials_withheld", "The doctor did not send the password on a connection libpq at the requested sslmode would not use."),
+    ("too_many_connections", "The server or role has no free connection slots."),
+    ("server_not_ready", "The server is starting up, shutting down or in recovery (57P03)."),
+    ("server_refused", "The server refused the session for another reason (its message is the evidence)."),
+    ("connection_lost", "The server closed or reset the connection during startup."),
+    ("protocol_violation", "The server sent something that is not valid protocol."),
+    ("scram_server_proof_invalid", "The server did not prove it knows the password (bad SCRAM server signature)."),
+    ("auth_method_unsupported", "The server asks for an authentication method the doctor cannot complete."),
+    ("client_cert_missing", "The server requires a client certificate and none was sent."),
+    ("client_cert_unreadable", "The client certificate file cannot be read: libpq fails to set up TLS."),
+    ("client_cert_cn_mismatch", "The client certificate's CN/DN does not match the user (cert or clientcert=verify-full)."),
+    ("client_cert_rejected", "The server refused the client certificate during or right after the handshake."),
+    ("client_key_missing", "A client certificate is present but its private key file is not."),
+    ("client_key_unreadable", "The client key cannot be loaded."),
+    ("client_key_permissions", "The client key file has permissions libpq refuses."),
+    ("client_key_encrypted", "The client key is encrypted and no (or the wrong) sslpassword was given."),
+    ("server_ca_missing", "The server needs client certificates but has no ssl_ca_file."),
+    ("plaintext_fallback", "The connection works only because libpq fell back to plaintext."),
+    ("unix_socket", "The target is a Unix socket: libpq never uses TLS there."),
+    ("tls_session", "The TLS session that was established, and what the server saw of it."),
+];
+
+pub fn describe(code: &str) -> Option<&'static str> {
+    CATALOGUE.iter().find(|(c, _)| *c == code).map(|(_, d)| *d)
+}
+
+/// A failure detected while judging one sslmode, before it is merged into a finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub code: &'static str,
+    pub summary: String,
+    pub evidence: Vec<(String, String)>,
+    pub fix: Option<String>,
+}
+
+impl Problem {
+    pub fn new(code: &'static str, summary: impl Into<String>) -> Self {
+        debug_assert!(
+            describe(code).is_some(),
+            "code {code} missing from CATALOGUE"
+        );
+        Problem {
+            code,
+            summary: summary.into(),
+            evidence: Vec::new(),
+            fix: None,
+        }
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.evidence.push((key.to_string(), value.into()));
+        self
+    }
+
+    pub fn fix(mut self, fix: impl Into<String>) -> Self {
+        self.fix = Some(fix.into());
+        self
+    }
+}
+
+/// Severity from the modes a problem breaks: error if it breaks the requested mode, warning
+/// if it breaks a stricter one (it works now but a stricter client would fail), else info.
+pub fn severity_for(modes: &[SslMode], requested: SslMode) -> Severity {
+    if modes.contains(&requested) {
+        Severity::Error
+    } else if modes.iter().any(|m| *m > requested) {
+        Severity::Warning
+    } else {
+        Severity::Info
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn severity_rules() {
+        use SslMode::*;
+        assert_eq!(
+            severity_for(&[VerifyCa, VerifyFull], VerifyFull),
+            Severity::Error
+        );
+        assert_eq!(
+            severity_for(&[VerifyCa, VerifyFull], Prefer),
+            Severity::Warning
+        );
+        assert_eq!(severity_for(&[Disable, Allow], Require), Severity::Info);
+    }
+
+    #[test]
+    fn catalogue_is_documented() {
+        let doc = include_str!("../docs/findings.md");
+        for (code, _) in CATALOGUE {
+            assert!(
+                doc.contains(&format!("`{code}`")),
+                "{code} missing from docs/findings.md"
+            );
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! pgtls-doctor: tells exactly why a PostgreSQL TLS connection fails, and proves it works
+//! when it does.
+//!
+//! The pipeline, one module each: `plan` (what libpq would use) → `probe` (all I/O, through
+//! the `wire` codec) → `eval` (pure judgement of the six sslmodes, clock injected) →
+//! `report` (the one report type) → `render` (text or JSON).
+
+pub mod app;
+pub mod cli;
+pub mod client_cert;
+pub mod conninfo;
+pub mod eval;
+pub mod finding;
+pub mod plan;
+pub mod probe;
+pub mod render;
+pub mod report;
+pub mod sslmode;
+pub mod trust;
+pub mod wire;
+pub mod x509;

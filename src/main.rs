@@ -1,0 +1,98 @@
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+
+use pgtls_doctor::app::{self, RunOptions};
+use pgtls_doctor::cli::{Cli, Color, Format};
+use pgtls_doctor::plan::{self, Environment, FlagSettings};
+use pgtls_doctor::render;
+use pgtls_doctor::report::exit;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    exit::OK
+                }
+                _ => exit::USAGE,
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+
+    let use_color = match cli.color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::io::stdout().is_terminal()
+        }
+    };
+    colored::control::set_override(use_color);
+
+    let mut flags = FlagSettings::default();
+    flags.set("user", "--user", cli.user.clone());
+    flags.set("dbname", "--dbname", cli.dbname.clone());
+    flags.set("sslmode", "--sslmode", cli.sslmode.clone());
+    flags.set("sslrootcert", "--sslrootcert", cli.sslrootcert.clone());
+    flags.set("sslcert", "--sslcert", cli.sslcert.clone());
+    flags.set("sslkey", "--sslkey", cli.sslkey.clone());
+    flags.set("sslcrl", "--sslcrl", cli.sslcrl.clone());
+    flags.set("sslpassword", "--sslpassword", cli.sslpassword.clone());
+    flags.set(
+        "sslnegotiation",
+        "--sslnegotiation",
+        cli.sslnegotiation.clone(),
+    );
+    flags.set(
+        "connect_timeout",
+        "--connect-timeout",
+        cli.connect_timeout.clone(),
+    );
+
+    let env = Environment::capture();
+    let plan = match plan::resolve(cli.target.as_deref().unwrap_or(""), &flags, &env) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("pgtls-doctor: {e}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    if !(cli.timeout > 0.0 && cli.timeout.is_finite()) {
+        eprintln!(
+            "pgtls-doctor: invalid --timeout value \"{}\": must be a positive number of seconds",
+            cli.timeout
+        );
+        return ExitCode::from(exit::USAGE);
+    }
+    let now = cli.now.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default()
+    });
+    let options = RunOptions {
+        now,
+        timeout: Duration::from_secs_f64(cli.timeout),
+        warn_days: cli.warn_days,
+        allow_cleartext_password: cli.allow_cleartext_password,
+    };
+    let report = app::run(&plan, &options);
+    let mut stdout = std::io::stdout().lock();
+    let written = match cli.format {
+        Format::Json => render::json(&report, &mut stdout),
+        Format::Text => render::text(&report, &mut stdout),
+    };
+    let _ = stdout.flush();
+    if let Err(e) = written {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("pgtls-doctor: could not write the report: {e}");
+        }
+    }
+    ExitCode::from(report.verdict.exit_code)
+}

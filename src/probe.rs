@@ -1,0 +1,1029 @@
+//! All network I/O: TCP connect, the SSLRequest exchange, one observed TLS handshake, the
+//! StartupMessage and authentication. Every step has a deadline; the probe records what it
+//! saw and judges nothing (that is `eval`).
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::ResolvesClientCert;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+use crate::client_cert::ClientIdentity;
+use crate::plan::{Endpoint, Negotiation, Secret};
+use crate::wire::{self, AuthRequest, BackendMessage, ErrorFields};
+
+/// Which limit ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutKind {
+    /// libpq's connect_timeout for one step.
+    Step,
+    /// The doctor's --timeout for the whole probe.
+    Overall,
+}
+
+/// The limits every network step runs under.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    pub overall: Instant,
+    pub step: Option<Duration>,
+}
+
+/// A socket whose every read and write is bounded by the step and overall deadlines.
+pub struct Link {
+    sock: Sock,
+    deadlines: Deadlines,
+    step_deadline: Option<Instant>,
+    pub timed_out: Option<TimeoutKind>,
+}
+
+enum Sock {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Link {
+    fn begin_step(&mut self) {
+        self.step_deadline = self.deadlines.step.map(|d| Instant::now() + d);
+    }
+
+    fn deadline(&self) -> (Instant, TimeoutKind) {
+        match self.step_deadline {
+            Some(step) if step < self.deadlines.overall => (step, TimeoutKind::Step),
+            _ => (self.deadlines.overall, TimeoutKind::Overall),
+        }
+    }
+
+    fn arm(&mut self, write: bool) -> io::Result<()> {
+        let (deadline, kind) = self.deadline();
+        let now = Instant::now();
+        if now >= deadline {
+            self.timed_out = Some(kind);
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline reached"));
+        }
+        let left = Some((deadline - now).max(Duration::from_millis(1)));
+        match (&self.sock, write) {
+            (Sock::Tcp(s), false) => s.set_read_timeout(left),
+            (Sock::Tcp(s), true) => s.set_write_timeout(left),
+            (Sock::Unix(s), false) => s.set_read_timeout(left),
+            (Sock::Unix(s), true) => s.set_write_timeout(left),
+        }
+    }
+
+    fn note_timeout(&mut self, e: io::Error) -> io::Error {
+        if matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ) {
+            self.timed_out = Some(self.deadline().1);
+            return io::Error::new(io::ErrorKind::TimedOut, "deadline reached");
+        }
+        e
+    }
+
+    /// Bytes already waiting after a reply, without waiting for more.
+    fn pending_bytes(&mut self, max: usize) -> Vec<u8> {
+        let Sock::Tcp(s) = &self.sock else {
+            return Vec::new();
+        };
+        // A short grace period: an injected payload usually arrives in the same segment.
+        std::thread::sleep(Duration::from_millis(2));
+        if s.set_nonblocking(true).is_err() {
+            return Vec::new();
+        }
+        let mut buf = vec![0u8; max];
+        let n = s.peek(&mut buf).unwrap_or(0);
+        let _ = s.set_nonblocking(false);
+        buf.truncate(n);
+        buf
+    }
+}
+
+impl Read for Link {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.arm(false)?;
+        let r = match &mut self.sock {
+            Sock::Tcp(s) => s.read(buf),
+            Sock::Unix(s) => s.read(buf),
+        };
+        r.map_err(|e| self.note_timeout(e))
+    }
+}
+
+impl Write for Link {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.arm(true)?;
+        let r = match &mut self.sock {
+            Sock::Tcp(s) => s.write(buf),
+            Sock::Unix(s) => s.write(buf),
+        };
+        r.map_err(|e| self.note_timeout(e))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Why no TCP (or Unix-socket) connection was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectFailure {
+    Resolve {
+        host: String,
+        reason: String,
+    },
+    Refused {
+        addrs: Vec<SocketAddr>,
+        reason: String,
+    },
+    Timeout {
+        kind: TimeoutKind,
+        addrs: Vec<SocketAddr>,
+    },
+    Socket {
+        path: String,
+        reason: String,
+    },
+}
+
+/// Opens the connection libpq would open: each resolved address in turn, TCP_NODELAY set.
+pub fn connect(
+    endpoint: &Endpoint,
+    deadlines: Deadlines,
+) -> Result<(Link, Option<SocketAddr>), ConnectFailure> {
+    if endpoint.is_unix_socket() {
+        let path = endpoint.socket_path();
+        return UnixStream::connect(&path)
+            .map(|s| {
+                let mut link = Link {
+                    sock: Sock::Unix(s),
+                    deadlines,
+                    step_deadline: None,
+                    timed_out: None,
+                };
+                link.begin_step();
+                (link, None)
+            })
+            .map_err(|e| ConnectFailure::Socket {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            });
+    }
+    let addrs: Vec<SocketAddr> = match endpoint.hostaddr {
+        Some(ip) => vec![SocketAddr::new(ip, endpoint.port)],
+        None => (endpoint.host.as_str(), endpoint.port)
+            .to_socket_addrs()
+            .map_err(|e| ConnectFailure::Resolve {
+                host: endpoint.host.clone(),
+                reason: e.to_string(),
+            })?
+            .collect(),
+    };
+    let mut last_error = String::from("no addresses");
+    let mut timed_out = None;
+    for addr in &addrs {
+        let now = Instant::now();
+        let (limit, kind) = match deadlines.step {
+            Some(step) if now + step < deadlines.overall => (step, TimeoutKind::Step),
+            _ => (
+                deadlines.overall.saturating_duration_since(now),
+                TimeoutKind::Overall,
+            ),
+        };
+        if limit.is_zero() {
+            timed_out = Some(TimeoutKind::Overall);
+            break;
+        }
+        match TcpStream::connect_timeout(addr, limit) {
+            Ok(stream) => {
+                // libpq sets TCP_NODELAY: without it Nagle and delayed ACKs stall the startup.
+                let _ = stream.set_nodelay(true);
+                let mut link = Link {
+                    sock: Sock::Tcp(stream),
+                    deadlines,
+                    step_deadline: None,
+                    timed_out: None,
+                };
+                link.begin_step();
+                return Ok((link, Some(*addr)));
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                ) =>
+            {
+                timed_out = Some(kind);
+            }
+            Err(e) => last_error = e.to_string(),
+        }
+    }
+    match timed_out {
+        Some(kind) => Err(ConnectFailure::Timeout { kind, addrs }),
+        None => Err(ConnectFailure::Refused {
+            addrs,
+            reason: last_error,
+        }),
+    }
+}
+
+/// The server's answer to the SSLRequest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SslReply {
+    Accepted,
+    Refused,
+    /// `E`: an error before TLS (fork failure, or a v3 ErrorResponse). Unauthenticated.
+    ServerError {
+        text: String,
+    },
+    /// `S` followed at once by bytes the server should not have sent (CVE-2021-23222).
+    Injected {
+        extra: Vec<u8>,
+    },
+    /// Not PostgreSQL at all: an SSH banner, an HTTP reply, a TLS alert.
+    Foreign {
+        bytes: Vec<u8>,
+        peer: String,
+    },
+    Unexpected {
+        byte: u8,
+        following: Vec<u8>,
+    },
+    Closed,
+    Reset(String),
+    Timeout(TimeoutKind),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandshakeFacts {
+    pub version: String,
+    pub cipher_suite: String,
+    pub key_exchange_group: Option<String>,
+    pub alpn: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// The server sent a TLS alert (snake_case name, as in the RFC).
+    Alert(String),
+    /// No protocol version or cipher suite in common.
+    Incompatible(String),
+    Eof,
+    Reset(String),
+    Timeout(TimeoutKind),
+    Other(String),
+}
+
+/// What the server saw of the session, from pg_stat_ssl.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServerSslView {
+    pub ssl: bool,
+    pub version: Option<String>,
+    pub cipher: Option<String>,
+    pub client_dn: Option<String>,
+    pub client_serial: Option<String>,
+    pub issuer_dn: Option<String>,
+}
+
+/// How far authentication got before the server's error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthStage {
+    /// Before any authentication request (hba, startup checks).
+    BeforeAuth,
+    /// After a password or SCRAM proof was sent, with no valid SASLFinal.
+    AfterPassword,
+    /// After the server proved it knows the password (valid SCRAM SASLFinal).
+    AfterSaslFinal,
+    /// After AuthenticationOk: role, database and connection-limit checks.
+    AfterAuthOk,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartupOutcome {
+    Session {
+        method: String,
+        server_version: Option<String>,
+        server_ssl: Option<ServerSslView>,
+    },
+    /// A password was requested and none was available (psql -w: no password supplied).
+    PasswordNeeded {
+        method: String,
+    },
+    /// A password was available but libpq at the requested mode would not send it here.
+    Withheld {
+        method: String,
+    },
+    ServerError {
+        fields: ErrorFields,
+        stage: AuthStage,
+        method: Option<String>,
+    },
+    /// A TLS alert on the first read after the StartupMessage (TLS 1.3 client-cert refusal).
+    Alert(String),
+    Closed,
+    Reset(String),
+    Timeout(TimeoutKind),
+    Protocol(String),
+    /// The SCRAM server-final message did not prove the server knows the password.
+    ServerProofInvalid,
+    UnsupportedAuth {
+        method: String,
+    },
+}
+
+/// Everything seen on the TLS connection.
+#[derive(Debug, Clone, Default)]
+pub struct TlsAttempt {
+    pub addr: Option<SocketAddr>,
+    pub connect_error: Option<ConnectFailure>,
+    pub reply: Option<SslReply>,
+    pub handshake: Option<Result<HandshakeFacts, TlsFailure>>,
+    pub chain: Vec<Vec<u8>>,
+    /// The CA names of the server's CertificateRequest; None when it sent none.
+    pub client_ca_names: Option<Vec<Vec<u8>>>,
+    pub client_cert_sent: bool,
+    pub startup: Option<StartupOutcome>,
+    /// After `N`, libpq continues in plaintext on the same socket.
+    pub plaintext_after_refusal: Option<StartupOutcome>,
+}
+
+/// Everything seen on the plaintext connection.
+#[derive(Debug, Clone, Default)]
+pub struct PlainAttempt {
+    pub addr: Option<SocketAddr>,
+    pub connect_error: Option<ConnectFailure>,
+    pub startup: Option<StartupOutcome>,
+}
+
+/// What the startup needs, apart from the socket.
+pub struct StartupParams<'a> {
+    pub user: &'a str,
+    pub dbname: &'a str,
+    pub application_name: &'a str,
+    pub password: Option<&'a Secret>,
+    pub allow_cleartext_on_plaintext: bool,
+}
+
+/// Whether this connection may carry the password (libpq at the requested sslmode would use it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordPermit {
+    Send,
+    Withhold,
+}
+
+/// A plaintext connection: StartupMessage straight away, as sslmode=disable does.
+pub fn plain_attempt(
+    endpoint: &Endpoint,
+    deadlines: Deadlines,
+    params: &StartupParams,
+    permit: PasswordPermit,
+) -> PlainAttempt {
+    let mut out = PlainAttempt::default();
+    match connect(endpoint, deadlines) {
+        Err(e) => out.connect_error = Some(e),
+        Ok((mut link, addr)) => {
+            out.addr = addr;
+            link.begin_step();
+            out.startup = Some(startup(&mut link, params, permit, None, false));
+        }
+    }
+    out
+}
+
+/// The TLS connection: SSLRequest (or direct TLS), one handshake recorded, then the startup.
+/// `permit_for` decides, once the chain is known, whether the password may be sent on it.
+#[allow(clippy::too_many_arguments)]
+pub fn tls_attempt(
+    endpoint: &Endpoint,
+    deadlines: Deadlines,
+    params: &StartupParams,
+    identity: &ClientIdentity,
+    sni: bool,
+    negotiation: Negotiation,
+    permit_for: &dyn Fn(&[Vec<u8>]) -> PasswordPermit,
+    permit_after_refusal: PasswordPermit,
+) -> TlsAttempt {
+    let mut out = TlsAttempt::default();
+    let (mut link, addr) = match connect(endpoint, deadlines) {
+        Ok(x) => x,
+        Err(e) => {
+            out.connect_error = Some(e);
+            return out;
+        }
+    };
+    out.addr = addr;
+
+    if negotiation == Negotiation::Postgres {
+        let reply = ssl_request(&mut link);
+        let accepted = reply == SslReply::Accepted;
+        let refused = reply == SslReply::Refused;
+        out.reply = Some(reply);
+        if refused {
+            link.begin_step();
+            out.plaintext_after_refusal = Some(startup(
+                &mut link,
+                params,
+                permit_after_refusal,
+                None,
+                false,
+            ));
+            return out;
+        }
+        if !accepted {
+            return out;
+        }
+    }
+
+    link.begin_step();
+    let recorder = Arc::new(Recorder::new(identity));
+    let config = match client_config(&recorder, sni) {
+        Ok(c) => c,
+        Err(e) => {
+            out.handshake = Some(Err(TlsFailure::Other(e)));
+            return out;
+        }
+    };
+    let server_name = server_name(endpoint, addr);
+    let conn = match rustls::ClientConnection::new(config, server_name) {
+        Ok(c) => c,
+        Err(e) => {
+            out.handshake = Some(Err(TlsFailure::Other(e.to_string())));
+            return out;
+        }
+    };
+    let mut tls = rustls::StreamOwned::new(conn, link);
+    let mut handshake_result = Ok(());
+    while tls.conn.is_handshaking() {
+        if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
+            handshake_result = Err(classify_tls_io(&e, tls.sock.timed_out));
+            break;
+        }
+    }
+    out.chain = recorder.chain();
+    out.client_ca_names = recorder.ca_names();
+    out.client_cert_sent = recorder.cert_sent();
+    if let Err(failure) = handshake_result {
+        out.handshake = Some(Err(failure));
+        return out;
+    }
+    let facts = HandshakeFacts {
+        version: tls
+            .conn
+            .protocol_version()
+            .map(|v| match v {
+                rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
+                rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
+                other => format!("{other:?}"),
+            })
+            .unwrap_or_default(),
+        cipher_suite: tls
+            .conn
+            .negotiated_cipher_suite()
+            .map(|s| format!("{:?}", s.suite()))
+            .unwrap_or_default(),
+        key_exchange_group: tls
+            .conn
+            .negotiated_key_exchange_group()
+            .map(|g| format!("{:?}", g.name())),
+        alpn: tls
+            .conn
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned()),
+    };
+    out.handshake = Some(Ok(facts));
+    let permit = permit_for(&out.chain);
+    let end_point = out
+        .chain
+        .first()
+        .map(|der| crate::x509::tls_server_end_point(der));
+    tls.sock.begin_step();
+    let outcome = startup(&mut tls, params, permit, end_point, true);
+    out.startup = Some(outcome);
+    tls.conn.send_close_notify();
+    let _ = tls.conn.complete_io(&mut tls.sock);
+    out
+}
+
+fn ssl_request(link: &mut Link) -> SslReply {
+    if let Err(e) = link.write_all(&wire::ssl_request()) {
+        return io_reply(&e, link.timed_out);
+    }
+    let mut byte = [0u8; 1];
+    match link.read(&mut byte) {
+        Ok(0) => return SslReply::Closed,
+        Ok(_) => {}
+        Err(e) => return io_reply(&e, link.timed_out),
+    }
+    let following = link.pending_bytes(4096);
+    match byte[0] {
+        b'S' if following.is_empty() => SslReply::Accepted,
+        b'S' => {
+            let mut all = vec![b'S'];
+            all.extend_from_slice(&following);
+            match wire::identify_foreign_peer(&all) {
+                Some(peer) => SslReply::Foreign {
+                    bytes: all,
+                    peer: peer.into(),
+                },
+                None => SslReply::Injected { extra: following },
+            }
+        }
+        b'N' => SslReply::Refused,
+        b'E' => {
+            // The fork-failure text follows, then the server closes; read what is there.
+            let mut rest = following;
+            let mut chunk = [0u8; 1024];
+            while rest.len() < 64 * 1024 {
+                match link.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => rest.extend_from_slice(&chunk[..n]),
+                }
+                if rest.contains(&0) && rest.len() > 5 && rest[0] != 0 {
+                    break;
+                }
+            }
+            SslReply::ServerError {
+                text: wire::parse_pre_tls_error(&rest),
+            }
+        }
+        other => {
+            let mut all = vec![other];
+            all.extend_from_slice(&following);
+            match wire::identify_foreign_peer(&all) {
+                Some(peer) => SslReply::Foreign {
+                    bytes: all,
+                    peer: peer.into(),
+                },
+                None => SslReply::Unexpected {
+                    byte: other,
+                    following,
+                },
+            }
+        }
+    }
+}
+
+fn io_reply(e: &io::Error, timed_out: Option<TimeoutKind>) -> SslReply {
+    if let Some(kind) = timed_out {
+        return SslReply::Timeout(kind);
+    }
+    match e.kind() {
+        io::ErrorKind::UnexpectedEof => SslReply::Closed,
+        _ => SslReply::Reset(e.to_string()),
+    }
+}
+
+fn rustls_error(e: &io::Error) -> Option<&rustls::Error> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+}
+
+/// The alert's RFC name: `UnknownCA` becomes `unknown_ca`.
+pub fn alert_name(alert: &rustls::AlertDescription) -> String {
+    let debug = format!("{alert:?}");
+    let special = match debug.as_str() {
+        "UnknownCA" => Some("unknown_ca"),
+        "BadCertificate" => Some("bad_certificate"),
+        _ => None,
+    };
+    if let Some(s) = special {
+        return s.into();
+    }
+    let mut out = String::new();
+    for (i, c) in debug.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+fn classify_tls_io(e: &io::Error, timed_out: Option<TimeoutKind>) -> TlsFailure {
+    if let Some(kind) = timed_out {
+        return TlsFailure::Timeout(kind);
+    }
+    if let Some(err) = rustls_error(e) {
+        return match err {
+            rustls::Error::AlertReceived(alert) => TlsFailure::Alert(alert_name(alert)),
+            rustls::Error::PeerIncompatible(why) => TlsFailure::Incompatible(format!("{why:?}")),
+            other => TlsFailure::Other(other.to_string()),
+        };
+    }
+    match e.kind() {
+        io::ErrorKind::UnexpectedEof => TlsFailure::Eof,
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => {
+            TlsFailure::Reset(e.to_string())
+        }
+        _ => TlsFailure::Other(e.to_string()),
+    }
+}
+
+fn server_name(endpoint: &Endpoint, addr: Option<SocketAddr>) -> ServerName<'static> {
+    if !endpoint.host.is_empty() {
+        if let Ok(name) = ServerName::try_from(endpoint.host.clone()) {
+            return name;
+        }
+    }
+    let ip = endpoint
+        .hostaddr
+        .or(addr.map(|a| a.ip()))
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    ServerName::IpAddress(ip.into())
+}
+
+/// The crypto provider: ring, for its start-up cost (see docs/performance.md), with P-256
+/// first because PostgreSQL's default ssl_ecdh_curve would otherwise force a HelloRetryRequest.
+pub fn provider() -> Arc<CryptoProvider> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider
+        .kx_groups
+        .sort_by_key(|g| (g.name() != rustls::NamedGroup::secp256r1) as u8);
+    Arc::new(provider)
+}
+
+fn client_config(recorder: &Arc<Recorder>, sni: bool) -> Result<Arc<rustls::ClientConfig>, String> {
+    let provider = recorder.provider.clone();
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(recorder.clone())
+        .with_client_cert_resolver(recorder.clone());
+    // libpq 17 always offers ALPN "postgresql"; a PG17 server refuses any other protocol.
+    config.alpn_protocols = vec![b"postgresql".to_vec()];
+    config.enable_sni = sni;
+    Ok(Arc::new(config))
+}
+
+/// Records the server's chain and CertificateRequest, and presents the client certificate.
+/// Accepts any chain (judged later, offline, by `eval`) but still verifies the handshake
+/// signatures, so the recorded chain belongs to the peer that holds its key.
+#[derive(Debug)]
+struct Recorder {
+    provider: Arc<CryptoProvider>,
+    chain: Mutex<Vec<Vec<u8>>>,
+    ca_names: Mutex<Option<Vec<Vec<u8>>>>,
+    key: Option<Arc<CertifiedKey>>,
+    sent: Mutex<bool>,
+}
+
+impl Recorder {
+    fn new(identity: &ClientIdentity) -> Self {
+        let provider = provider();
+        let key = match identity {
+            ClientIdentity::Loaded { chain, key, .. } => provider
+                .key_provider
+                .load_private_key(key.clone_key())
+                .ok()
+                .map(|signer| Arc::new(CertifiedKey::new(chain.clone(), signer))),
+            _ => None,
+        };
+        Recorder {
+            provider,
+            chain: Mutex::new(Vec::new()),
+            ca_names: Mutex::new(None),
+            key,
+            sent: Mutex::new(false),
+        }
+    }
+
+    fn chain(&self) -> Vec<Vec<u8>> {
+        self.chain.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn ca_names(&self) -> Option<Vec<Vec<u8>>> {
+        self.ca_names.lock().ok().and_then(|c| c.clone())
+    }
+
+    fn cert_sent(&self) -> bool {
+        self.sent.lock().map(|s| *s).unwrap_or(false)
+    }
+}
+
+impl ServerCertVerifier for Recorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Ok(mut chain) = self.chain.lock() {
+            chain.push(end_entity.to_vec());
+            chain.extend(intermediates.iter().map(|c| c.to_vec()));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+impl ResolvesClientCert for Recorder {
+    fn resolve(
+        &self,
+        root_hint_subjects: &[&[u8]],
+        sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        if let Ok(mut names) = self.ca_names.lock() {
+            *names = Some(root_hint_subjects.iter().map(|n| n.to_vec()).collect());
+        }
+        let key = self.key.clone()?;
+        let usable = key.key.choose_scheme(sigschemes).is_some();
+        if let Ok(mut sent) = self.sent.lock() {
+            *sent = usable;
+        }
+        usable.then_some(key)
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// Reads framed backend messages with a bounded buffer.
+struct MessageReader {
+    buf: Vec<u8>,
+}
+
+enum ReadFailure {
+    Io(io::Error),
+    Eof,
+    Wire(wire::WireError),
+}
+
+impl MessageReader {
+    fn next<S: Read>(&mut self, stream: &mut S) -> Result<BackendMessage, ReadFailure> {
+        loop {
+            match wire::split_message(&self.buf) {
+                Err(e) => return Err(ReadFailure::Wire(e)),
+                Ok(Some((tag, body, used))) => {
+                    let message = wire::parse_backend(tag, body).map_err(ReadFailure::Wire)?;
+                    self.buf.drain(..used);
+                    return Ok(message);
+                }
+                Ok(None) => {}
+            }
+            let mut chunk = [0u8; 8192];
+            match stream.read(&mut chunk) {
+                Ok(0) => return Err(ReadFailure::Eof),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(ReadFailure::Io(e)),
+            }
+        }
+    }
+}
+
+trait TimedOut {
+    fn timed_out(&self) -> Option<TimeoutKind>;
+}
+
+impl TimedOut for Link {
+    fn timed_out(&self) -> Option<TimeoutKind> {
+        self.timed_out
+    }
+}
+
+impl TimedOut for rustls::StreamOwned<rustls::ClientConnection, Link> {
+    fn timed_out(&self) -> Option<TimeoutKind> {
+        self.sock.timed_out
+    }
+}
+
+fn failure_outcome<S: TimedOut>(stream: &S, failure: ReadFailure) -> StartupOutcome {
+    if let Some(kind) = stream.timed_out() {
+        return StartupOutcome::Timeout(kind);
+    }
+    match failure {
+        ReadFailure::Eof => StartupOutcome::Closed,
+        ReadFailure::Wire(e) => StartupOutcome::Protocol(e.to_string()),
+        ReadFailure::Io(e) => {
+            if let Some(rustls::Error::AlertReceived(alert)) = rustls_error(&e) {
+                return StartupOutcome::Alert(alert_name(alert));
+            }
+            match e.kind() {
+                io::ErrorKind::UnexpectedEof => StartupOutcome::Closed,
+                io::ErrorKind::TimedOut => StartupOutcome::Timeout(TimeoutKind::Overall),
+                _ => StartupOutcome::Reset(e.to_string()),
+            }
+        }
+    }
+}
+
+/// StartupMessage and the authentication exchange, up to ReadyForQuery or the first error.
+fn startup<S: Read + Write + TimedOut>(
+    stream: &mut S,
+    params: &StartupParams,
+    permit: PasswordPermit,
+    tls_end_point: Option<Vec<u8>>,
+    on_tls: bool,
+) -> StartupOutcome {
+    let message = wire::startup_message(&[
+        ("user", params.user),
+        ("database", params.dbname),
+        ("application_name", params.application_name),
+        ("client_encoding", "UTF8"),
+    ]);
+    let write = |stream: &mut S, bytes: &[u8]| -> Result<(), StartupOutcome> {
+        stream
+            .write_all(bytes)
+            .and_then(|_| stream.flush())
+            .map_err(|e| failure_outcome(stream, ReadFailure::Io(e)))
+    };
+    if let Err(o) = write(stream, &message) {
+        return o;
+    }
+    let mut reader = MessageReader { buf: Vec::new() };
+    let mut stage = AuthStage::BeforeAuth;
+    let mut method: Option<String> = None;
+    let mut scram: Option<ScramSha256> = None;
+    let mut server_version = None;
+    loop {
+        let msg = match reader.next(stream) {
+            Ok(m) => m,
+            Err(f) => return failure_outcome(stream, f),
+        };
+        match msg {
+            BackendMessage::Error(fields) => {
+                return StartupOutcome::ServerError {
+                    fields,
+                    stage,
+                    method,
+                }
+            }
+            BackendMessage::Authentication(request) => match request {
+                AuthRequest::Ok => {
+                    stage = AuthStage::AfterAuthOk;
+                    method.get_or_insert_with(|| "trust".into());
+                }
+                AuthRequest::Cleartext | AuthRequest::Md5 { .. } | AuthRequest::Sasl { .. } => {
+                    let name = request.method_name();
+                    method = Some(name.clone());
+                    let Some(password) = params.password else {
+                        return StartupOutcome::PasswordNeeded { method: name };
+                    };
+                    let cleartext_refused = matches!(request, AuthRequest::Cleartext)
+                        && !on_tls
+                        && !params.allow_cleartext_on_plaintext;
+                    if permit == PasswordPermit::Withhold || cleartext_refused {
+                        return StartupOutcome::Withheld { method: name };
+                    }
+                    let reply = match &request {
+                        AuthRequest::Cleartext => {
+                            wire::password_message(password.expose().as_bytes())
+                        }
+                        AuthRequest::Md5 { salt } => {
+                            let hash = postgres_protocol::authentication::md5_hash(
+                                params.user.as_bytes(),
+                                password.expose().as_bytes(),
+                                *salt,
+                            );
+                            wire::password_message(hash.as_bytes())
+                        }
+                        AuthRequest::Sasl { mechanisms } => {
+                            let plus = "SCRAM-SHA-256-PLUS";
+                            let plain = "SCRAM-SHA-256";
+                            let (mechanism, binding) = match (&tls_end_point, on_tls) {
+                                (Some(hash), true) if mechanisms.iter().any(|m| m == plus) => {
+                                    (plus, ChannelBinding::tls_server_end_point(hash.clone()))
+                                }
+                                (_, true) => (plain, ChannelBinding::unrequested()),
+                                (_, false) => (plain, ChannelBinding::unsupported()),
+                            };
+                            if !mechanisms.iter().any(|m| m == mechanism) {
+                                return StartupOutcome::UnsupportedAuth {
+                                    method: format!("SASL ({})", mechanisms.join(", ")),
+                                };
+                            }
+                            let s = ScramSha256::new(password.expose().as_bytes(), binding);
+                            let bytes = wire::sasl_initial_response(mechanism, s.message());
+                            scram = Some(s);
+                            bytes
+                        }
+                        _ => unreachable!("matched above"),
+                    };
+                    if let Err(o) = write(stream, &reply) {
+                        return o;
+                    }
+                    stage = AuthStage::AfterPassword;
+                }
+                AuthRequest::SaslContinue { data } => {
+                    let Some(s) = scram.as_mut() else {
+                        return StartupOutcome::Protocol("SASLContinue without SASL".into());
+                    };
+                    if s.update(&data).is_err() {
+                        return StartupOutcome::Protocol(
+                            "invalid SCRAM server-first message".into(),
+                        );
+                    }
+                    let reply = wire::sasl_response(s.message());
+                    if let Err(o) = write(stream, &reply) {
+                        return o;
+                    }
+                }
+                AuthRequest::SaslFinal { data } => {
+                    let Some(s) = scram.as_mut() else {
+                        return StartupOutcome::Protocol("SASLFinal without SASL".into());
+                    };
+                    if s.finish(&data).is_err() {
+                        return StartupOutcome::ServerProofInvalid;
+                    }
+                    stage = AuthStage::AfterSaslFinal;
+                }
+                AuthRequest::Other { .. } => {
+                    return StartupOutcome::UnsupportedAuth {
+                        method: request.method_name(),
+                    }
+                }
+            },
+            BackendMessage::ParameterStatus { name, value } if name == "server_version" => {
+                server_version = Some(value);
+            }
+            BackendMessage::ReadyForQuery => {
+                let server_ssl = if on_tls {
+                    query_ssl_view(stream, &mut reader)
+                } else {
+                    None
+                };
+                let _ = stream.write_all(&wire::terminate());
+                let _ = stream.flush();
+                return StartupOutcome::Session {
+                    method: method.unwrap_or_else(|| "trust".into()),
+                    server_version,
+                    server_ssl,
+                };
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What the server saw of this TLS session (pg_stat_ssl for the own backend).
+fn query_ssl_view<S: Read + Write>(
+    stream: &mut S,
+    reader: &mut MessageReader,
+) -> Option<ServerSslView> {
+    let sql = "SELECT ssl, version, cipher, client_dn, client_serial::text, issuer_dn \
+               FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+    stream.write_all(&wire::query(sql)).ok()?;
+    stream.flush().ok()?;
+    let mut view = None;
+    loop {
+        match reader.next(stream).ok()? {
+            BackendMessage::DataRow(cols) => {
+                let col = |i: usize| cols.get(i).cloned().flatten();
+                view = Some(ServerSslView {
+                    ssl: col(0).as_deref() == Some("t"),
+                    version: col(1),
+                    cipher: col(2),
+                    client_dn: col(3),
+                    client_serial: col(4),
+                    issuer_dn: col(5),
+                });
+            }
+            BackendMessage::ReadyForQuery => return view,
+            BackendMessage::Error(_) => {}
+            _ => {}
+        }
+    }
+}

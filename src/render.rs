@@ -1,0 +1,185 @@
+//! Formatting only: the report in colour for people, or as JSON for machines.
+
+use std::io::{self, Write};
+
+use colored::Colorize;
+
+use crate::report::Report;
+
+pub fn json(report: &Report, out: &mut dyn Write) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, report)?;
+    writeln!(out)
+}
+
+fn severity_label(severity: &str) -> colored::ColoredString {
+    match severity {
+        "error" => "error  ".red().bold(),
+        "warning" => "warning".yellow().bold(),
+        _ => "info   ".cyan(),
+    }
+}
+
+pub fn text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
+    let t = &report.target;
+    let where_ = match &t.hostaddr {
+        Some(a) if t.host.is_empty() => format!("{a}:{}", t.port),
+        Some(a) => format!("{} ({a}):{}", t.host, t.port),
+        None => format!("{}:{}", t.host, t.port),
+    };
+    writeln!(
+        out,
+        "{} {}  user={} dbname={} sslmode={}",
+        "pgtls-doctor".bold(),
+        where_,
+        t.user,
+        t.dbname,
+        t.sslmode
+    )?;
+    writeln!(out)?;
+    let verdict = if report.verdict.ok {
+        format!("OK    {}", report.verdict.summary).green().bold()
+    } else {
+        format!("FAIL  {}", report.verdict.summary).red().bold()
+    };
+    writeln!(out, "{verdict}")?;
+    writeln!(out)?;
+
+    writeln!(
+        out,
+        "{}",
+        "sslmode      session  TLS  first failing check".bold()
+    )?;
+    for (mode, cell) in &report.sslmodes {
+        let ok = match cell["ok"].as_bool() {
+            Some(true) => "yes    ".green(),
+            Some(false) => "no     ".red(),
+            None => "unknown".yellow(),
+        };
+        let tls = if cell["encrypted"].as_bool() == Some(true) {
+            "yes".normal()
+        } else {
+            "no ".normal()
+        };
+        let code = cell["code"].as_str().unwrap_or("");
+        let marker = if *mode == t.sslmode { "▶" } else { " " };
+        writeln!(out, "{marker}{mode:<12}{ok}  {tls}  {code}")?;
+    }
+
+    if !report.hosts.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "{}", "Hosts".bold())?;
+        for h in &report.hosts {
+            writeln!(
+                out,
+                "  {} {}  {}",
+                if h.chosen { "▶" } else { " " },
+                h.endpoint,
+                h.why
+            )?;
+        }
+    }
+
+    if !report.findings.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "{}", "Findings".bold())?;
+        for f in &report.findings {
+            writeln!(out)?;
+            let modes = if f.modes.is_empty() {
+                String::new()
+            } else {
+                format!("  (fails: {})", f.modes.join(", "))
+            };
+            writeln!(
+                out,
+                "{} {}{}",
+                severity_label(f.severity),
+                f.code.bold(),
+                modes.dimmed()
+            )?;
+            writeln!(out, "        {}", f.summary)?;
+            for (k, v) in &f.evidence {
+                writeln!(
+                    out,
+                    "        {} {}",
+                    format!("{k}:").dimmed(),
+                    v.as_str().unwrap_or_default()
+                )?;
+            }
+            if let Some(fix) = &f.fix {
+                writeln!(out, "        {} {}", "fix:".green().bold(), fix)?;
+            }
+        }
+    }
+
+    if !report.server_chain.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "{}", "Server certificate chain (as sent)".bold())?;
+        for c in &report.server_chain {
+            writeln!(out, "  [{}] {}", c.depth, c.subject)?;
+            writeln!(out, "      issuer: {}", c.issuer)?;
+            writeln!(out, "      valid:  {} .. {}", c.not_before, c.not_after)?;
+            let mut names: Vec<String> = c.dns_names.iter().map(|n| format!("DNS:{n}")).collect();
+            names.extend(c.ip_addresses.iter().map(|n| format!("IP:{n}")));
+            if !names.is_empty() {
+                writeln!(out, "      names:  {}", names.join(", "))?;
+            }
+            writeln!(out, "      key:    {}, {}", c.key, c.signature_algorithm)?;
+        }
+    }
+    if let Some(tls) = &report.tls {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{} {} {} {}",
+            "TLS:".bold(),
+            tls.version,
+            tls.cipher_suite,
+            tls.key_exchange_group.clone().unwrap_or_default()
+        )?;
+        match &tls.client_ca_names {
+            None => writeln!(out, "  the server did not request a client certificate")?,
+            Some(names) => writeln!(
+                out,
+                "  the server requests a client certificate from: {}{}",
+                if names.is_empty() {
+                    "(any CA)".to_string()
+                } else {
+                    names.join("; ")
+                },
+                if tls.client_cert_sent {
+                    " (one was sent)"
+                } else {
+                    " (none was sent)"
+                }
+            )?,
+        }
+    }
+    writeln!(out)?;
+    writeln!(out, "{}", "Settings".bold())?;
+    for s in &report.target.settings {
+        writeln!(
+            out,
+            "  {:<18} {:<40} {}",
+            s.name,
+            s.value,
+            format!("({})", s.source).dimmed()
+        )?;
+    }
+    for note in &report.notes {
+        writeln!(out, "  {} {note}", "note:".yellow())?;
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{}",
+        format!(
+            "{} connection(s), {} ms, {}; emulates {}",
+            report.probe.connections,
+            report.probe.duration_ms,
+            report.probe.crypto_provider,
+            report.probe.emulates
+        )
+        .dimmed()
+    )?;
+    Ok(())
+}

@@ -1,0 +1,312 @@
+//! The client's local TLS material as libpq loads it (root file, CRL, client certificate and
+//! key), and the server chain judged by OpenSSL exactly as libpq's OpenSSL judges it: no
+//! partial chains, every date checked, CRLs for the whole chain once one is loaded, the
+//! limits of security level 2. The verification time is a parameter, never the clock.
+
+use std::path::{Path, PathBuf};
+
+use openssl::x509::store::{X509Lookup, X509StoreBuilder};
+use openssl::x509::verify::{X509VerifyFlags, X509VerifyParam};
+use openssl::x509::{X509PurposeId, X509StoreContext, X509};
+
+use crate::plan::RootSpec;
+
+/// Files larger than this are not certificates; refuse rather than read gigabytes.
+pub const MAX_PEM_FILE: u64 = 4 << 20;
+
+/// The root certificates, as libpq would find them.
+#[derive(Debug, Clone)]
+pub enum RootState {
+    /// No file at the path: verification is off for allow/prefer/require, and verify-* fail.
+    Absent { path: Option<PathBuf> },
+    Loaded {
+        source: RootSource,
+        /// DER of each certificate, in file order.
+        certs: Vec<Vec<u8>>,
+    },
+    /// Present but unusable: a client-side set-up failure for every TLS attempt.
+    Unreadable { path: PathBuf, reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootSource {
+    File(PathBuf),
+    System,
+}
+
+impl RootState {
+    pub fn is_loaded(&self) -> bool {
+        matches!(self, RootState::Loaded { .. })
+    }
+}
+
+/// A CRL that loaded (libpq silently ignores one that does not).
+#[derive(Debug, Clone)]
+pub struct CrlState {
+    pub path: PathBuf,
+}
+
+/// Reads a PEM file with a size bound, naming the path in every error.
+pub fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if meta.is_dir() {
+        return Err("is a directory".into());
+    }
+    if meta.len() > MAX_PEM_FILE {
+        return Err(format!(
+            "{} bytes is too large for a certificate file",
+            meta.len()
+        ));
+    }
+    let mut out = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PEM_FILE + 1).read_to_end(&mut out))
+        .map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// PEM certificates in a file, in order. Fails with OpenSSL's words when there are none.
+pub fn pem_certificates(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let mut out = Vec::new();
+    let text = String::from_utf8_lossy(bytes);
+    let mut rest: &str = &text;
+    while let Some(start) = rest.find("-----BEGIN ") {
+        let block = &rest[start..];
+        let label_end = block[11..].find("-----").map(|i| i + 11).unwrap_or(11);
+        let label = &block[11..label_end];
+        let end_marker = format!("-----END {label}-----");
+        let Some(end) = block.find(&end_marker) else {
+            break;
+        };
+        let pem = &block[..end + end_marker.len()];
+        if label == "CERTIFICATE" || label == "TRUSTED CERTIFICATE" {
+            let cert = X509::from_pem(pem.as_bytes())
+                .map_err(|e| format!("bad certificate in PEM: {e}"))?;
+            out.push(cert.to_der().map_err(|e| e.to_string())?);
+        }
+        rest = &block[end + end_marker.len()..];
+    }
+    Ok(out)
+}
+
+fn has_crl(bytes: &[u8]) -> bool {
+    bytes
+        .windows(25)
+        .any(|w| w == b"-----BEGIN X509 CRL-----\n")
+        || {
+            let t = String::from_utf8_lossy(bytes);
+            t.contains("-----BEGIN X509 CRL-----")
+        }
+}
+
+/// libpq's root-file step: stat, then load; `system` loads the system's roots.
+pub fn load_roots(spec: &RootSpec) -> RootState {
+    match spec {
+        RootSpec::Unknown => RootState::Absent { path: None },
+        RootSpec::System => {
+            let result = rustls_native_certs::load_native_certs();
+            let certs: Vec<Vec<u8>> = result.certs.iter().map(|c| c.to_vec()).collect();
+            if certs.is_empty() {
+                RootState::Unreadable {
+                    path: PathBuf::from("system"),
+                    reason: "could not load system root certificate paths: no certificates found (set SSL_CERT_FILE or SSL_CERT_DIR)".into(),
+                }
+            } else {
+                RootState::Loaded {
+                    source: RootSource::System,
+                    certs,
+                }
+            }
+        }
+        RootSpec::File(path) => {
+            if std::fs::metadata(path).is_err() {
+                return RootState::Absent {
+                    path: Some(path.clone()),
+                };
+            }
+            let bytes = match read_bounded(path) {
+                Ok(b) => b,
+                Err(e) => {
+                    return RootState::Unreadable {
+                        path: path.clone(),
+                        reason: e,
+                    }
+                }
+            };
+            match pem_certificates(&bytes) {
+                Ok(certs) if !certs.is_empty() => RootState::Loaded {
+                    source: RootSource::File(path.clone()),
+                    certs,
+                },
+                Ok(_) if has_crl(&bytes) => RootState::Loaded {
+                    source: RootSource::File(path.clone()),
+                    certs: Vec::new(),
+                },
+                Ok(_) => RootState::Unreadable {
+                    path: path.clone(),
+                    reason: "no certificate or crl found".into(),
+                },
+                Err(e) => RootState::Unreadable {
+                    path: path.clone(),
+                    reason: e,
+                },
+            }
+        }
+    }
+}
+
+/// libpq loads a CRL only when a root file loaded, and ignores one that fails to load.
+pub fn load_crl(path: Option<&Path>, roots: &RootState) -> Option<CrlState> {
+    let path = path?;
+    if !roots.is_loaded() {
+        return None;
+    }
+    let bytes = read_bounded(path).ok()?;
+    if !has_crl(&bytes) {
+        return None;
+    }
+    let mut builder = X509StoreBuilder::new().ok()?;
+    let lookup = builder.add_lookup(X509Lookup::file()).ok()?;
+    lookup
+        .load_crl_file(path, openssl::ssl::SslFiletype::PEM)
+        .ok()?;
+    Some(CrlState {
+        path: path.to_path_buf(),
+    })
+}
+
+/// Why OpenSSL refused the chain, with the certificate it was looking at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainFailure {
+    pub kind: ChainFailureKind,
+    /// OpenSSL's verify error number and text, e.g. 10 "certificate has expired".
+    pub openssl_code: i32,
+    pub openssl_text: String,
+    /// Depth in the chain: 0 is the server's own certificate.
+    pub depth: u32,
+    /// DER of the certificate at that depth, when OpenSSL had one.
+    pub cert: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainFailureKind {
+    Expired,
+    NotYetValid,
+    UnknownCa,
+    Revoked,
+    CrlIncomplete,
+    WeakKey,
+    WrongPurpose,
+    Other,
+}
+
+/// Verifies the chain the server sent against the loaded roots (and CRL), at `now`.
+pub fn verify_chain(
+    chain: &[Vec<u8>],
+    roots: &[Vec<u8>],
+    crl: Option<&CrlState>,
+    now: i64,
+) -> Result<(), ChainFailure> {
+    let other = |text: String| ChainFailure {
+        kind: ChainFailureKind::Other,
+        openssl_code: -1,
+        openssl_text: text,
+        depth: 0,
+        cert: None,
+    };
+    let leaf_der = chain
+        .first()
+        .ok_or_else(|| other("the server sent no certificate".into()))?;
+    let leaf = X509::from_der(leaf_der)
+        .map_err(|e| other(format!("unparseable server certificate: {e}")))?;
+    let mut untrusted = openssl::stack::Stack::new().map_err(|e| other(e.to_string()))?;
+    for der in chain.iter().skip(1) {
+        if let Ok(cert) = X509::from_der(der) {
+            untrusted.push(cert).map_err(|e| other(e.to_string()))?;
+        }
+    }
+    let mut builder = X509StoreBuilder::new().map_err(|e| other(e.to_string()))?;
+    for der in roots {
+        if let Ok(cert) = X509::from_der(der) {
+            // Duplicates are harmless; OpenSSL reports them as errors we can ignore.
+            let _ = builder.add_cert(cert);
+        }
+    }
+    if let Some(crl) = crl {
+        let lookup = builder
+            .add_lookup(X509Lookup::file())
+            .map_err(|e| other(e.to_string()))?;
+        lookup
+            .load_crl_file(&crl.path, openssl::ssl::SslFiletype::PEM)
+            .map_err(|e| other(e.to_string()))?;
+        builder
+            .set_flags(X509VerifyFlags::CRL_CHECK | X509VerifyFlags::CRL_CHECK_ALL)
+            .map_err(|e| other(e.to_string()))?;
+    }
+    // OpenSSL's TLS client verifies with the "ssl_server" purpose and the security level.
+    builder
+        .set_purpose(X509PurposeId::SSL_SERVER)
+        .map_err(|e| other(e.to_string()))?;
+    let mut param = X509VerifyParam::new().map_err(|e| other(e.to_string()))?;
+    param.set_time(now as libc::time_t);
+    param.set_auth_level(2);
+    builder
+        .set_param(&param)
+        .map_err(|e| other(e.to_string()))?;
+    let store = builder.build();
+
+    let mut ctx = X509StoreContext::new().map_err(|e| other(e.to_string()))?;
+    let outcome = ctx
+        .init(&store, &leaf, &untrusted, |c| {
+            let ok = c.verify_cert()?;
+            let err = c.error();
+            let depth = c.error_depth();
+            let cert = c.current_cert().and_then(|x| x.to_der().ok());
+            Ok((
+                ok,
+                err.as_raw(),
+                err.error_string().to_string(),
+                depth,
+                cert,
+            ))
+        })
+        .map_err(|e| other(e.to_string()))?;
+    let (ok, code, text, depth, cert) = outcome;
+    if ok {
+        return Ok(());
+    }
+    Err(ChainFailure {
+        kind: classify(code),
+        openssl_code: code,
+        openssl_text: text,
+        depth,
+        cert,
+    })
+}
+
+fn classify(code: i32) -> ChainFailureKind {
+    use openssl_sys as ffi;
+    match code {
+        ffi::X509_V_ERR_CERT_HAS_EXPIRED => ChainFailureKind::Expired,
+        ffi::X509_V_ERR_CERT_NOT_YET_VALID => ChainFailureKind::NotYetValid,
+        ffi::X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT
+        | ffi::X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+        | ffi::X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT
+        | ffi::X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN
+        | ffi::X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE
+        | ffi::X509_V_ERR_CERT_UNTRUSTED
+        | ffi::X509_V_ERR_INVALID_CA
+        | ffi::X509_V_ERR_CERT_SIGNATURE_FAILURE => ChainFailureKind::UnknownCa,
+        ffi::X509_V_ERR_CERT_REVOKED => ChainFailureKind::Revoked,
+        ffi::X509_V_ERR_UNABLE_TO_GET_CRL
+        | ffi::X509_V_ERR_CRL_HAS_EXPIRED
+        | ffi::X509_V_ERR_CRL_NOT_YET_VALID
+        | ffi::X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER => ChainFailureKind::CrlIncomplete,
+        ffi::X509_V_ERR_EE_KEY_TOO_SMALL
+        | ffi::X509_V_ERR_CA_KEY_TOO_SMALL
+        | ffi::X509_V_ERR_CA_MD_TOO_WEAK => ChainFailureKind::WeakKey,
+        ffi::X509_V_ERR_INVALID_PURPOSE => ChainFailureKind::WrongPurpose,
+        _ => ChainFailureKind::Other,
+    }
+}
