@@ -4,6 +4,7 @@
 //!
 //! Each test binary does `mod support;` and uses the parts it needs.
 
+pub mod doctor;
 pub mod pg;
 pub mod pki;
 pub mod psql;

@@ -1,0 +1,522 @@
+//! Issue 2 scenarios against a real PostgreSQL server with a PKI generated at test time.
+//! Every scenario also runs the real psql at all six sslmodes and asserts the doctor's
+//! cells agree with what psql actually did.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::doctor::{assert_agrees_with_psql, run_doctor, DoctorRun};
+use support::pg::{PgConfig, PgServer};
+use support::pki::{self, chain_pem, Ca, Issued, LeafSpec};
+use time::{Duration, OffsetDateTime};
+
+const PASSWORD: &str = "correct-horse-battery-9";
+
+const HBA: &str = "\
+host      rejected  all     127.0.0.1/32 reject
+hostssl   sslonly   all     127.0.0.1/32 trust
+hostnossl plainonly all     127.0.0.1/32 trust
+host      all       pwuser  127.0.0.1/32 scram-sha-256
+host      app       alice   127.0.0.1/32 trust
+host      app       ghost   127.0.0.1/32 trust
+host      nosuchdb  alice   127.0.0.1/32 trust
+";
+
+fn server(cert_chain_pem: String, key_pem: String) -> PgServer {
+    PgServer::start(PgConfig {
+        ssl: true,
+        server_cert: Some((cert_chain_pem, key_pem)),
+        hba: HBA.into(),
+        setup_sql: setup_sql(),
+        ..Default::default()
+    })
+}
+
+fn setup_sql() -> Vec<String> {
+    vec![
+        "CREATE ROLE alice LOGIN".into(),
+        format!("CREATE ROLE pwuser LOGIN PASSWORD '{PASSWORD}'"),
+        "CREATE DATABASE app".into(),
+        "CREATE DATABASE sslonly".into(),
+        "CREATE DATABASE plainonly".into(),
+        "CREATE DATABASE rejected".into(),
+    ]
+}
+
+fn good_server() -> (Ca, PgServer) {
+    let ca = Ca::root("Doctor Test Root CA");
+    let leaf = ca.issue(&LeafSpec::server(
+        "localhost",
+        &["localhost"],
+        &["127.0.0.1"],
+    ));
+    let pg = server(leaf.cert_pem.clone(), leaf.key_pem.clone());
+    (ca, pg)
+}
+
+/// A throwaway HOME, optionally with ~/.postgresql/root.crt.
+fn home_with_root(root_pem: Option<&str>) -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    if let Some(pem) = root_pem {
+        let dir = home.path().join(".postgresql");
+        std::fs::create_dir_all(&dir).unwrap();
+        pki::write_file(&dir, "root.crt", pem.as_bytes(), 0o644);
+    }
+    home
+}
+
+fn passfile(home: &Path, password: &str) -> PathBuf {
+    pki::write_file(
+        home,
+        "pgpass",
+        format!("*:*:*:pwuser:{password}\n").as_bytes(),
+        0o600,
+    )
+}
+
+/// Runs the doctor (JSON) and psql at all six modes on the same settings.
+fn diagnose(
+    pg: &PgServer,
+    conninfo: &str,
+    sslmode: &str,
+    home: &Path,
+    pass: Option<&Path>,
+) -> DoctorRun {
+    let target = format!("{conninfo} port={}", pg.port);
+    let run = run_doctor(
+        &[&target, "--sslmode", sslmode, "--format", "json"],
+        home,
+        pass,
+        &[],
+    );
+    assert_agrees_with_psql(&run, &pg.psql_path(), &target, home, pass);
+    run
+}
+
+fn cells(run: &DoctorRun) -> Vec<(Option<bool>, bool)> {
+    support::doctor::MODES
+        .iter()
+        .map(|m| {
+            let (ok, enc, _) = run.cell(m);
+            (ok, enc)
+        })
+        .collect()
+}
+
+#[test]
+fn verify_full_by_name_succeeds_with_default_root_file() {
+    let (ca, pg) = good_server();
+    let home = home_with_root(Some(&ca.issued.cert_pem));
+    let run = diagnose(
+        &pg,
+        "host=localhost user=alice dbname=app",
+        "verify-full",
+        home.path(),
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(
+        cells(&run),
+        vec![
+            (Some(true), false),
+            (Some(true), false),
+            (Some(true), true),
+            (Some(true), true),
+            (Some(true), true),
+            (Some(true), true)
+        ]
+    );
+    let session = run.expect_finding("tls_session", "info");
+    assert_eq!(session["evidence"]["server_sees_ssl"], "true");
+    assert!(run.json["probe"]["connections"].as_u64().unwrap() <= 2);
+    // The settings say where the root file came from.
+    let settings = run.json["target"]["settings"].as_array().unwrap();
+    let root = settings
+        .iter()
+        .find(|s| s["name"] == "sslrootcert")
+        .unwrap();
+    assert!(
+        root["source"]
+            .as_str()
+            .unwrap()
+            .contains("~/.postgresql/root.crt"),
+        "{root}"
+    );
+}
+
+#[test]
+fn verify_full_by_ip_address_uses_the_ip_san() {
+    let (ca, pg) = good_server();
+    let home = home_with_root(Some(&ca.issued.cert_pem));
+    let run = diagnose(
+        &pg,
+        "host=127.0.0.1 user=alice dbname=app",
+        "verify-full",
+        home.path(),
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(run.cell("verify-full"), (Some(true), true, None));
+}
+
+#[test]
+fn hostname_mismatch_names_the_certificate_names() {
+    let (ca, pg) = good_server();
+    let home = home_with_root(Some(&ca.issued.cert_pem));
+    let run = diagnose(
+        &pg,
+        "host=db.wrong.example hostaddr=127.0.0.1 user=alice dbname=app",
+        "verify-full",
+        home.path(),
+        None,
+    );
+    assert_eq!(run.code, 1);
+    let f = run.expect_finding("server_cert_hostname_mismatch", "error");
+    assert_eq!(f["evidence"]["host"], "db.wrong.example");
+    assert_eq!(f["evidence"]["certificate_names"], "localhost, 127.0.0.1");
+    assert!(
+        f["summary"]
+            .as_str()
+            .unwrap()
+            .contains("(and 1 other name)"),
+        "{f}"
+    );
+    assert_eq!(run.cell("verify-ca"), (Some(true), true, None));
+    assert_eq!(
+        run.cell("verify-full").2.as_deref(),
+        Some("server_cert_hostname_mismatch")
+    );
+}
+
+#[test]
+fn expired_server_certificate_and_prefer_fallback() {
+    let ca = Ca::root("Doctor Test Root CA");
+    let now = OffsetDateTime::now_utc();
+    let mut spec = LeafSpec::server("localhost", &["localhost"], &["127.0.0.1"]);
+    spec.not_before = now - Duration::days(400);
+    spec.not_after = now - Duration::days(3);
+    let leaf = ca.issue(&spec);
+    let pg = server(leaf.cert_pem.clone(), leaf.key_pem.clone());
+    let home = home_with_root(Some(&ca.issued.cert_pem));
+    let run = diagnose(
+        &pg,
+        "host=localhost user=alice dbname=app",
+        "verify-full",
+        home.path(),
+        None,
+    );
+    assert_eq!(run.code, 1);
+    let f = run.expect_finding("server_cert_expired", "error");
+    assert!(f["summary"].as_str().unwrap().contains("days ago"), "{f}");
+    assert!(f["evidence"]["not_after"].is_string());
+    // The root file turns verification on for prefer too, which then falls back to plaintext.
+    assert_eq!(run.cell("prefer"), (Some(true), false, None));
+    assert_eq!(
+        run.cell("require").2.as_deref(),
+        Some("server_cert_expired")
+    );
+}
+
+#[test]
+fn unknown_ca_names_the_missing_issuer() {
+    let (ca, pg) = good_server();
+    let other = Ca::root("Some Other CA");
+    let home = home_with_root(Some(&other.issued.cert_pem));
+    let run = diagnose(
+        &pg,
+        "host=localhost user=alice dbname=app",
+        "verify-ca",
+        home.path(),
+        None,
+    );
+    assert_eq!(run.code, 1);
+    let f = run.expect_finding("server_cert_unknown_ca", "error");
+    assert!(
+        f["evidence"]["missing_issuer"]
+            .as_str()
+            .unwrap()
+            .contains("Doctor Test Root CA"),
+        "{f}"
+    );
+    assert!(
+        f["evidence"]["root_file_holds"]
+            .as_str()
+            .unwrap()
+            .contains("Some Other CA"),
+        "{f}"
+    );
+    let _ = ca;
+}
+
+#[test]
+fn root_file_with_only_the_intermediate_is_a_partial_chain() {
+    let root = Ca::root("Doctor Root");
+    let inter = root.intermediate("Doctor Intermediate");
+    let leaf = inter.issue(&LeafSpec::server(
+        "localhost",
+        &["localhost"],
+        &["127.0.0.1"],
+    ));
+    let pg = server(chain_pem(&[&leaf, &inter.issued]), leaf.key_pem.clone());
+    let home = home_with_root(Some(&inter.issued.cert_pem));
+    let run = diagnose(
+        &pg,
+        "host=localhost user=alice dbname=app",
+        "verify-full",
+        home.path(),
+        None,
+    );
+    assert_eq!(run.code, 1);
+    let f = run.expect_finding("server_cert_unknown_ca", "error");
+    assert!(
+        f["summary"].as_str().unwrap().contains("partial chains"),
+        "{f}"
+    );
+    assert!(f["fix"].as_str().unwrap().contains("Doctor Root"), "{f}");
+
+    // With the real root the same chain verifies.
+    let good_home = home_with_root(Some(&root.issued.cert_pem));
+    let run = diagnose(
+        &pg,
+        "host=localhost user=alice dbname=app",
+        "verify-full",
+        good_home.path(),
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stdout);
+}
+
+#[test]
+fn missing_root_file_fails_verify_modes_only() {
+    let (_ca, pg) = good_server();
+    let home = home_with_root(None);
+    let run = diagnose(
+        &pg,
+        "host=localhost user=alice dbname=app",
+        "verify-full",
+        home.path(),
+        None,
+    );
+    assert_eq!(run.code, 1);
+    let f = run.expect_finding("root_cert_missing", "error");
+    assert!(
+        f["summary"]
+            .as_str()
+            .unwrap()
+            .contains(".postgresql/root.crt"),
+        "{f}"
+    );
+    assert_eq!(run.cell("require"), (Some(true), true, None));
+    assert_eq!(
+        run.cell("verify-ca").2.as_deref(),
+        Some("root_cert_missing")
+    );
+}
+
+#[test]
+fn ssl_off_with_require_and_with_prefer() {
+    let pg = PgServer::start(PgConfig {
+        ssl: false,
+        hba: HBA.into(),
+        setup_sql: setup_sql(),
+        ..Default::default()
+    });
+    let home = home_with_root(None);
+    let run = diagnose(
+        &pg,
+        "host=localhost user=alice dbname=app",
+        "require",
+        home.path(),
+        None,
+    );
+    assert_eq!(run.code, 1);
+    run.expect_finding("server_ssl_unsupported", "error");
+    assert_eq!(run.cell("prefer"), (Some(true), false, None));
+    assert_eq!(
+        run.json["probe"]["connections"], 1,
+        "after 'N' libpq reuses the socket"
+    );
+
+    let run = diagnose(
+        &pg,
+        "host=localhost user=alice dbname=app",
+        "prefer",
+        home.path(),
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    run.expect_finding("server_ssl_unsupported", "warning");
+    run.expect_finding("plaintext_fallback", "warning");
+}
+
+#[test]
+fn require_with_a_root_file_verifies_like_verify_ca() {
+    let (_ca, pg) = good_server();
+    let other = Ca::root("Some Other CA");
+    let home = home_with_root(Some(&other.issued.cert_pem));
+    let run = diagnose(
+        &pg,
+        "host=localhost user=alice dbname=app",
+        "require",
+        home.path(),
+        None,
+    );
+    assert_eq!(run.code, 1);
+    let f = run.expect_finding("server_cert_unknown_ca", "error");
+    assert!(
+        f["evidence"]["why_verified"]
+            .as_str()
+            .unwrap()
+            .contains("root certificate file exists"),
+        "{f}"
+    );
+    assert_eq!(
+        run.cell("require").2.as_deref(),
+        Some("server_cert_unknown_ca")
+    );
+}
+
+#[test]
+fn prefer_falls_back_to_plaintext_after_a_verification_failure() {
+    let (_ca, pg) = good_server();
+    let other = Ca::root("Some Other CA");
+    let home = home_with_root(Some(&other.issued.cert_pem));
+    let run = diagnose(
+        &pg,
+        "host=localhost user=alice dbname=app",
+        "prefer",
+        home.path(),
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(run.cell("prefer"), (Some(true), false, None));
+    run.expect_finding("plaintext_fallback", "warning");
+    run.expect_finding("server_cert_unknown_ca", "warning");
+}
+
+#[test]
+fn guides_self_signed_certificate_copied_to_root_crt_passes_verify_full() {
+    let cert: Issued = pki::self_signed_server("localhost");
+    let pg = server(cert.cert_pem.clone(), cert.key_pem.clone());
+    let home = home_with_root(Some(&cert.cert_pem));
+    let run = diagnose(
+        &pg,
+        "host=localhost user=alice dbname=app",
+        "verify-full",
+        home.path(),
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stdout);
+}
+
+#[test]
+fn no_hba_entry_in_plaintext_and_in_tls() {
+    let (ca, pg) = good_server();
+    let home = home_with_root(Some(&ca.issued.cert_pem));
+    // hostssl only: plaintext has no entry.
+    let run = diagnose(
+        &pg,
+        "host=localhost user=alice dbname=sslonly",
+        "disable",
+        home.path(),
+        None,
+    );
+    assert_eq!(run.code, 1);
+    let f = run.expect_finding("hba_no_entry", "error");
+    assert_eq!(f["evidence"]["encryption"], "no encryption");
+    assert_eq!(run.cell("require"), (Some(true), true, None));
+    // hostnossl only: TLS has no entry, prefer falls back to plaintext.
+    let run = diagnose(
+        &pg,
+        "host=localhost user=alice dbname=plainonly",
+        "verify-full",
+        home.path(),
+        None,
+    );
+    assert_eq!(run.code, 1);
+    let f = run.expect_finding("hba_no_entry", "error");
+    assert_eq!(f["evidence"]["encryption"], "SSL encryption");
+    assert_eq!(run.cell("prefer"), (Some(true), false, None));
+}
+
+#[test]
+fn hba_reject_role_missing_database_missing() {
+    let (ca, pg) = good_server();
+    let home = home_with_root(Some(&ca.issued.cert_pem));
+    for (conninfo, code) in [
+        ("host=localhost user=alice dbname=rejected", "hba_reject"),
+        ("host=localhost user=ghost dbname=app", "role_missing"),
+        (
+            "host=localhost user=alice dbname=nosuchdb",
+            "database_missing",
+        ),
+    ] {
+        let run = diagnose(&pg, conninfo, "verify-full", home.path(), None);
+        assert_eq!(run.code, 1, "{conninfo}");
+        let f = run.expect_finding(code, "error");
+        assert!(f["evidence"]["sqlstate"].is_string(), "{f}");
+        assert_eq!(run.cell("verify-full").2.as_deref(), Some(code));
+    }
+}
+
+#[test]
+fn password_required_failed_and_ok_through_a_passfile() {
+    let (ca, pg) = good_server();
+    let home = home_with_root(Some(&ca.issued.cert_pem));
+    let conninfo = "host=localhost user=pwuser dbname=app";
+
+    let run = diagnose(&pg, conninfo, "verify-full", home.path(), None);
+    assert_eq!(run.code, 1);
+    run.expect_finding("password_required", "error");
+
+    let wrong = passfile(home.path(), "not-the-password");
+    let run = diagnose(&pg, conninfo, "verify-full", home.path(), Some(&wrong));
+    assert_eq!(run.code, 1);
+    run.expect_finding("password_failed", "error");
+
+    let right = passfile(home.path(), PASSWORD);
+    let run = diagnose(&pg, conninfo, "verify-full", home.path(), Some(&right));
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let settings = run.json["target"]["settings"].as_array().unwrap();
+    let pw = settings.iter().find(|s| s["name"] == "password").unwrap();
+    assert!(
+        pw["source"].as_str().unwrap().contains("password file"),
+        "{pw}"
+    );
+    assert!(
+        !run.stdout.contains(PASSWORD),
+        "the password leaked into the report"
+    );
+
+    // At verify-full the plaintext connection is never used by libpq: the doctor withholds
+    // the password there, so disable and allow are undetermined, not guessed.
+    assert_eq!(
+        run.cell("disable").2.as_deref(),
+        Some("credentials_withheld")
+    );
+    assert_eq!(run.cell("disable").0, None);
+}
+
+#[test]
+fn text_output_leads_with_the_verdict_and_never_shows_the_password() {
+    let (ca, pg) = good_server();
+    let home = home_with_root(Some(&ca.issued.cert_pem));
+    let target = format!(
+        "postgresql://pwuser:{PASSWORD}@localhost:{}/app?sslmode=verify-full",
+        pg.port
+    );
+    let run = run_doctor(&[&target], home.path(), None, &[]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.stdout.lines().nth(2).unwrap().starts_with("OK"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("verify-full"));
+    assert!(!run.stdout.contains(PASSWORD) && !run.stderr.contains(PASSWORD));
+    assert!(
+        !run.stdout.contains("\u{1b}["),
+        "NO_COLOR must disable colour"
+    );
+}

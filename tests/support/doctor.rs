@@ -1,0 +1,168 @@
+//! Runs the pgtls-doctor binary the way a user would, validates its JSON against the
+//! published schema, and compares its sslmode cells with the real psql.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::pg::{run_with_timeout, scrub_pg_env};
+use super::psql::run_psql;
+
+pub const MODES: [&str; 6] = [
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
+
+pub struct DoctorRun {
+    pub json: Value,
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl DoctorRun {
+    pub fn cell(&self, mode: &str) -> (Option<bool>, bool, Option<String>) {
+        let c = &self.json["sslmodes"][mode];
+        (
+            c["ok"].as_bool(),
+            c["encrypted"].as_bool().unwrap_or(false),
+            c["code"].as_str().map(String::from),
+        )
+    }
+
+    pub fn finding(&self, code: &str) -> Option<&Value> {
+        self.json["findings"]
+            .as_array()?
+            .iter()
+            .find(|f| f["code"] == code)
+    }
+
+    /// Asserts a finding with this code and severity exists; returns it.
+    pub fn expect_finding(&self, code: &str, severity: &str) -> &Value {
+        let f = self
+            .finding(code)
+            .unwrap_or_else(|| panic!("no finding {code} in:\n{}", self.stdout));
+        assert_eq!(
+            f["severity"], severity,
+            "severity of {code} in:\n{}",
+            self.stdout
+        );
+        f
+    }
+}
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_pgtls-doctor"))
+}
+
+/// Runs the doctor with a clean PG* environment, HOME=home, and optional PGPASSFILE.
+pub fn run_doctor(
+    args: &[&str],
+    home: &Path,
+    passfile: Option<&Path>,
+    extra_env: &[(&str, &str)],
+) -> DoctorRun {
+    let mut cmd = Command::new(binary());
+    scrub_pg_env(&mut cmd);
+    cmd.env("HOME", home).env("NO_COLOR", "1");
+    match passfile {
+        Some(p) => cmd.env("PGPASSFILE", p),
+        None => cmd.env("PGPASSFILE", home.join("no-such-passfile")),
+    };
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    cmd.args(args);
+    let json_wanted = args.windows(2).any(|w| w == ["--format", "json"]);
+    let started = Instant::now();
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(60));
+    let elapsed = started.elapsed();
+    assert!(!out.timed_out, "the doctor hung: {args:?}");
+    let code = out.status.and_then(|s| s.code()).unwrap_or(-1);
+    let json = if json_wanted {
+        let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "invalid JSON ({e}) for {args:?}:\n{}\nstderr:\n{}",
+                out.stdout, out.stderr
+            )
+        });
+        validate(&v);
+        v
+    } else {
+        Value::Null
+    };
+    DoctorRun {
+        json,
+        code,
+        stdout: out.stdout,
+        stderr: out.stderr,
+        elapsed,
+    }
+}
+
+struct Schema {
+    schemas: boon::Schemas,
+    index: boon::SchemaIndex,
+}
+
+fn schema() -> &'static Schema {
+    static SCHEMA: OnceLock<Schema> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let text = include_str!("../../docs/report.schema.json");
+        let value: Value = serde_json::from_str(text).expect("schema is JSON");
+        let mut schemas = boon::Schemas::new();
+        let mut compiler = boon::Compiler::new();
+        compiler
+            .add_resource("file:///report.schema.json", value)
+            .expect("schema resource");
+        let index = compiler
+            .compile("file:///report.schema.json", &mut schemas)
+            .expect("schema compiles");
+        Schema { schemas, index }
+    })
+}
+
+/// Every JSON report must match docs/report.schema.json.
+pub fn validate(report: &Value) {
+    let s = schema();
+    if let Err(e) = s.schemas.validate(report, s.index) {
+        panic!("report does not match docs/report.schema.json: {e:#}\n{report:#}");
+    }
+}
+
+/// Runs psql at all six modes with the same settings and asserts the doctor's cells agree
+/// wherever the doctor determined them.
+pub fn assert_agrees_with_psql(
+    run: &DoctorRun,
+    psql: &Path,
+    conninfo: &str,
+    home: &Path,
+    passfile: Option<&Path>,
+) {
+    let mut mismatches = Vec::new();
+    for mode in MODES {
+        let (ok, encrypted, code) = run.cell(mode);
+        let Some(ok) = ok else { continue };
+        let real = run_psql(psql, &format!("{conninfo} sslmode={mode}"), home, passfile);
+        if real.ok != ok || (real.ok && real.encrypted != Some(encrypted)) {
+            mismatches.push(format!(
+                "{mode}: doctor ok={ok} encrypted={encrypted} code={code:?}; psql ok={} encrypted={:?} stderr={}",
+                real.ok, real.encrypted, real.stderr.trim()
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "doctor and psql disagree:\n{}\n\ndoctor output:\n{}",
+        mismatches.join("\n"),
+        serde_json::to_string_pretty(&run.json["sslmodes"]).unwrap_or_default()
+    );
+}
