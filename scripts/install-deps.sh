@@ -13,6 +13,16 @@ have_openssl_dev() {
     command -v pkg-config >/dev/null 2>&1 && pkg-config --exists openssl
 }
 
+# --build-only: just what building the doctor needs (OpenSSL headers and pkg-config).
+if [ "${1:-}" = "--build-only" ]; then
+    have_openssl_dev && exit 0
+    [ "$(id -u)" -eq 0 ] || { echo "install-deps: run as root, or install libssl-dev and pkg-config" >&2; exit 1; }
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends libssl-dev pkg-config
+    exit 0
+fi
+
 if have_postgres && have_openssl_dev && command -v openssl >/dev/null 2>&1; then
     echo "install-deps: PostgreSQL and OpenSSL development files already present"
     exit 0

@@ -179,6 +179,7 @@ fn probe_host(
                 warn_days: options.warn_days,
                 user: &plan.user,
                 dbname: &plan.dbname,
+                password_source: password_source(plan),
             };
             let permit =
                 if requested == SslMode::Prefer && eval::tls_falls_back(&input, SslMode::Prefer) {
@@ -202,6 +203,7 @@ fn probe_host(
         warn_days: options.warn_days,
         user: &plan.user,
         dbname: &plan.dbname,
+        password_source: password_source(plan),
     });
     HostResult {
         endpoint: endpoint.clone(),
@@ -209,4 +211,8 @@ fn probe_host(
         tls,
         connections,
     }
+}
+
+fn password_source(plan: &Plan) -> Option<String> {
+    plan.password.as_ref().map(|(_, source)| source.describe())
 }

@@ -366,7 +366,8 @@ mod tests {
 
     #[test]
     fn conninfo_cases() {
-        let cases: &[(&str, Result<Vec<(String, String)>, &str>)] = &[
+        type Case = (&'static str, Result<Vec<(String, String)>, &'static str>);
+        let cases: &[Case] = &[
             (
                 "host=db port=5433",
                 Ok(pairs(&[("host", "db"), ("port", "5433")])),
@@ -377,7 +378,7 @@ mod tests {
             ),
             (
                 "password='it''s' user=a",
-                Err("invalid connection option \"s'\""),
+                Err("missing \"=\" after \"'s'\" in connection info string"),
             ),
             (
                 r"password='it\'s secret' user=a",

@@ -45,6 +45,9 @@ struct Failure {
     undetermined: bool,
     /// The failure happened on a TLS connection.
     on_tls: bool,
+    /// Failures of later attempts at the same mode (prefer's plaintext after TLS, allow's
+    /// TLS after plaintext): libpq reports them all, and each breaks the mode.
+    also: Vec<Problem>,
 }
 
 type PathResult = Result<bool /* encrypted */, Failure>;
@@ -69,6 +72,8 @@ pub struct EvalInput<'a> {
     pub warn_days: i64,
     pub user: &'a str,
     pub dbname: &'a str,
+    /// Where the password came from (never the password itself).
+    pub password_source: Option<String>,
 }
 
 /// Judges a host: the six cells and the findings that explain them.
@@ -124,6 +129,9 @@ pub fn judge(input: &EvalInput) -> Judgement {
                     code: Some(failure.problem.code),
                 };
                 add(failure.problem, Some(mode));
+                for problem in failure.also {
+                    add(problem, Some(mode));
+                }
                 cell
             }
         };
@@ -229,7 +237,14 @@ pub fn judge(input: &EvalInput) -> Judgement {
             });
         }
     }
-    findings.sort_by(|a, b| b.severity.cmp(&a.severity));
+    // Errors first; among equals, the cause of the requested mode's failure first.
+    let requested_code = cells[&input.requested].code;
+    findings.sort_by_key(|f| {
+        (
+            std::cmp::Reverse(f.severity),
+            Some(f.code) != requested_code,
+        )
+    });
 
     Judgement {
         cells,
@@ -264,15 +279,33 @@ fn mode_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathRes
     match mode {
         SslMode::Disable => plain_path(input),
         SslMode::Allow => match plain_path(input) {
-            Err(f) if f.server_error => tls_path(input, mode, chain),
+            Err(first) if first.server_error => {
+                tls_path(input, mode, chain).map_err(|then| then_failed(first, then))
+            }
             other => other,
         },
         SslMode::Prefer => match tls_path(input, mode, chain) {
-            Err(f) if f.falls_back => plain_path_after_tls(input),
+            Err(first) if first.falls_back => {
+                plain_path_after_tls(input).map_err(|then| then_failed(first, then))
+            }
             other => other,
         },
         _ => tls_path(input, mode, chain),
     }
+}
+
+/// Both attempts of allow/prefer failed: the cell shows the first failure, in libpq's order,
+/// and the second one counts against the mode as well.
+fn then_failed(mut first: Failure, mut then: Failure) -> Failure {
+    if then.undetermined {
+        // What is unknown is the outcome; the cell says why it is unknown.
+        then.also.push(first.problem);
+        return then;
+    }
+    first.on_tls = then.on_tls;
+    first.also.push(then.problem);
+    first.also.extend(then.also);
+    first
 }
 
 /// Why a mode that tries TLS ended in plaintext (for the fallback warning's evidence).
@@ -312,6 +345,7 @@ fn plain_path(input: &EvalInput) -> PathResult {
         server_error: false,
         undetermined: true,
         on_tls: false,
+        also: Vec::new(),
     })
 }
 
@@ -322,6 +356,7 @@ fn plain_failure(problem: Problem, on_tls: bool) -> Failure {
         server_error: false,
         undetermined: false,
         on_tls,
+        also: Vec::new(),
     }
 }
 
@@ -383,6 +418,7 @@ fn tls_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResu
             server_error: false,
             undetermined: true,
             on_tls: true,
+            also: Vec::new(),
         });
     };
     if let Some(err) = &tls.connect_error {
@@ -394,6 +430,7 @@ fn tls_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResu
         server_error: false,
         undetermined: false,
         on_tls: true,
+        also: Vec::new(),
     };
     match &tls.reply {
         None | Some(SslReply::Accepted) => {}
@@ -630,10 +667,14 @@ fn hostname_problem(endpoint: &Endpoint, chain: &[CertSummary]) -> Option<Proble
             }
         }
     }
+    let san = if endpoint.host.parse::<std::net::IpAddr>().is_ok() {
+        format!("IP:{}", endpoint.host)
+    } else {
+        format!("DNS:{}", endpoint.host)
+    };
     let fix = match names.first() {
         Some(name) => format!(
-            "connect with host={name} (one of the names the certificate holds), or reissue the server certificate with subjectAltName=DNS:{} (or IP:{} for an address)",
-            endpoint.host, endpoint.host
+            "connect with host={name} (one of the names the certificate holds; keep hostaddr= for the address), or reissue the server certificate with subjectAltName={san}"
         ),
         None => format!("reissue the server certificate with subjectAltName=DNS:{}", endpoint.host),
     };
@@ -947,6 +988,7 @@ fn startup_result(outcome: &StartupOutcome, input: &EvalInput, on_tls: bool) -> 
         server_error: false,
         undetermined: false,
         on_tls,
+        also: Vec::new(),
     };
     match outcome {
         StartupOutcome::Session { .. } => Ok(on_tls),
@@ -980,6 +1022,7 @@ fn startup_result(outcome: &StartupOutcome, input: &EvalInput, on_tls: bool) -> 
             server_error: false,
             undetermined: true,
             on_tls,
+            also: Vec::new(),
         }),
         StartupOutcome::ServerError { fields, stage, .. } => {
             let problem = server_error_problem(fields, *stage, input, on_tls);
@@ -989,6 +1032,7 @@ fn startup_result(outcome: &StartupOutcome, input: &EvalInput, on_tls: bool) -> 
                 server_error: true,
                 undetermined: false,
                 on_tls,
+                also: Vec::new(),
             })
         }
         StartupOutcome::Alert(alert) => Err(fail(
@@ -1084,6 +1128,10 @@ fn server_error_problem(
                 input_db(input)
             ),
         ),
+        "28P01" if stage == AuthStage::AfterSaslFinal => (
+            "client_cert_cn_mismatch",
+            "the password was right (the server proved it with its SCRAM final message), so clientcert=verify-full refused the certificate's CN/DN: the CN must equal the user name, or use map= with pg_ident.conf".into(),
+        ),
         "28P01" => (
             "password_failed",
             "check the password (~/.pgpass, PGPASSWORD); the server hides a missing role behind the same error, its log says which (\"Role ... does not exist\" or \"Password does not match\")".into(),
@@ -1120,6 +1168,11 @@ fn server_error_problem(
     if let Some(h) = &fields.hint {
         problem = problem.with("server_hint", h.clone());
     }
+    if fields.code == "28P01" {
+        if let Some(source) = &input.password_source {
+            problem = problem.with("password_source", source.clone());
+        }
+    }
     if stage == AuthStage::AfterSaslFinal {
         problem = problem.with(
             "note",
@@ -1150,10 +1203,10 @@ pub fn tls_acceptable(
         return false;
     }
     match &local.roots {
-        RootState::Loaded { certs, .. } => {
-            if trust::verify_chain(chain_der, certs, local.crl.as_ref(), now).is_err() {
-                return false;
-            }
+        RootState::Loaded { certs, .. }
+            if trust::verify_chain(chain_der, certs, local.crl.as_ref(), now).is_err() =>
+        {
+            return false;
         }
         _ if mode.requires_root() => return false,
         _ => {}

@@ -748,13 +748,17 @@ fn split_pgpass_line(line: &str) -> Vec<String> {
         match c {
             '\\' => {
                 if let Some(next) = chars.next() {
-                    fields.last_mut().map(|f| f.push(next));
+                    if let Some(f) = fields.last_mut() {
+                        f.push(next);
+                    }
                 }
             }
             // The password is everything after the fourth colon.
             ':' if fields.len() < 5 => fields.push(String::new()),
             other => {
-                fields.last_mut().map(|f| f.push(other));
+                if let Some(f) = fields.last_mut() {
+                    f.push(other);
+                }
             }
         }
     }

@@ -797,8 +797,10 @@ impl MessageReader {
         loop {
             match wire::split_message(&self.buf) {
                 Err(e) => return Err(ReadFailure::Wire(e)),
-                Ok(Some((tag, body, used))) => {
-                    let message = wire::parse_backend(tag, body).map_err(ReadFailure::Wire)?;
+                Ok(Some(frame)) => {
+                    let message =
+                        wire::parse_backend(frame.tag, frame.body).map_err(ReadFailure::Wire)?;
+                    let used = frame.len;
                     self.buf.drain(..used);
                     return Ok(message);
                 }
@@ -851,6 +853,7 @@ fn failure_outcome<S: TimedOut>(stream: &S, failure: ReadFailure) -> StartupOutc
 }
 
 /// StartupMessage and the authentication exchange, up to ReadyForQuery or the first error.
+#[allow(clippy::result_large_err)] // the Err of the write helper is the final outcome itself
 fn startup<S: Read + Write + TimedOut>(
     stream: &mut S,
     params: &StartupParams,

@@ -47,7 +47,7 @@ pub fn text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     writeln!(
         out,
         "{}",
-        "sslmode      session  TLS  first failing check".bold()
+        " sslmode     session  TLS  first failing check".bold()
     )?;
     for (mode, cell) in &report.sslmodes {
         let ok = match cell["ok"].as_bool() {

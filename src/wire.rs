@@ -121,10 +121,18 @@ pub fn printable(byte: u8) -> String {
     }
 }
 
+/// One framed backend message: its tag, its body, and the bytes it took from the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
+    pub tag: u8,
+    pub body: &'a [u8],
+    pub len: usize,
+}
+
 /// Splits one framed backend message (tag, i32 length, body) off the front of `buf`.
 /// Returns `Ok(None)` while the message is incomplete, and an error as soon as the header
 /// alone shows the length is impossible, so no allocation ever follows a hostile length.
-pub fn split_message(buf: &[u8]) -> Result<Option<(u8, &[u8], usize)>, WireError> {
+pub fn split_message(buf: &[u8]) -> Result<Option<Frame<'_>>, WireError> {
     if buf.len() < 5 {
         return Ok(None);
     }
@@ -140,7 +148,11 @@ pub fn split_message(buf: &[u8]) -> Result<Option<(u8, &[u8], usize)>, WireError
     if buf.len() < total {
         return Ok(None);
     }
-    Ok(Some((tag, &buf[5..total], total)))
+    Ok(Some(Frame {
+        tag,
+        body: &buf[5..total],
+        len: total,
+    }))
 }
 
 /// The fields of an ErrorResponse or NoticeResponse.
@@ -381,7 +393,7 @@ mod tests {
         assert_eq!(
             msg,
             [
-                0, 0, 0, 17, // length
+                0, 0, 0, 18, // length
                 0, 3, 0, 0, // protocol 3.0
                 b'u', b's', b'e', b'r', 0, // key
                 b'b', b'o', b'b', 0, // value
@@ -412,9 +424,9 @@ mod tests {
         let mut frame = vec![b'E'];
         frame.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
         frame.extend_from_slice(body);
-        let (tag, body, used) = split_message(&frame).unwrap().unwrap();
-        assert_eq!(used, frame.len());
-        let BackendMessage::Error(fields) = parse_backend(tag, body).unwrap() else {
+        let parsed = split_message(&frame).unwrap().unwrap();
+        assert_eq!(parsed.len, frame.len());
+        let BackendMessage::Error(fields) = parse_backend(parsed.tag, parsed.body).unwrap() else {
             panic!("not an error")
         };
         assert_eq!(fields.code, "28000");

@@ -148,9 +148,11 @@ pub fn assert_agrees_with_psql(
     passfile: Option<&Path>,
 ) {
     let mut mismatches = Vec::new();
+    let mut compared = 0;
     for mode in MODES {
         let (ok, encrypted, code) = run.cell(mode);
         let Some(ok) = ok else { continue };
+        compared += 1;
         let real = run_psql(psql, &format!("{conninfo} sslmode={mode}"), home, passfile);
         if real.ok != ok || (real.ok && real.encrypted != Some(encrypted)) {
             mismatches.push(format!(
@@ -159,6 +161,12 @@ pub fn assert_agrees_with_psql(
             ));
         }
     }
+    // A differential test that compared nothing would prove nothing.
+    assert!(
+        compared >= 2,
+        "only {compared} sslmode(s) were determined: {}",
+        run.stdout
+    );
     assert!(
         mismatches.is_empty(),
         "doctor and psql disagree:\n{}\n\ndoctor output:\n{}",

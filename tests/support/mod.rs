@@ -5,6 +5,7 @@
 //! Each test binary does `mod support;` and uses the parts it needs.
 
 pub mod doctor;
+pub mod fake_peer;
 pub mod pg;
 pub mod pki;
 pub mod psql;

@@ -1,0 +1,85 @@
+//! A scripted peer for behaviour no real PostgreSQL server produces: banners of other
+//! protocols, silence, resets, bytes injected after 'S'. Bound to 127.0.0.1 only.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::thread;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// Send these bytes.
+    Send(Vec<u8>),
+    /// Read exactly this many bytes from the client.
+    Read(usize),
+    /// Wait.
+    Sleep(Duration),
+    /// Close with RST instead of FIN.
+    Reset,
+    /// Close normally.
+    Close,
+}
+
+/// Listens on a free port and plays `script` for each of up to `connections` clients.
+/// Returns the port. The thread ends by itself; a script never waits longer than 30 s.
+pub fn spawn(script: Vec<Step>, connections: usize) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for _ in 0..connections {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            let script = script.clone();
+            thread::spawn(move || play(stream, &script));
+        }
+    });
+    port
+}
+
+fn play(mut stream: TcpStream, script: &[Step]) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    for step in script {
+        match step {
+            Step::Send(bytes) => {
+                if stream.write_all(bytes).is_err() {
+                    return;
+                }
+            }
+            Step::Read(n) => {
+                let mut buf = vec![0u8; *n];
+                if stream.read_exact(&mut buf).is_err() {
+                    return;
+                }
+            }
+            Step::Sleep(d) => thread::sleep(*d),
+            Step::Reset => {
+                reset(&stream);
+                return;
+            }
+            Step::Close => return,
+        }
+    }
+    // Keep the connection open (silently) until the client gives up.
+    let mut sink = [0u8; 1024];
+    while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+}
+
+/// SO_LINGER with a zero timeout makes close() send RST.
+fn reset(stream: &TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: valid fd and a correctly sized linger struct.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
