@@ -700,6 +700,13 @@ fn handshake_problem(failure: &TlsFailure, tls: &TlsAttempt) -> Problem {
         )
         .with("alert", alert.clone())
         .fix("the server's ssl_ca_file must hold the CA that issued the client certificate, and the certificate must be valid now"),
+        TlsFailure::Alert(alert) if alert == "handshake_failure" && tls.chain.is_empty() => Problem::new(
+            "tls_handshake_failed",
+            "the server ended the TLS handshake with alert handshake_failure before sending its certificate",
+        )
+        .with("alert", alert.clone())
+        .with("likely_cause", "no cipher suite, group or signature scheme in common; a P-521 server key is one the doctor's TLS library (rustls with ring) cannot use, while libpq's OpenSSL can")
+        .fix("check ssl_ciphers and ssl_ecdh_curve in postgresql.conf and the server key type (`openssl x509 -in server.crt -noout -text`); P-256 or RSA 2048+ keys work everywhere"),
         TlsFailure::Alert(alert) => Problem::new(
             "tls_handshake_failed",
             format!("the server ended the TLS handshake with alert {alert}"),
