@@ -189,6 +189,31 @@ pub fn judge(input: &EvalInput) -> Judgement {
         });
     }
     expiry_findings(&chain, input.now, input.warn_days, &mut findings);
+    if let (Some(tls), RootState::Loaded { certs, .. }) = (input.tls, &input.local.roots) {
+        let openssl_full = cells[&SslMode::VerifyFull]
+            .code
+            .is_none_or(|c| !is_chain_code(c));
+        if !tls.chain.is_empty()
+            && openssl_full
+            && trust::verify_chain(&tls.chain, certs, input.local.crl.as_ref(), input.now).is_ok()
+        {
+            let host = (!input.endpoint.host.is_empty()).then_some(input.endpoint.host.as_str());
+            let host_ok =
+                host.is_some_and(|h| chain.first().is_some_and(|c| x509::host_matches(c, h)));
+            if let Some(reason) =
+                trust::webpki_refusal(&tls.chain, certs, host.filter(|_| host_ok), input.now)
+            {
+                findings.push(Finding {
+                    code: "server_cert_rustls_differs",
+                    severity: Severity::Warning,
+                    summary: format!("libpq accepts this chain, but clients built on rustls/webpki (tokio-postgres-rustls, sqlx, many Rust and Go-style strict verifiers) refuse it: {reason}"),
+                    evidence: vec![("webpki_error".into(), reason.clone())],
+                    fix: Some("issue the server certificate from a CA (not self-signed, CA:FALSE, X.509 v3) with the host names in subjectAltName, not only in the CN".into()),
+                    modes: vec![],
+                });
+            }
+        }
+    }
     if let Some(tls) = input.tls {
         if let (
             Some(Ok(facts)),
@@ -252,6 +277,10 @@ pub fn judge(input: &EvalInput) -> Judgement {
         chain,
         postgres_replied: postgres_replied(input),
     }
+}
+
+fn is_chain_code(code: &str) -> bool {
+    code.starts_with("server_cert_") || code == "crl_incomplete" || code == "root_cert_missing"
 }
 
 fn postgres_replied(input: &EvalInput) -> bool {
@@ -1209,14 +1238,14 @@ pub fn tls_acceptable(
     if local.client_failure.is_some() || matches!(local.roots, RootState::Unreadable { .. }) {
         return false;
     }
-    match &local.roots {
-        RootState::Loaded { certs, .. }
-            if trust::verify_chain(chain_der, certs, local.crl.as_ref(), now).is_err() =>
-        {
-            return false;
+    let chain_trusted = match &local.roots {
+        RootState::Loaded { certs, .. } => {
+            trust::verify_chain(chain_der, certs, local.crl.as_ref(), now).is_ok()
         }
-        _ if mode.requires_root() => return false,
-        _ => {}
+        _ => !mode.requires_root(),
+    };
+    if !chain_trusted {
+        return false;
     }
     if mode == SslMode::VerifyFull {
         let chain: Vec<CertSummary> = chain_der

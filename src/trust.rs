@@ -310,3 +310,51 @@ fn classify(code: i32) -> ChainFailureKind {
         _ => ChainFailureKind::Other,
     }
 }
+
+/// The verdict of webpki (what rustls-based clients such as tokio-postgres-rustls and
+/// sqlx use) on a chain OpenSSL accepted: `Some(reason)` when webpki would refuse it.
+pub fn webpki_refusal(
+    chain: &[Vec<u8>],
+    roots: &[Vec<u8>],
+    host: Option<&str>,
+    now: i64,
+) -> Option<String> {
+    use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+    let leaf = CertificateDer::from(chain.first()?.as_slice());
+    let anchors: Vec<_> = roots
+        .iter()
+        .filter_map(|d| {
+            webpki::anchor_from_trusted_cert(&CertificateDer::from(d.as_slice()))
+                .ok()
+                .map(|a| a.to_owned())
+        })
+        .collect();
+    let intermediates: Vec<CertificateDer> = chain
+        .iter()
+        .skip(1)
+        .map(|d| CertificateDer::from(d.as_slice()))
+        .collect();
+    let ee = match webpki::EndEntityCert::try_from(&leaf) {
+        Ok(ee) => ee,
+        Err(e) => return Some(format!("{e:?}")),
+    };
+    let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(now.max(0) as u64));
+    if let Err(e) = ee.verify_for_usage(
+        webpki::ALL_VERIFICATION_ALGS,
+        &anchors,
+        &intermediates,
+        time,
+        webpki::KeyUsage::server_auth(),
+        None,
+        None,
+    ) {
+        return Some(format!("{e:?}"));
+    }
+    if let Some(host) = host {
+        let name = ServerName::try_from(host).ok()?;
+        if let Err(e) = ee.verify_is_valid_for_subject_name(&name) {
+            return Some(format!("{e:?}"));
+        }
+    }
+    None
+}

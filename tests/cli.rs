@@ -13,18 +13,34 @@ fn raw(args: &[&str]) -> (i32, String, String) {
     let mut cmd = Command::new(binary());
     scrub_pg_env(&mut cmd).env("HOME", home.path()).args(args);
     let out = run_with_timeout(&mut cmd, std::time::Duration::from_secs(30));
-    (out.status.and_then(|s| s.code()).unwrap_or(-1), out.stdout, out.stderr)
+    (
+        out.status.and_then(|s| s.code()).unwrap_or(-1),
+        out.stdout,
+        out.stderr,
+    )
 }
 
 #[test]
 fn usage_errors_exit_3_with_libpq_wording() {
     let cases = [
-        ("host=h sslmode=Require", "invalid sslmode value: \"Require\""),
+        (
+            "host=h sslmode=Require",
+            "invalid sslmode value: \"Require\"",
+        ),
         ("db.example.com:99999", "invalid port number: \"99999\""),
-        ("postgresql://[::1/db", "end of string reached when looking for matching \"]\""),
+        (
+            "postgresql://[::1/db",
+            "end of string reached when looking for matching \"]\"",
+        ),
         ("host=h hots=x", "invalid connection option \"hots\""),
-        ("postgresql://h/db?foo=1", "invalid URI query parameter: \"foo\""),
-        ("host=h sslnegotiation=direct sslmode=prefer", "weak sslmode \"prefer\" may not be used with sslnegotiation=direct"),
+        (
+            "postgresql://h/db?foo=1",
+            "invalid URI query parameter: \"foo\"",
+        ),
+        (
+            "host=h sslnegotiation=direct sslmode=prefer",
+            "weak sslmode \"prefer\" may not be used with sslnegotiation=direct",
+        ),
     ];
     for (target, message) in cases {
         let (code, _, stderr) = raw(&[target]);
@@ -40,14 +56,24 @@ fn help_documents_exit_statuses() {
     let (code, stdout, _) = raw(&["--help"]);
     assert_eq!(code, 0);
     assert!(stdout.contains("EXIT STATUS"));
-    for flag in ["--sslmode", "--sslrootcert", "--connect-timeout", "--format", "--color"] {
+    for flag in [
+        "--sslmode",
+        "--sslrootcert",
+        "--connect-timeout",
+        "--format",
+        "--color",
+    ] {
         assert!(stdout.contains(flag), "{flag} missing from --help");
     }
 }
 
 #[test]
 fn color_always_colours_and_never_does_not() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let target = format!("127.0.0.1:{port}");
     let (_, coloured, _) = raw(&[&target, "--color", "always"]);
     assert!(coloured.contains("\u{1b}["), "{coloured}");
@@ -57,7 +83,11 @@ fn color_always_colours_and_never_does_not() {
 
 fn tls_server() -> (Ca, PgServer) {
     let ca = Ca::root("Doctor Test Root CA");
-    let leaf = ca.issue(&LeafSpec::server("localhost", &["localhost"], &["127.0.0.1"]));
+    let leaf = ca.issue(&LeafSpec::server(
+        "localhost",
+        &["localhost"],
+        &["127.0.0.1"],
+    ));
     let pg = PgServer::start(PgConfig {
         ssl: true,
         server_cert: Some(leaf.pair()),
@@ -71,19 +101,40 @@ fn tls_server() -> (Ca, PgServer) {
 fn multi_host_skips_the_unreachable_host_and_says_where_libpq_ends() {
     let (ca, pg) = tls_server();
     let home = tempfile::tempdir().unwrap();
-    let root = support::pki::write_file(home.path(), "root.crt", ca.issued.cert_pem.as_bytes(), 0o644);
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let root = support::pki::write_file(
+        home.path(),
+        "root.crt",
+        ca.issued.cert_pem.as_bytes(),
+        0o644,
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let target = format!(
         "host=localhost,localhost port={closed},{} user=postgres dbname=postgres sslrootcert={}",
         pg.port,
         root.display()
     );
-    let run = run_doctor(&[&target, "--sslmode", "verify-full", "--format", "json"], home.path(), None, &[]);
+    let run = run_doctor(
+        &[&target, "--sslmode", "verify-full", "--format", "json"],
+        home.path(),
+        None,
+        &[],
+    );
     assert_eq!(run.code, 0, "{}", run.stdout);
     let hosts = run.json["hosts"].as_array().unwrap();
     assert_eq!(hosts.len(), 2);
     assert_eq!(hosts[0]["chosen"], false);
-    assert!(hosts[0]["why"].as_str().unwrap().contains("tcp_connect_failed"), "{}", hosts[0]);
+    assert!(
+        hosts[0]["why"]
+            .as_str()
+            .unwrap()
+            .contains("tcp_connect_failed"),
+        "{}",
+        hosts[0]
+    );
     assert_eq!(hosts[1]["chosen"], true);
     assert_eq!(run.json["target"]["port"], pg.port);
     assert_agrees_with_psql(&run, &pg.psql_path(), &target, home.path(), None);
@@ -93,8 +144,17 @@ fn multi_host_skips_the_unreachable_host_and_says_where_libpq_ends() {
 fn unix_socket_is_reported_as_never_tls() {
     let (_ca, pg) = tls_server();
     let home = tempfile::tempdir().unwrap();
-    let target = format!("host={} port={} user=postgres dbname=postgres", pg.dir.display(), pg.port);
-    let run = run_doctor(&[&target, "--sslmode", "require", "--format", "json"], home.path(), None, &[]);
+    let target = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        pg.dir.display(),
+        pg.port
+    );
+    let run = run_doctor(
+        &[&target, "--sslmode", "require", "--format", "json"],
+        home.path(),
+        None,
+        &[],
+    );
     run.expect_finding("unix_socket", "info");
     for mode in support::doctor::MODES {
         assert_eq!(run.cell(mode), (Some(true), false, None), "{mode}");

@@ -127,6 +127,11 @@ fn verify_full_by_name_succeeds_with_default_root_file() {
             (Some(true), true)
         ]
     );
+    assert!(
+        run.finding("server_cert_rustls_differs").is_none(),
+        "{}",
+        run.stdout
+    );
     let session = run.expect_finding("tls_session", "info");
     assert_eq!(session["evidence"]["server_sees_ssl"], "true");
     assert!(run.json["probe"]["connections"].as_u64().unwrap() <= 2);
