@@ -639,9 +639,19 @@ fn server_name(endpoint: &Endpoint, addr: Option<SocketAddr>) -> ServerName<'sta
     ServerName::IpAddress(ip.into())
 }
 
+/// The name of the crypto provider, for the report.
+pub const PROVIDER_NAME: &str = if cfg!(feature = "aws-lc-rs") {
+    "rustls 0.23 with aws-lc-rs"
+} else {
+    "rustls 0.23 with ring"
+};
+
 /// The crypto provider: ring, for its start-up cost (see docs/performance.md), with P-256
 /// first because PostgreSQL's default ssl_ecdh_curve would otherwise force a HelloRetryRequest.
 pub fn provider() -> Arc<CryptoProvider> {
+    #[cfg(feature = "aws-lc-rs")]
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    #[cfg(not(feature = "aws-lc-rs"))]
     let mut provider = rustls::crypto::ring::default_provider();
     provider
         .kx_groups

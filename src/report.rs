@@ -365,7 +365,7 @@ pub fn build(input: &BuildInput) -> Report {
         probe: ProbeOut {
             connections: input.hosts.iter().map(|h| h.connections).sum(),
             duration_ms: input.duration_ms,
-            crypto_provider: "rustls 0.23 with ring",
+            crypto_provider: crate::probe::PROVIDER_NAME,
             emulates: "libpq 17 (PostgreSQL 15 libpq differs only where noted)",
         },
         notes: plan.notes.clone(),
