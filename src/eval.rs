@@ -784,15 +784,16 @@ fn date(unix: i64) -> String {
         .unwrap_or_else(|| unix.to_string())
 }
 
-/// "3 days ago", "in 12 days": computed here from the injected clock, never in rendering.
+/// "3 days ago", "in 1 day": computed here from the injected clock, never in rendering.
 fn relative(unix: i64, now: i64) -> String {
     let days = (unix - now) / 86_400;
     let hours = (unix - now) / 3_600;
+    let plural = |n: i64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
     match (days, hours) {
-        (0, h) if h >= 0 => format!("in {h} hours"),
-        (0, h) => format!("{} hours ago", -h),
-        (d, _) if d > 0 => format!("in {d} days"),
-        (d, _) => format!("{} days ago", -d),
+        (0, h) if h >= 0 => format!("in {}", plural(h, "hour")),
+        (0, h) => format!("{} ago", plural(-h, "hour")),
+        (d, _) if d > 0 => format!("in {}", plural(d, "day")),
+        (d, _) => format!("{} ago", plural(-d, "day")),
     }
 }
 

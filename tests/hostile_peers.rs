@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use support::doctor::run_doctor;
-use support::fake_peer::{spawn, Step};
+use support::fake_peer::{error_response, spawn, Step};
 
 fn doctor_against(port: u16, extra: &[&str]) -> support::doctor::DoctorRun {
     let home = tempfile::tempdir().unwrap();
@@ -115,4 +115,97 @@ fn refused_port_is_tcp_connect_failed() {
     assert_eq!(run.code, 2);
     let f = run.expect_finding("tcp_connect_failed", "error");
     assert!(f["summary"].as_str().unwrap().contains("refused"), "{f}");
+}
+
+#[test]
+fn fork_failure_text_before_tls_is_shown_as_unauthenticated() {
+    let port = spawn(
+        vec![
+            Step::Read(8),
+            Step::Send(
+                b"Ecould not fork new process for connection: Resource temporarily unavailable\n\0"
+                    .to_vec(),
+            ),
+            Step::Close,
+        ],
+        2,
+    );
+    let run = doctor_against(port, &[]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let f = run.expect_finding("server_ssl_error", "error");
+    assert!(
+        f["evidence"]["server_text_unauthenticated"]
+            .as_str()
+            .unwrap()
+            .contains("could not fork"),
+        "{f}"
+    );
+}
+
+#[test]
+fn v3_error_response_before_tls() {
+    let mut reply = vec![];
+    reply.extend_from_slice(&error_response("53300", "sorry, too many clients already"));
+    let port = spawn(vec![Step::Read(8), Step::Send(reply), Step::Close], 2);
+    let run = doctor_against(port, &[]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let f = run.expect_finding("server_ssl_error", "error");
+    assert!(
+        f["evidence"]["server_text_unauthenticated"]
+            .as_str()
+            .unwrap()
+            .contains("too many clients"),
+        "{f}"
+    );
+}
+
+#[test]
+fn n_then_close_is_a_lost_connection() {
+    let port = spawn(
+        vec![Step::Read(8), Step::Send(b"N".to_vec()), Step::Close],
+        2,
+    );
+    let run = doctor_against(port, &["--sslmode", "prefer"]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    run.expect_finding("connection_lost", "error");
+    run.expect_finding("server_ssl_unsupported", "warning");
+}
+
+#[test]
+fn server_not_ready_after_n() {
+    let port = spawn(
+        vec![
+            Step::Read(8),
+            Step::Send(b"N".to_vec()),
+            Step::ReadStartup,
+            Step::Send(error_response(
+                "57P03",
+                "the database system is starting up",
+            )),
+            Step::Close,
+        ],
+        2,
+    );
+    let run = doctor_against(port, &["--sslmode", "prefer"]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    run.expect_finding("server_not_ready", "error");
+}
+
+#[test]
+fn hostile_error_lengths_are_refused_without_allocation() {
+    for header in [vec![b'E', 0x7f, 0xff, 0xff, 0xff], vec![b'E', 0, 0, 0, 2]] {
+        let port = spawn(
+            vec![
+                Step::Read(8),
+                Step::Send(b"N".to_vec()),
+                Step::ReadStartup,
+                Step::Send(header),
+            ],
+            2,
+        );
+        let run = doctor_against(port, &["--sslmode", "prefer", "--timeout", "5"]);
+        assert_eq!(run.code, 1, "{}", run.stdout);
+        run.expect_finding("protocol_violation", "error");
+        assert!(run.elapsed < Duration::from_secs(10));
+    }
 }

@@ -525,3 +525,235 @@ fn text_output_leads_with_the_verdict_and_never_shows_the_password() {
         "NO_COLOR must disable colour"
     );
 }
+
+fn home_with(root_pem: &str, crl_pem: Option<&str>) -> tempfile::TempDir {
+    let home = home_with_root(Some(root_pem));
+    if let Some(crl) = crl_pem {
+        pki::write_file(
+            &home.path().join(".postgresql"),
+            "root.crl",
+            crl.as_bytes(),
+            0o644,
+        );
+    }
+    home
+}
+
+#[test]
+fn revoked_server_certificate_via_the_default_root_crl() {
+    let ca = Ca::root("Doctor Test Root CA");
+    let leaf = ca.issue(&LeafSpec::server(
+        "localhost",
+        &["localhost"],
+        &["127.0.0.1"],
+    ));
+    let pg = server(leaf.cert_pem.clone(), leaf.key_pem.clone());
+    let home = home_with(&ca.issued.cert_pem, Some(&ca.crl_pem(&[&leaf])));
+    let run = diagnose(
+        &pg,
+        "host=localhost user=alice dbname=app",
+        "verify-ca",
+        home.path(),
+        None,
+    );
+    assert_eq!(run.code, 1);
+    run.expect_finding("server_cert_revoked", "error");
+
+    // A CRL that revokes nothing lets the same chain through.
+    let home = home_with(&ca.issued.cert_pem, Some(&ca.crl_pem(&[])));
+    let run = diagnose(
+        &pg,
+        "host=localhost user=alice dbname=app",
+        "verify-ca",
+        home.path(),
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stdout);
+}
+
+#[test]
+fn a_crl_for_the_root_alone_breaks_a_chain_with_an_intermediate() {
+    let root = Ca::root("Doctor Root");
+    let inter = root.intermediate("Doctor Intermediate");
+    let leaf = inter.issue(&LeafSpec::server(
+        "localhost",
+        &["localhost"],
+        &["127.0.0.1"],
+    ));
+    let pg = server(chain_pem(&[&leaf, &inter.issued]), leaf.key_pem.clone());
+    let home = home_with(&root.issued.cert_pem, Some(&root.crl_pem(&[])));
+    let run = diagnose(
+        &pg,
+        "host=localhost user=alice dbname=app",
+        "verify-full",
+        home.path(),
+        None,
+    );
+    assert_eq!(run.code, 1);
+    let f = run.expect_finding("crl_incomplete", "error");
+    assert!(f["summary"].as_str().unwrap().contains("CRL"), "{f}");
+}
+
+#[test]
+fn server_certificate_not_yet_valid() {
+    let ca = Ca::root("Doctor Test Root CA");
+    let now = OffsetDateTime::now_utc();
+    let mut spec = LeafSpec::server("localhost", &["localhost"], &["127.0.0.1"]);
+    spec.not_before = now + Duration::days(2);
+    spec.not_after = now + Duration::days(300);
+    let leaf = ca.issue(&spec);
+    let pg = server(leaf.cert_pem.clone(), leaf.key_pem.clone());
+    let home = home_with_root(Some(&ca.issued.cert_pem));
+    let run = diagnose(
+        &pg,
+        "host=localhost user=alice dbname=app",
+        "verify-full",
+        home.path(),
+        None,
+    );
+    assert_eq!(run.code, 1);
+    let f = run.expect_finding("server_cert_not_yet_valid", "error");
+    assert!(
+        f["summary"].as_str().unwrap().contains("in 1 day")
+            || f["summary"].as_str().unwrap().contains("in 2 days"),
+        "{f}"
+    );
+}
+
+#[test]
+fn expiring_soon_is_a_warning_that_keeps_exit_zero() {
+    let ca = Ca::root("Doctor Test Root CA");
+    let now = OffsetDateTime::now_utc();
+    let mut spec = LeafSpec::server("localhost", &["localhost"], &["127.0.0.1"]);
+    spec.not_after = now + Duration::days(10);
+    let leaf = ca.issue(&spec);
+    let pg = server(leaf.cert_pem.clone(), leaf.key_pem.clone());
+    let home = home_with_root(Some(&ca.issued.cert_pem));
+    let run = diagnose(
+        &pg,
+        "host=localhost user=alice dbname=app",
+        "verify-full",
+        home.path(),
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    run.expect_finding("server_cert_expiring_soon", "warning");
+    let run = run_doctor(
+        &[
+            &format!("host=localhost user=alice dbname=app port={}", pg.port),
+            "--warn-days",
+            "5",
+            "--format",
+            "json",
+        ],
+        home.path(),
+        None,
+        &[],
+    );
+    assert!(run.finding("server_cert_expiring_soon").is_none());
+}
+
+#[test]
+fn md5_cleartext_and_connection_limits() {
+    let (ca, pg) = good_server();
+    pg.sql("SET password_encryption = 'md5'; CREATE ROLE md5user LOGIN PASSWORD 'md5-secret-1'");
+    pg.sql("CREATE ROLE clearuser LOGIN PASSWORD 'clear-secret-1'");
+    pg.sql("CREATE ROLE limited LOGIN CONNECTION LIMIT 0");
+    pg.write_hba_and_reload(&format!(
+        "host all md5user 127.0.0.1/32 md5\nhost all clearuser 127.0.0.1/32 password\n{HBA}host app limited 127.0.0.1/32 trust\n"
+    ));
+    let home = home_with_root(Some(&ca.issued.cert_pem));
+
+    let pass = pki::write_file(
+        home.path(),
+        "pgpass-md5",
+        b"*:*:*:md5user:md5-secret-1\n",
+        0o600,
+    );
+    let run = diagnose(
+        &pg,
+        "host=localhost user=md5user dbname=app",
+        "prefer",
+        home.path(),
+        Some(&pass),
+    );
+    assert_eq!(run.code, 0, "{}", run.stdout);
+
+    // Method "password" over TLS is sent; in plaintext it is withheld without the flag.
+    let pass = pki::write_file(
+        home.path(),
+        "pgpass-clear",
+        b"*:*:*:clearuser:clear-secret-1\n",
+        0o600,
+    );
+    let run = diagnose(
+        &pg,
+        "host=localhost user=clearuser dbname=app",
+        "prefer",
+        home.path(),
+        Some(&pass),
+    );
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let target = format!("host=localhost user=clearuser dbname=app port={}", pg.port);
+    let run = run_doctor(
+        &[&target, "--sslmode", "disable", "--format", "json"],
+        home.path(),
+        Some(&pass),
+        &[],
+    );
+    assert_eq!(run.cell("disable").0, None);
+    assert_eq!(
+        run.cell("disable").2.as_deref(),
+        Some("credentials_withheld")
+    );
+    let run = run_doctor(
+        &[
+            &target,
+            "--sslmode",
+            "disable",
+            "--format",
+            "json",
+            "--allow-cleartext-password",
+        ],
+        home.path(),
+        Some(&pass),
+        &[],
+    );
+    assert_eq!(run.cell("disable"), (Some(true), false, None));
+
+    let run = diagnose(
+        &pg,
+        "host=localhost user=limited dbname=app",
+        "verify-full",
+        home.path(),
+        None,
+    );
+    assert_eq!(run.code, 1);
+    run.expect_finding("too_many_connections", "error");
+}
+
+#[test]
+fn sslrootcert_system_uses_ssl_cert_file_and_implies_verify_full() {
+    let (ca, pg) = good_server();
+    let home = home_with_root(None);
+    let bundle = pki::write_file(
+        home.path(),
+        "bundle.pem",
+        ca.issued.cert_pem.as_bytes(),
+        0o644,
+    );
+    let target = format!(
+        "host=localhost port={} user=alice dbname=app sslrootcert=system",
+        pg.port
+    );
+    let bundle_s = bundle.display().to_string();
+    let run = run_doctor(
+        &[&target, "--format", "json"],
+        home.path(),
+        None,
+        &[("SSL_CERT_FILE", &bundle_s)],
+    );
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(run.json["target"]["sslmode"], "verify-full");
+    // libpq 15 (psql here) reads "system" as a file name; libpq 16+ behaves as the doctor.
+}

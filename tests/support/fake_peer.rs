@@ -13,6 +13,8 @@ pub enum Step {
     Send(Vec<u8>),
     /// Read exactly this many bytes from the client.
     Read(usize),
+    /// Read one length-prefixed message without a tag (a StartupMessage).
+    ReadStartup,
     /// Wait.
     Sleep(Duration),
     /// Close with RST instead of FIN.
@@ -53,6 +55,19 @@ fn play(mut stream: TcpStream, script: &[Step]) {
                     return;
                 }
             }
+            Step::ReadStartup => {
+                let mut len = [0u8; 4];
+                if stream.read_exact(&mut len).is_err() {
+                    return;
+                }
+                let n = (u32::from_be_bytes(len) as usize)
+                    .saturating_sub(4)
+                    .min(1 << 16);
+                let mut body = vec![0u8; n];
+                if stream.read_exact(&mut body).is_err() {
+                    return;
+                }
+            }
             Step::Sleep(d) => thread::sleep(*d),
             Step::Reset => {
                 reset(&stream);
@@ -82,4 +97,24 @@ fn reset(stream: &TcpStream) {
             std::mem::size_of::<libc::linger>() as libc::socklen_t,
         );
     }
+}
+
+/// An ErrorResponse with the given severity, SQLSTATE and message.
+pub fn error_response(code: &str, message: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (tag, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', code),
+        (b'M', message),
+    ] {
+        body.push(tag);
+        body.extend_from_slice(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut out = vec![b'E'];
+    out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    out
 }
