@@ -3,9 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::client_cert::{self, ClientIdentity};
+use crate::client_cert::{self, ClientIdentity, ClientRequest};
+use crate::eval::client::ClientView;
 use crate::eval::{self, EvalInput, LocalSetup};
 use crate::finding::Problem;
+use crate::plan::CertMode;
 use crate::plan::{Endpoint, Plan};
 use crate::probe::{self, Deadlines, PasswordPermit, StartupParams};
 use crate::report::{self, HostResult, Report};
@@ -24,24 +26,57 @@ pub struct RunOptions {
 pub fn local_setup(plan: &Plan) -> (LocalSetup, ClientIdentity) {
     let roots = trust::load_roots(&plan.root);
     let crl = trust::load_crl(plan.crl.as_deref(), &roots);
-    let identity = client_cert::load(plan.cert.as_deref(), plan.key.as_deref());
+    let identity = client_cert::load(&ClientRequest {
+        cert: plan.cert.as_deref(),
+        key: plan.key.as_deref(),
+        cert_explicit: plan.cert_explicit,
+        sslpassword: plan.sslpassword.as_ref(),
+        cert_mode_disabled: plan.cert_mode == CertMode::Disable,
+    });
     let client_failure = match &identity {
         ClientIdentity::Failed {
             code,
             path,
             message,
-        } => Some(
-            Problem::new(code, message.clone())
+            leaf,
+            pkcs12,
+        } => {
+            let fix = match pkcs12 {
+                Some(_) => format!(
+                    "libpq reads only PEM: `openssl pkcs12 -in {0} -clcerts -nokeys -out postgresql.crt` and `openssl pkcs12 -in {0} -nocerts -nodes -out postgresql.key`, then point sslcert/sslkey at them",
+                    path.display()
+                ),
+                None => client_fix(code, path),
+            };
+            let mut problem = Problem::new(code, message.clone())
                 .with("file", path.display().to_string())
-                .fix(client_fix(code, path)),
-        ),
+                .fix(fix);
+            if let Some(leaf) = leaf {
+                problem = problem.with("certificate_subject", leaf.subject.clone());
+            }
+            Some(problem)
+        }
         _ => None,
+    };
+    let client = ClientView {
+        leaf: identity.leaf().cloned(),
+        loaded: matches!(identity, ClientIdentity::Loaded(_)),
+        none: match &identity {
+            ClientIdentity::NotConfigured(why) => Some(why.clone()),
+            _ => None,
+        },
+        pkcs12: match &identity {
+            ClientIdentity::Failed { pkcs12, .. } => pkcs12.clone(),
+            _ => None,
+        },
+        cert_mode: Some(plan.cert_mode),
     };
     (
         LocalSetup {
             roots,
             crl,
             client_failure,
+            client,
         },
         identity,
     )
@@ -54,7 +89,12 @@ fn client_fix(code: &str, path: &std::path::Path) -> String {
             "put the private key next to the certificate ({}), or set sslkey=/path/to/key",
             path.display()
         ),
-        "client_key_encrypted" => "give the passphrase with sslpassword=..., or decrypt the key: `openssl pkey -in KEY -out KEY.plain`".into(),
+        "client_key_encrypted" => format!(
+            "give the passphrase with sslpassword=... (conninfo or --sslpassword; libpq reads no environment variable for it), or store the key decrypted: `openssl pkey -in {0} -out {0}.plain && chmod 0600 {0}.plain`",
+            path.display()
+        ),
+        "client_key_mismatch" => "give the key that belongs to the certificate; compare `openssl x509 -in CERT -noout -pubkey` with `openssl pkey -in KEY -pubout`".into(),
+        "client_key_weak" => "issue a new client key and certificate with RSA 2048+ or EC P-256 (Debian's OpenSSL runs at security level 2)".into(),
         _ => format!(
             "the file must hold a PEM certificate (and a PEM key); check it with `openssl x509 -in {} -noout -subject`",
             path.display()
@@ -96,6 +136,7 @@ fn probe_host(
         application_name: &plan.application_name,
         password: plan.password.as_ref().map(|(s, _)| s),
         allow_cleartext_on_plaintext: options.allow_cleartext_password,
+        channel_binding: plan.channel_binding,
     };
     let requested = plan.sslmode;
     let mut connections = 0;

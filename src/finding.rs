@@ -70,7 +70,18 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     ("protocol_violation", "The server sent something that is not valid protocol."),
     ("scram_server_proof_invalid", "The server did not prove it knows the password (bad SCRAM server signature)."),
     ("auth_method_unsupported", "The server asks for an authentication method the doctor cannot complete."),
-    ("client_cert_missing", "The server requires a client certificate and none was sent."),
+    ("client_cert_missing", "No client certificate was sent: the server requires one (error), or sslcert names a missing file (info)."),
+    ("client_cert_expired", "The client certificate has expired (the server refuses it with alert certificate_expired)."),
+    ("client_cert_not_yet_valid", "The client certificate is not valid yet (the server refuses it with alert bad_certificate)."),
+    ("client_cert_unknown_ca", "The server does not trust the client certificate's issuer (not in its ssl_ca_file)."),
+    ("client_cert_revoked", "The server's ssl_crl_file revokes the client certificate."),
+    ("client_cert_wrong_purpose", "The client certificate's extendedKeyUsage lacks clientAuth, or its keyUsage lacks digitalSignature."),
+    ("client_cert_expiring_soon", "The client certificate expires within --warn-days."),
+    ("client_cert_pkcs12", "sslcert is a PKCS#12 bundle: what its certificate and key would get if converted to PEM."),
+    ("client_key_mismatch", "The client key does not belong to the client certificate (key values mismatch)."),
+    ("client_key_weak", "The client key is below OpenSSL security level 2 (ee key too small)."),
+    ("server_no_client_ca", "The server sent no CertificateRequest: it has no ssl_ca_file and ignores client certificates."),
+    ("channel_binding_failed", "channel_binding=require could not be met (no TLS, or no SCRAM-SHA-256-PLUS)."),
     ("client_cert_unreadable", "The client certificate file cannot be read: libpq fails to set up TLS."),
     ("client_cert_cn_mismatch", "The client certificate's CN/DN does not match the user (cert or clientcert=verify-full)."),
     ("client_cert_rejected", "The server refused the client certificate during or right after the handshake."),
@@ -150,6 +161,20 @@ mod tests {
             Severity::Warning
         );
         assert_eq!(severity_for(&[Disable, Allow], Require), Severity::Info);
+    }
+
+    #[test]
+    fn schema_enumerates_exactly_the_catalogue() {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../docs/report.schema.json")).unwrap();
+        let listed: Vec<&str> = schema["$defs"]["code"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        let catalogue: Vec<&str> = CATALOGUE.iter().map(|(c, _)| *c).collect();
+        assert_eq!(listed, catalogue, "run scripts/gen-docs.py");
     }
 
     #[test]

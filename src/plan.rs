@@ -187,6 +187,22 @@ pub enum RootSpec {
     Unknown,
 }
 
+/// sslcertmode (libpq 16+).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertMode {
+    Disable,
+    Allow,
+    Require,
+}
+
+/// channel_binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelBindingMode {
+    Disable,
+    Prefer,
+    Require,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Negotiation {
     Postgres,
@@ -224,6 +240,10 @@ pub struct Plan {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub sslpassword: Option<Secret>,
+    /// sslcert was given (flag, string, service or PGSSLCERT), not the default path.
+    pub cert_explicit: bool,
+    pub cert_mode: CertMode,
+    pub channel_binding: ChannelBindingMode,
     pub sni: bool,
     pub negotiation: Negotiation,
     /// libpq's connect_timeout: per step; `None` waits forever (bounded by --timeout).
@@ -448,6 +468,21 @@ pub fn resolve(target: &str, flags: &FlagSettings, env: &Environment) -> Result<
         })
     });
     let sslpassword = get(&settings, "sslpassword").map(Secret);
+    let cert_explicit = settings
+        .get("sslcert")
+        .is_some_and(|s| !matches!(s.source, Source::Default(_)));
+    let cert_mode = match get(&settings, "sslcertmode").as_deref() {
+        None | Some("allow") => CertMode::Allow,
+        Some("disable") => CertMode::Disable,
+        Some("require") => CertMode::Require,
+        Some(other) => return err(format!("invalid sslcertmode value: \"{other}\"")),
+    };
+    let channel_binding = match get(&settings, "channel_binding").as_deref() {
+        None | Some("prefer") => ChannelBindingMode::Prefer,
+        Some("disable") => ChannelBindingMode::Disable,
+        Some("require") => ChannelBindingMode::Require,
+        Some(other) => return err(format!("invalid channel_binding value: \"{other}\"")),
+    };
     let application_name = get(&settings, "application_name")
         .or_else(|| get(&settings, "fallback_application_name"))
         .unwrap_or_else(|| "pgtls-doctor".into());
@@ -510,6 +545,9 @@ pub fn resolve(target: &str, flags: &FlagSettings, env: &Environment) -> Result<
         cert,
         key,
         sslpassword,
+        cert_explicit,
+        cert_mode,
+        channel_binding,
         sni,
         negotiation,
         connect_timeout,

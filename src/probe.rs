@@ -17,7 +17,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use crate::client_cert::ClientIdentity;
-use crate::plan::{Endpoint, Negotiation, Secret};
+use crate::plan::{ChannelBindingMode, Endpoint, Negotiation, Secret};
 use crate::wire::{self, AuthRequest, BackendMessage, ErrorFields};
 
 /// Which limit ran out.
@@ -311,7 +311,11 @@ pub enum StartupOutcome {
         method: String,
         server_version: Option<String>,
         server_ssl: Option<ServerSslView>,
+        /// SCRAM-SHA-256-PLUS with tls-server-end-point was completed.
+        channel_binding_used: bool,
     },
+    /// libpq's channel_binding=require refused to continue (its reason).
+    ChannelBinding(String),
     /// A password was requested and none was available (psql -w: no password supplied).
     PasswordNeeded {
         method: String,
@@ -349,6 +353,8 @@ pub struct TlsAttempt {
     /// The CA names of the server's CertificateRequest; None when it sent none.
     pub client_ca_names: Option<Vec<Vec<u8>>>,
     pub client_cert_sent: bool,
+    /// The client key loaded for libpq but not for the doctor's TLS library (e.g. P-521 with ring).
+    pub client_key_unusable: Option<String>,
     pub startup: Option<StartupOutcome>,
     /// After `N`, libpq continues in plaintext on the same socket.
     pub plaintext_after_refusal: Option<StartupOutcome>,
@@ -369,6 +375,7 @@ pub struct StartupParams<'a> {
     pub application_name: &'a str,
     pub password: Option<&'a Secret>,
     pub allow_cleartext_on_plaintext: bool,
+    pub channel_binding: ChannelBindingMode,
 }
 
 /// Whether this connection may carry the password (libpq at the requested sslmode would use it).
@@ -469,6 +476,7 @@ pub fn tls_attempt(
     out.chain = recorder.chain();
     out.client_ca_names = recorder.ca_names();
     out.client_cert_sent = recorder.cert_sent();
+    out.client_key_unusable = recorder.key_error.clone();
     if let Err(failure) = handshake_result {
         out.handshake = Some(Err(failure));
         return out;
@@ -682,25 +690,31 @@ struct Recorder {
     chain: Mutex<Vec<Vec<u8>>>,
     ca_names: Mutex<Option<Vec<Vec<u8>>>>,
     key: Option<Arc<CertifiedKey>>,
+    key_error: Option<String>,
     sent: Mutex<bool>,
 }
 
 impl Recorder {
     fn new(identity: &ClientIdentity) -> Self {
         let provider = provider();
-        let key = match identity {
-            ClientIdentity::Loaded { chain, key, .. } => provider
-                .key_provider
-                .load_private_key(key.clone_key())
-                .ok()
-                .map(|signer| Arc::new(CertifiedKey::new(chain.clone(), signer))),
-            _ => None,
+        let (key, key_error) = match identity {
+            ClientIdentity::Loaded(m) => {
+                match provider.key_provider.load_private_key(m.key.clone_key()) {
+                    Ok(signer) => (
+                        Some(Arc::new(CertifiedKey::new(m.chain.clone(), signer))),
+                        None,
+                    ),
+                    Err(e) => (None, Some(e.to_string())),
+                }
+            }
+            _ => (None, None),
         };
         Recorder {
             provider,
             chain: Mutex::new(Vec::new()),
             ca_names: Mutex::new(None),
             key,
+            key_error,
             sent: Mutex::new(false),
         }
     }
@@ -890,6 +904,7 @@ fn startup<S: Read + Write + TimedOut>(
     let mut stage = AuthStage::BeforeAuth;
     let mut method: Option<String> = None;
     let mut scram: Option<ScramSha256> = None;
+    let mut binding_used = false;
     let mut server_version = None;
     loop {
         let msg = match reader.next(stream) {
@@ -906,6 +921,13 @@ fn startup<S: Read + Write + TimedOut>(
             }
             BackendMessage::Authentication(request) => match request {
                 AuthRequest::Ok => {
+                    if params.channel_binding == ChannelBindingMode::Require && !binding_used {
+                        return StartupOutcome::ChannelBinding(if on_tls {
+                            "channel binding required, but server authenticated client without channel binding".into()
+                        } else {
+                            "channel binding required, but SSL not in use".into()
+                        });
+                    }
                     stage = AuthStage::AfterAuthOk;
                     method.get_or_insert_with(|| "trust".into());
                 }
@@ -922,6 +944,13 @@ fn startup<S: Read + Write + TimedOut>(
                         return StartupOutcome::Withheld { method: name };
                     }
                     let reply = match &request {
+                        AuthRequest::Cleartext | AuthRequest::Md5 { .. }
+                            if params.channel_binding == ChannelBindingMode::Require =>
+                        {
+                            return StartupOutcome::ChannelBinding(
+                                "channel binding required but not supported by server's authentication request".into(),
+                            )
+                        }
                         AuthRequest::Cleartext => {
                             wire::password_message(password.expose().as_bytes())
                         }
@@ -936,12 +965,25 @@ fn startup<S: Read + Write + TimedOut>(
                         AuthRequest::Sasl { mechanisms } => {
                             let plus = "SCRAM-SHA-256-PLUS";
                             let plain = "SCRAM-SHA-256";
-                            let (mechanism, binding) = match (&tls_end_point, on_tls) {
-                                (Some(hash), true) if mechanisms.iter().any(|m| m == plus) => {
+                            let offered_plus = mechanisms.iter().any(|m| m == plus);
+                            let (mechanism, binding) = match (&tls_end_point, on_tls, params.channel_binding) {
+                                (_, _, ChannelBindingMode::Disable) => (plain, ChannelBinding::unsupported()),
+                                (Some(hash), true, _) if offered_plus => {
+                                    binding_used = true;
                                     (plus, ChannelBinding::tls_server_end_point(hash.clone()))
                                 }
-                                (_, true) => (plain, ChannelBinding::unrequested()),
-                                (_, false) => (plain, ChannelBinding::unsupported()),
+                                (_, false, ChannelBindingMode::Require) => {
+                                    return StartupOutcome::ChannelBinding(
+                                        "channel binding required, but SSL not in use".into(),
+                                    )
+                                }
+                                (_, true, ChannelBindingMode::Require) => {
+                                    return StartupOutcome::ChannelBinding(
+                                        "channel binding is required, but server did not offer an authentication method that supports channel binding".into(),
+                                    )
+                                }
+                                (_, true, _) => (plain, ChannelBinding::unrequested()),
+                                (_, false, _) => (plain, ChannelBinding::unsupported()),
                             };
                             if !mechanisms.iter().any(|m| m == mechanism) {
                                 return StartupOutcome::UnsupportedAuth {
@@ -1004,6 +1046,7 @@ fn startup<S: Read + Write + TimedOut>(
                     method: method.unwrap_or_else(|| "trust".into()),
                     server_version,
                     server_ssl,
+                    channel_binding_used: binding_used,
                 };
             }
             _ => {}

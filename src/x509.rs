@@ -27,6 +27,8 @@ pub struct CertSummary {
     pub sha256: String,
     /// Extended key usages, or None when the extension is absent.
     pub extended_key_usage: Option<Vec<String>>,
+    /// Key usages, or None when the extension is absent.
+    pub key_usage: Option<Vec<String>>,
 }
 
 pub fn summarize(der: &[u8]) -> Result<CertSummary, String> {
@@ -91,6 +93,24 @@ pub fn summarize(der: &[u8]) -> Result<CertSummary, String> {
         }
         out
     });
+    let key_usage = tbs.key_usage().ok().flatten().map(|ku| {
+        let k = ku.value;
+        let mut out = Vec::new();
+        for (set, name) in [
+            (k.digital_signature(), "digitalSignature"),
+            (k.non_repudiation(), "nonRepudiation"),
+            (k.key_encipherment(), "keyEncipherment"),
+            (k.data_encipherment(), "dataEncipherment"),
+            (k.key_agreement(), "keyAgreement"),
+            (k.key_cert_sign(), "keyCertSign"),
+            (k.crl_sign(), "cRLSign"),
+        ] {
+            if set {
+                out.push(name.to_string());
+            }
+        }
+        out
+    });
     let spki = tbs.public_key();
     let (key, key_bits) = match spki.parsed() {
         Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => {
@@ -140,6 +160,7 @@ pub fn summarize(der: &[u8]) -> Result<CertSummary, String> {
         signature_algorithm,
         sha256,
         extended_key_usage,
+        key_usage,
     })
 }
 
@@ -289,6 +310,7 @@ mod tests {
             signature_algorithm: String::new(),
             sha256: String::new(),
             extended_key_usage: None,
+            key_usage: None,
         }
     }
 

@@ -2,7 +2,11 @@
 //! whether libpq would get a session, over TLS or not, and the first check it fails, in
 //! libpq's own order. The clock is a parameter.
 
+pub mod client;
+
 use std::collections::BTreeMap;
+
+use client::ClientView;
 
 use crate::finding::{self, Finding, Problem, Severity};
 use crate::plan::Endpoint;
@@ -22,6 +26,8 @@ pub struct LocalSetup {
     pub crl: Option<CrlState>,
     /// A client certificate/key problem that makes libpq's TLS set-up fail.
     pub client_failure: Option<Problem>,
+    /// What the client presents.
+    pub client: ClientView,
 }
 
 /// What one sslmode gets.
@@ -189,6 +195,19 @@ pub fn judge(input: &EvalInput) -> Judgement {
         });
     }
     expiry_findings(&chain, input.now, input.warn_days, &mut findings);
+    let session_ok = requested_cell.ok == Some(true);
+    for f in client::local_findings(
+        &input.local.client,
+        input.tls,
+        input.user,
+        input.now,
+        input.warn_days,
+        session_ok,
+    ) {
+        if !findings.iter().any(|existing| existing.code == f.code) {
+            findings.push(f);
+        }
+    }
     if let (Some(tls), RootState::Loaded { certs, .. }) = (input.tls, &input.local.roots) {
         let openssl_full = cells[&SslMode::VerifyFull]
             .code
@@ -607,7 +626,7 @@ fn tls_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResu
                 "no TLS handshake took place",
             )))
         }
-        Some(Err(failure)) => return Err(fallback(handshake_problem(failure, tls))),
+        Some(Err(failure)) => return Err(fallback(handshake_problem(failure, tls, input))),
         Some(Ok(_)) => {}
     }
 
@@ -710,7 +729,7 @@ fn hostname_problem(endpoint: &Endpoint, chain: &[CertSummary]) -> Option<Proble
     Some(problem.fix(fix))
 }
 
-fn handshake_problem(failure: &TlsFailure, tls: &TlsAttempt) -> Problem {
+fn handshake_problem(failure: &TlsFailure, tls: &TlsAttempt, input: &EvalInput) -> Problem {
     match failure {
         TlsFailure::Alert(alert) if alert == "protocol_version" => Problem::new(
             "tls_version_unsupported",
@@ -723,12 +742,9 @@ fn handshake_problem(failure: &TlsFailure, tls: &TlsAttempt) -> Problem {
             format!("no TLS version or cipher suite in common with the server: {why}"),
         )
         .fix("check ssl_min_protocol_version, ssl_max_protocol_version and ssl_ciphers in postgresql.conf"),
-        TlsFailure::Alert(alert) if tls.client_cert_sent && is_cert_alert(alert) => Problem::new(
-            "client_cert_rejected",
-            format!("the server refused the client certificate during the handshake (alert {alert})"),
-        )
-        .with("alert", alert.clone())
-        .fix("the server's ssl_ca_file must hold the CA that issued the client certificate, and the certificate must be valid now"),
+        TlsFailure::Alert(alert) if tls.client_cert_sent && is_cert_alert(alert) => {
+            client::refusal_problem(alert, &input.local.client, tls, input.now, false)
+        }
         TlsFailure::Alert(alert) if alert == "handshake_failure" && tls.chain.is_empty() => Problem::new(
             "tls_handshake_failed",
             "the server ended the TLS handshake with alert handshake_failure before sending its certificate",
@@ -1028,6 +1044,22 @@ fn startup_result(outcome: &StartupOutcome, input: &EvalInput, on_tls: bool) -> 
         also: Vec::new(),
     };
     match outcome {
+        StartupOutcome::Session { .. } if on_tls && input.local.client.cert_mode == Some(crate::plan::CertMode::Require) => {
+            let tls = input.tls;
+            if tls.is_some_and(|t| t.client_ca_names.is_none()) {
+                Err(fail(
+                    Problem::new("server_no_client_ca", "server did not request an SSL certificate (sslcertmode=require)")
+                        .fix("on the server, set ssl_ca_file so it requests client certificates; or lower sslcertmode to allow"),
+                ))
+            } else if tls.is_some_and(|t| !t.client_cert_sent) {
+                Err(fail(
+                    Problem::new("client_cert_missing", "server accepted connection without a valid SSL certificate (sslcertmode=require)")
+                        .fix("configure sslcert and sslkey"),
+                ))
+            } else {
+                Ok(true)
+            }
+        }
         StartupOutcome::Session { .. } => Ok(on_tls),
         StartupOutcome::PasswordNeeded { method } => Err(fail(
             Problem::new(
@@ -1072,21 +1104,39 @@ fn startup_result(outcome: &StartupOutcome, input: &EvalInput, on_tls: bool) -> 
                 also: Vec::new(),
             })
         }
-        StartupOutcome::Alert(alert) => Err(fail(
-            Problem::new(
-                if is_cert_alert(alert) { "client_cert_rejected" } else { "tls_handshake_failed" },
-                format!("the server sent TLS alert {alert} after the handshake (TLS 1.3: the client certificate was checked after the handshake)"),
-            )
-            .with("alert", alert.clone())
-            .fix("the server's ssl_ca_file must hold the CA that issued the client certificate, and the certificate must be valid now; under TLS 1.3 prefer does not fall back after this"),
+        StartupOutcome::Alert(alert) => {
+            let sent = input.tls.is_some_and(|t| t.client_cert_sent);
+            let problem = match input.tls {
+                Some(tls) if sent && is_cert_alert(alert) => {
+                    client::refusal_problem(alert, &input.local.client, tls, input.now, true)
+                }
+                _ => Problem::new(
+                    "tls_handshake_failed",
+                    format!("the server sent TLS alert {alert} after the handshake"),
+                )
+                .with("alert", alert.clone()),
+            };
+            Err(fail(problem))
+        }
+        StartupOutcome::ChannelBinding(reason) => Err(fail(
+            Problem::new("channel_binding_failed", reason.clone())
+                .with("channel_binding", "require")
+                .fix("channel binding needs TLS and SCRAM-SHA-256 on the server (password_encryption = scram-sha-256, a scram-sha-256 line in pg_hba.conf); or lower channel_binding to prefer"),
         )),
-        StartupOutcome::Closed => Err(fail(
-            Problem::new(
+        StartupOutcome::Closed => {
+            let mut problem = Problem::new(
                 "connection_lost",
                 "server closed the connection unexpectedly during startup",
             )
-            .fix("the server log says why; under TLS 1.3 this can also be a refused client certificate"),
-        )),
+            .fix("the server log says why; under TLS 1.3 this can also be a refused client certificate");
+            if on_tls && input.tls.is_some_and(|t| t.client_cert_sent) {
+                problem = problem.with(
+                    "likely_cause",
+                    "a client certificate was sent over TLS 1.3; the server may have refused it without an alert",
+                );
+            }
+            Err(fail(problem))
+        }
         StartupOutcome::Reset(e) => Err(fail(Problem::new(
             "connection_lost",
             format!("the connection was reset during startup: {e}"),
@@ -1209,6 +1259,43 @@ fn server_error_problem(
         if let Some(source) = &input.password_source {
             problem = problem.with("password_source", source.clone());
         }
+    }
+    let cert_sent = on_tls && input.tls.is_some_and(|t| t.client_cert_sent);
+    match code {
+        "client_cert_cn_mismatch" => {
+            problem = client::name_check(problem, &input.local.client, input.user);
+            let certain = msg.starts_with("\"trust\" authentication failed")
+                || stage == AuthStage::AfterSaslFinal;
+            let cn = client::cert_name(&input.local.client);
+            let verdict = match (certain, cn.as_deref() == Some(input.user)) {
+                (true, _) => "certain: only the clientcert=verify-full CN/DN check fails this way".to_string(),
+                (false, false) => format!(
+                    "the certificate's CN \"{}\" is not the user \"{}\" and no map= mapped it",
+                    cn.unwrap_or_default(),
+                    input.user
+                ),
+                (false, true) => "the CN equals the user, so a map= (pg_ident.conf) or clientname=DN is in play and did not map the certificate's name".into(),
+            };
+            problem = problem.with("cause", verdict);
+        }
+        "client_cert_missing" => {
+            if let Some(tls) = input.tls {
+                problem = problem.with(
+                    "why_none_was_sent",
+                    client::why_no_certificate(&input.local.client, tls),
+                );
+            }
+        }
+        "password_failed"
+            if cert_sent
+                && client::cert_name(&input.local.client).as_deref() != Some(input.user) =>
+        {
+            problem = client::name_check(problem, &input.local.client, input.user).with(
+                "likely_cause",
+                "likely: a clientcert=verify-full CN mismatch (the certificate's CN is not the user); with md5/password the wire cannot prove it, the server log says \"CN mismatch\"",
+            );
+        }
+        _ => {}
     }
     if stage == AuthStage::AfterSaslFinal {
         problem = problem.with(

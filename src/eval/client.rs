@@ -1,0 +1,357 @@
+//! Judging the client certificate: the local checks libpq and the server's OpenSSL make, the
+//! server's refusal read back into a cause, and the CN/DN comparison the server only logs.
+
+use crate::client_cert::{weak_key_reason, NoCertificate, Pkcs12Contents};
+use crate::finding::{Finding, Problem, Severity};
+use crate::plan::CertMode;
+use crate::probe::TlsAttempt;
+use crate::x509::CertSummary;
+
+use super::{date, relative};
+
+/// What the client presents (or why nothing), as loaded before connecting.
+#[derive(Debug, Clone, Default)]
+pub struct ClientView {
+    /// The certificate, when its file was readable.
+    pub leaf: Option<CertSummary>,
+    /// Certificate and key loaded: libpq will present them.
+    pub loaded: bool,
+    pub none: Option<NoCertificate>,
+    pub pkcs12: Option<Pkcs12Contents>,
+    pub cert_mode: Option<CertMode>,
+}
+
+/// The server's CertificateRequest CA names, as text.
+pub fn ca_names(tls: &TlsAttempt) -> Option<Vec<String>> {
+    use x509_parser::prelude::FromDer;
+    tls.client_ca_names.as_ref().map(|names| {
+        names
+            .iter()
+            .map(|der| {
+                x509_parser::x509::X509Name::from_der(der)
+                    .map(|(_, n)| n.to_string())
+                    .unwrap_or_else(|_| "<unparseable name>".into())
+            })
+            .collect()
+    })
+}
+
+/// Whether the presented certificate was issued by one of the CAs the server named.
+fn issued_by_named_ca(leaf: &CertSummary, names: &[String]) -> bool {
+    names
+        .iter()
+        .any(|n| *n == leaf.issuer || *n == leaf.subject)
+}
+
+/// Turns a TLS alert received with a client certificate presented into its cause,
+/// combining the alert with what the local checks know (OpenSSL's `ssl_x509err2alert`).
+pub fn refusal_problem(
+    alert: &str,
+    view: &ClientView,
+    tls: &TlsAttempt,
+    now: i64,
+    after_handshake: bool,
+) -> Problem {
+    let when = if after_handshake {
+        "right after the handshake (TLS 1.3 checks the client certificate after the client's Finished)"
+    } else {
+        "during the handshake"
+    };
+    let leaf = view.leaf.as_ref();
+    let subject = leaf.map(|l| l.subject.clone()).unwrap_or_default();
+    let mut problem = match alert {
+        "unknown_ca" => {
+            let names = ca_names(tls).unwrap_or_default();
+            Problem::new(
+                "client_cert_unknown_ca",
+                format!(
+                    "the server does not trust the issuer of the client certificate \"{subject}\" (alert unknown_ca {when})"
+                ),
+            )
+            .with("certificate_issuer", leaf.map(|l| l.issuer.clone()).unwrap_or_default())
+            .with("server_accepts_issuers", names.join("; "))
+            .fix("sign the client certificate with a CA in the server's ssl_ca_file, or add its CA (and intermediates) to ssl_ca_file and reload; if the CA is an intermediate, put the chain in the sslcert file")
+        }
+        "certificate_expired" => {
+            let until = leaf.map(|l| l.not_after).unwrap_or(now);
+            Problem::new(
+                "client_cert_expired",
+                format!("the client certificate \"{subject}\" expired on {} ({}); the server refused it {when}", date(until), relative(until, now)),
+            )
+            .with("not_after", date(until))
+            .fix("issue a new client certificate (the server's CA must sign it) and replace sslcert/sslkey")
+        }
+        "certificate_revoked" => Problem::new(
+            "client_cert_revoked",
+            format!("the server's CRL (ssl_crl_file) revokes the client certificate \"{subject}\" (alert {when})"),
+        )
+        .with("serial", leaf.map(|l| l.serial.clone()).unwrap_or_default())
+        .fix("issue a new client certificate; the revoked one will not be accepted again"),
+        "unsupported_certificate" => Problem::new(
+            "client_cert_wrong_purpose",
+            format!("the server refuses the client certificate \"{subject}\" for TLS client authentication (alert unsupported_certificate {when})"),
+        )
+        .with(
+            "extended_key_usage",
+            leaf.and_then(|l| l.extended_key_usage.clone()).map(|e| e.join(", ")).unwrap_or_else(|| "(none)".into()),
+        )
+        .with(
+            "key_usage",
+            leaf.and_then(|l| l.key_usage.clone()).map(|e| e.join(", ")).unwrap_or_else(|| "(none)".into()),
+        )
+        .fix("reissue the certificate with extendedKeyUsage=clientAuth (or without extendedKeyUsage) and keyUsage including digitalSignature"),
+        "bad_certificate" if leaf.is_some_and(|l| l.not_before > now) => {
+            let from = leaf.map(|l| l.not_before).unwrap_or(now);
+            Problem::new(
+                "client_cert_not_yet_valid",
+                format!("the client certificate \"{subject}\" is not valid until {} ({}); the server refused it {when}", date(from), relative(from, now)),
+            )
+            .with("not_before", date(from))
+            .fix("check the clocks of this machine, the server and the CA that issued the certificate")
+        }
+        "bad_certificate" if leaf.and_then(weak_key_reason).is_some() => Problem::new(
+            "client_key_weak",
+            format!("the server refused the client certificate \"{subject}\": its key is too small for OpenSSL security level 2"),
+        )
+        .fix("issue a new client key of RSA 2048+ or EC P-256: `openssl req -new -newkey rsa:3072 ...`"),
+        other => Problem::new(
+            "client_cert_rejected",
+            format!("the server refused the client certificate \"{subject}\" with alert {other} {when}"),
+        )
+        .fix("the server log says why (\"could not accept SSL connection: ...\")"),
+    };
+    problem = problem.with("alert", alert.to_string());
+    if after_handshake {
+        problem = problem.with(
+            "prefer_note",
+            "under TLS 1.3 this arrives after the handshake, so sslmode=prefer does not fall back to plaintext (under TLS 1.2 it would)",
+        );
+    }
+    problem
+}
+
+/// The name the server compares with the user (clientname=CN, the default).
+pub fn cert_name(view: &ClientView) -> Option<String> {
+    view.leaf.as_ref().and_then(|l| l.common_name.clone())
+}
+
+/// Evidence for a certificate-name failure: the CN, the user, and whether they differ.
+pub fn name_check(problem: Problem, view: &ClientView, user: &str) -> Problem {
+    match cert_name(view) {
+        Some(cn) => problem
+            .with("certificate_cn", cn.clone())
+            .with(
+                "certificate_dn",
+                view.leaf
+                    .as_ref()
+                    .map(|l| l.subject.clone())
+                    .unwrap_or_default(),
+            )
+            .with("user", user.to_string())
+            .with("cn_equals_user", (cn == user).to_string()),
+        None => problem.with("certificate_cn", "(the certificate has no CN)"),
+    }
+}
+
+/// Why no certificate reached the server, for `connection requires a valid client certificate`.
+pub fn why_no_certificate(view: &ClientView, tls: &TlsAttempt) -> String {
+    if tls.client_cert_sent {
+        return "a certificate was sent, but the server did not accept it as valid".into();
+    }
+    if let Some(reason) = &tls.client_key_unusable {
+        return format!("the key loaded, but the doctor's TLS library cannot sign with it ({reason}); libpq would send it");
+    }
+    match &view.none {
+        Some(NoCertificate::DefaultMissing(p)) => format!(
+            "no sslcert was configured and the default {} does not exist",
+            p.display()
+        ),
+        Some(NoCertificate::ExplicitMissing(p)) => format!(
+            "sslcert points to {}, which does not exist (libpq then silently sends no certificate)",
+            p.display()
+        ),
+        Some(NoCertificate::CertModeDisabled) => "sslcertmode=disable".into(),
+        Some(NoCertificate::NoPath) => "no sslcert and no home directory".into(),
+        None => "no certificate was sent".into(),
+    }
+}
+
+/// Findings from the client certificate that no sslmode cell carries: local checks made
+/// before the server decides (warnings), and facts (info).
+pub fn local_findings(
+    view: &ClientView,
+    tls: Option<&TlsAttempt>,
+    user: &str,
+    now: i64,
+    warn_days: i64,
+    session_ok: bool,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let warn =
+        |code: &'static str, summary: String, evidence: Vec<(String, String)>, fix: &str| Finding {
+            code,
+            severity: Severity::Warning,
+            summary,
+            evidence,
+            fix: Some(fix.to_string()),
+            modes: vec![],
+        };
+    if let Some(NoCertificate::ExplicitMissing(path)) = &view.none {
+        out.push(Finding {
+            code: "client_cert_missing",
+            severity: Severity::Info,
+            summary: format!("sslcert {} does not exist, so no client certificate is sent (libpq does the same, silently)", path.display()),
+            evidence: vec![("sslcert".into(), path.display().to_string())],
+            fix: Some("point sslcert at the certificate file, or drop the setting if no certificate is needed".into()),
+            modes: vec![],
+        });
+    }
+    if let Some(p12) = &view.pkcs12 {
+        let mut evidence = vec![("file".to_string(), p12.path.display().to_string())];
+        let summary = match (&p12.leaf, &p12.error) {
+            (Some(leaf), _) => {
+                evidence.push(("certificate_subject".into(), leaf.subject.clone()));
+                evidence.push(("certificate_issuer".into(), leaf.issuer.clone()));
+                evidence.push(("not_after".into(), date(leaf.not_after)));
+                evidence.push(("has_private_key".into(), p12.has_key.to_string()));
+                evidence.push(("ca_certificates".into(), p12.ca_count.to_string()));
+                let mut verdict = Vec::new();
+                if leaf.not_after < now {
+                    verdict.push(format!("expired {}", relative(leaf.not_after, now)));
+                }
+                if leaf.common_name.as_deref() != Some(user) {
+                    verdict.push(format!(
+                        "its CN \"{}\" differs from the user \"{user}\" (cert and clientcert=verify-full would refuse it)",
+                        leaf.common_name.clone().unwrap_or_default()
+                    ));
+                }
+                if let Some(names) = tls.and_then(ca_names) {
+                    if !names.is_empty() && !issued_by_named_ca(leaf, &names) {
+                        verdict.push(format!(
+                            "its issuer is not among the CAs the server accepts ({})",
+                            names.join("; ")
+                        ));
+                    }
+                }
+                if verdict.is_empty() {
+                    "converted to PEM, the bundle's certificate and key would pass the local checks"
+                        .to_string()
+                } else {
+                    format!(
+                        "converted to PEM, the bundle's certificate would still fail: {}",
+                        verdict.join("; ")
+                    )
+                }
+            }
+            (None, Some(error)) => format!("the bundle could not be opened: {error}"),
+            (None, None) => "the bundle holds no certificate".into(),
+        };
+        let path = p12.path.display();
+        out.push(Finding {
+            code: "client_cert_pkcs12",
+            severity: Severity::Info,
+            summary,
+            evidence,
+            fix: Some(format!(
+                "convert it for libpq: `openssl pkcs12 -in {path} -clcerts -nokeys -out postgresql.crt` and `openssl pkcs12 -in {path} -nocerts -nodes -out postgresql.key && chmod 0600 postgresql.key` (add -legacy for RC2-encrypted bundles)"
+            )),
+            modes: vec![],
+        });
+    }
+    let Some(leaf) = &view.leaf else {
+        return out;
+    };
+    if !view.loaded {
+        return out;
+    }
+    if leaf.not_after < now {
+        out.push(warn(
+            "client_cert_expired",
+            format!("the client certificate \"{}\" expired on {} ({})", leaf.subject, date(leaf.not_after), relative(leaf.not_after, now)),
+            vec![("not_after".into(), date(leaf.not_after))],
+            "issue a new client certificate; a server that checks client certificates (ssl_ca_file set) refuses this one",
+        ));
+    } else if leaf.not_after - now <= warn_days * 86_400 {
+        out.push(warn(
+            "client_cert_expiring_soon",
+            format!(
+                "the client certificate \"{}\" expires on {} ({})",
+                leaf.subject,
+                date(leaf.not_after),
+                relative(leaf.not_after, now)
+            ),
+            vec![
+                ("not_after".into(), date(leaf.not_after)),
+                ("warn_days".into(), warn_days.to_string()),
+            ],
+            "issue its successor before it expires and replace sslcert/sslkey",
+        ));
+    }
+    if leaf.not_before > now {
+        out.push(warn(
+            "client_cert_not_yet_valid",
+            format!(
+                "the client certificate \"{}\" is not valid until {} ({})",
+                leaf.subject,
+                date(leaf.not_before),
+                relative(leaf.not_before, now)
+            ),
+            vec![("not_before".into(), date(leaf.not_before))],
+            "check the clocks of this machine and of the CA that issued it",
+        ));
+    }
+    let eku_bad = leaf.extended_key_usage.as_ref().is_some_and(|e| {
+        !e.iter()
+            .any(|u| u == "clientAuth" || u == "anyExtendedKeyUsage")
+    });
+    let ku_bad = leaf
+        .key_usage
+        .as_ref()
+        .is_some_and(|k| !k.iter().any(|u| u == "digitalSignature"));
+    if eku_bad || ku_bad {
+        out.push(warn(
+            "client_cert_wrong_purpose",
+            format!(
+                "the client certificate \"{}\" is not valid for TLS client authentication: {}",
+                leaf.subject,
+                if eku_bad { "its extendedKeyUsage lacks clientAuth" } else { "its keyUsage lacks digitalSignature" }
+            ),
+            vec![
+                ("extended_key_usage".into(), leaf.extended_key_usage.clone().map(|e| e.join(", ")).unwrap_or_else(|| "(none)".into())),
+                ("key_usage".into(), leaf.key_usage.clone().map(|e| e.join(", ")).unwrap_or_else(|| "(none)".into())),
+            ],
+            "reissue with extendedKeyUsage=clientAuth (or no extendedKeyUsage at all) and keyUsage=digitalSignature",
+        ));
+    }
+    if let Some(tls) = tls {
+        if tls.handshake.as_ref().is_some_and(|h| h.is_ok()) {
+            match ca_names(tls) {
+                None => out.push(warn(
+                    "server_no_client_ca",
+                    "the server did not ask for a client certificate, so yours was not sent: the server has no ssl_ca_file and ignores client certificates".into(),
+                    vec![("sslcert".into(), leaf.subject.clone())],
+                    "on the server, set ssl_ca_file to the CA that issues client certificates, then reload; until then only passwords or trust authenticate",
+                )),
+                Some(names) if !names.is_empty() && !issued_by_named_ca(leaf, &names) => out.push(warn(
+                    "client_cert_unknown_ca",
+                    format!("the client certificate's issuer \"{}\" is not among the CAs the server asks for", leaf.issuer),
+                    vec![("server_accepts_issuers".into(), names.join("; ")), ("certificate_issuer".into(), leaf.issuer.clone())],
+                    "use a client certificate signed by a CA in the server's ssl_ca_file (or send the intermediate in the sslcert file)",
+                )),
+                _ => {}
+            }
+        }
+    }
+    if !session_ok && leaf.common_name.as_deref() != Some(user) {
+        out.push(warn(
+            "client_cert_cn_mismatch",
+            format!(
+                "the client certificate's CN \"{}\" differs from the user \"{user}\": a cert line or clientcert=verify-full refuses it unless pg_ident.conf maps it",
+                leaf.common_name.clone().unwrap_or_default()
+            ),
+            vec![("certificate_cn".into(), leaf.common_name.clone().unwrap_or_default()), ("user".into(), user.to_string())],
+            "connect as the user named in the CN, issue a certificate with CN=<user>, or add a map= line in pg_hba.conf with a pg_ident.conf entry",
+        ));
+    }
+    out
+}
