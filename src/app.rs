@@ -66,7 +66,7 @@ pub fn local_setup(plan: &Plan) -> (LocalSetup, ClientIdentity) {
             _ => None,
         },
         pkcs12: match &identity {
-            ClientIdentity::Failed { pkcs12, .. } => pkcs12.clone(),
+            ClientIdentity::Failed { pkcs12, .. } => pkcs12.as_deref().cloned(),
             _ => None,
         },
         cert_mode: Some(plan.cert_mode),

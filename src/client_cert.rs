@@ -65,15 +65,15 @@ pub struct Pkcs12Contents {
 #[derive(Debug)]
 pub enum ClientIdentity {
     NotConfigured(NoCertificate),
-    Loaded(ClientMaterial),
+    Loaded(Box<ClientMaterial>),
     /// libpq would fail to set up TLS: `code` is the finding, `message` libpq's words.
     Failed {
         code: &'static str,
         path: PathBuf,
         message: String,
         /// The certificate, when it was readable (for evidence).
-        leaf: Option<CertSummary>,
-        pkcs12: Option<Pkcs12Contents>,
+        leaf: Option<Box<CertSummary>>,
+        pkcs12: Option<Box<Pkcs12Contents>>,
     },
 }
 
@@ -81,7 +81,7 @@ impl ClientIdentity {
     pub fn leaf(&self) -> Option<&CertSummary> {
         match self {
             ClientIdentity::Loaded(m) => Some(&m.leaf),
-            ClientIdentity::Failed { leaf, .. } => leaf.as_ref(),
+            ClientIdentity::Failed { leaf, .. } => leaf.as_deref(),
             ClientIdentity::NotConfigured(_) => None,
         }
     }
@@ -108,7 +108,7 @@ pub fn load(req: &ClientRequest) -> ClientIdentity {
             code,
             path: path.to_path_buf(),
             message,
-            leaf,
+            leaf: leaf.map(Box::new),
             pkcs12: None,
         }
     };
@@ -162,8 +162,8 @@ pub fn load(req: &ClientRequest) -> ClientIdentity {
                         "could not read certificate file \"{}\": no start line (it is a PKCS#12 bundle, which libpq cannot read)",
                         cert_path.display()
                     ),
-                    leaf: contents.leaf.clone(),
-                    pkcs12: Some(contents),
+                    leaf: contents.leaf.clone().map(Box::new),
+                    pkcs12: Some(Box::new(contents)),
                 };
             }
             return unreadable("no start line".into());
@@ -294,14 +294,14 @@ pub fn load(req: &ClientRequest) -> ClientIdentity {
             Some(leaf),
         );
     };
-    ClientIdentity::Loaded(ClientMaterial {
+    ClientIdentity::Loaded(Box::new(ClientMaterial {
         cert_path: cert_path.to_path_buf(),
         key_path: key_path.to_path_buf(),
         chain: chain.into_iter().map(CertificateDer::from).collect(),
         key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8)),
         leaf,
         key_was_encrypted: encrypted,
-    })
+    }))
 }
 
 /// Below OpenSSL security level 2: RSA/DSA under 2048 bits, EC under 224.

@@ -42,6 +42,8 @@ pub struct Link {
     deadlines: Deadlines,
     step_deadline: Option<Instant>,
     pub timed_out: Option<TimeoutKind>,
+    /// How long the TCP connect took: a round-trip estimate.
+    rtt: Duration,
 }
 
 enum Sock {
@@ -167,6 +169,7 @@ pub fn connect(
                     deadlines,
                     step_deadline: None,
                     timed_out: None,
+                    rtt: Duration::ZERO,
                 };
                 link.begin_step();
                 (link, None)
@@ -201,6 +204,7 @@ pub fn connect(
             timed_out = Some(TimeoutKind::Overall);
             break;
         }
+        let started = Instant::now();
         match TcpStream::connect_timeout(addr, limit) {
             Ok(stream) => {
                 // libpq sets TCP_NODELAY: without it Nagle and delayed ACKs stall the startup.
@@ -210,6 +214,7 @@ pub fn connect(
                     deadlines,
                     step_deadline: None,
                     timed_out: None,
+                    rtt: started.elapsed(),
                 };
                 link.begin_step();
                 return Ok((link, Some(*addr)));
@@ -469,7 +474,14 @@ pub fn tls_attempt(
     let mut handshake_result = Ok(());
     while tls.conn.is_handshaking() {
         if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
-            handshake_result = Err(classify_tls_io(&e, tls.sock.timed_out));
+            let mut failure = classify_tls_io(&e, tls.sock.timed_out);
+            if matches!(failure, TlsFailure::Reset(_) | TlsFailure::Eof) {
+                // The server's alert may sit unread behind a failed write of our flight.
+                if let Some(alert) = pending_alert(&mut tls) {
+                    failure = TlsFailure::Alert(alert);
+                }
+            }
+            handshake_result = Err(failure);
             break;
         }
     }
@@ -506,17 +518,83 @@ pub fn tls_attempt(
             .map(|p| String::from_utf8_lossy(p).into_owned()),
     };
     out.handshake = Some(Ok(facts));
+    // Under TLS 1.3 the server checks the client certificate after our Finished and answers
+    // a refusal with an alert and a close. If the StartupMessage is already in flight, the
+    // close becomes a reset that can destroy the alert before it is read. Give the alert a
+    // few round trips to arrive first (libpq does not wait; it only loses the precise cause).
+    if out.client_cert_sent && tls.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
+    {
+        let wait = (tls.sock.rtt * 3).clamp(Duration::from_millis(20), Duration::from_millis(250));
+        if let Some(alert) = early_alert(&mut tls, wait) {
+            out.startup = Some(alert);
+            return out;
+        }
+    }
     let permit = permit_for(&out.chain);
     let end_point = out
         .chain
         .first()
         .map(|der| crate::x509::tls_server_end_point(der));
     tls.sock.begin_step();
-    let outcome = startup(&mut tls, params, permit, end_point, true);
+    let mut outcome = startup(&mut tls, params, permit, end_point, true);
+    if matches!(outcome, StartupOutcome::Reset(_) | StartupOutcome::Closed) {
+        if let Some(alert) = pending_alert(&mut tls) {
+            outcome = StartupOutcome::Alert(alert);
+        }
+    }
     out.startup = Some(outcome);
     tls.conn.send_close_notify();
     let _ = tls.conn.complete_io(&mut tls.sock);
     out
+}
+
+/// After a reset or EOF: reads whatever TLS records are still buffered and returns the
+/// alert among them, if any.
+fn pending_alert(tls: &mut rustls::StreamOwned<rustls::ClientConnection, Link>) -> Option<String> {
+    let saved = tls.sock.step_deadline;
+    tls.sock.step_deadline = Some(Instant::now() + Duration::from_millis(50));
+    let mut found = None;
+    for _ in 0..8 {
+        match tls.conn.read_tls(&mut tls.sock) {
+            Ok(0) | Err(_) => {}
+            Ok(_) => {}
+        }
+        match tls.conn.process_new_packets() {
+            Err(rustls::Error::AlertReceived(alert)) => {
+                found = Some(alert_name(&alert));
+                break;
+            }
+            Err(_) => break,
+            Ok(_) => {}
+        }
+        if tls.sock.timed_out.is_some() {
+            break;
+        }
+    }
+    tls.sock.timed_out = None;
+    tls.sock.step_deadline = saved;
+    found
+}
+
+/// Reads for at most `wait`, expecting nothing; returns the outcome if the server spoke.
+fn early_alert(
+    tls: &mut rustls::StreamOwned<rustls::ClientConnection, Link>,
+    wait: Duration,
+) -> Option<StartupOutcome> {
+    let saved = tls.sock.step_deadline;
+    tls.sock.step_deadline = Some(Instant::now() + wait);
+    let mut buf = [0u8; 1];
+    let result = tls.read(&mut buf);
+    let timed_out = tls.sock.timed_out.take();
+    tls.sock.step_deadline = saved;
+    match result {
+        Err(_) if timed_out.is_some() => None,
+        Ok(0) => Some(StartupOutcome::Closed),
+        Ok(_) => Some(StartupOutcome::Protocol(
+            "the server sent data before the startup message".into(),
+        )),
+        Err(e) => Some(failure_outcome(tls, ReadFailure::Io(e))),
+    }
 }
 
 fn ssl_request(link: &mut Link) -> SslReply {

@@ -94,11 +94,19 @@ pub fn judge(input: &EvalInput) -> Judgement {
         })
         .unwrap_or_default();
     let mut problems: Vec<(Problem, Vec<SslMode>)> = Vec::new();
+    // One finding per code. When the same code arises at several modes with different
+    // details, the words of the requested mode's failure are the ones shown.
+    let requested = input.requested;
     let mut add = |problem: Problem, mode: Option<SslMode>| match problems
         .iter_mut()
         .find(|(p, _)| p.code == problem.code)
     {
-        Some((_, modes)) => modes.extend(mode),
+        Some((existing, modes)) => {
+            if mode == Some(requested) && !modes.contains(&requested) {
+                *existing = problem;
+            }
+            modes.extend(mode);
+        }
         None => problems.push((problem, mode.into_iter().collect())),
     };
 
