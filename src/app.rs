@@ -20,6 +20,7 @@ pub struct RunOptions {
     pub timeout: Duration,
     pub warn_days: i64,
     pub allow_cleartext_password: bool,
+    pub hba: Option<crate::hba::HbaContext>,
 }
 
 /// Loads the client's files as libpq would, before any connection.
@@ -221,6 +222,7 @@ fn probe_host(
                 user: &plan.user,
                 dbname: &plan.dbname,
                 password_source: password_source(plan),
+                hba: options.hba.as_ref(),
             };
             let permit =
                 if requested == SslMode::Prefer && eval::tls_falls_back(&input, SslMode::Prefer) {
@@ -245,6 +247,7 @@ fn probe_host(
         user: &plan.user,
         dbname: &plan.dbname,
         password_source: password_source(plan),
+        hba: options.hba.as_ref(),
     });
     HostResult {
         endpoint: endpoint.clone(),

@@ -1,7 +1,9 @@
 //! Command-line flags, as close to the typed flags as possible. Resolution against the
 //! environment happens in `plan.rs`.
 
-use clap::{Parser, ValueEnum};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -28,8 +30,11 @@ EXIT STATUS:
 
 /// Tells exactly why a PostgreSQL TLS connection fails, and proves it works when it does.
 #[derive(Debug, Parser)]
-#[command(name = "pgtls-doctor", version, after_help = AFTER_HELP)]
+#[command(name = "pgtls-doctor", version, after_help = AFTER_HELP, args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// host[:port], URI or conninfo string (libpq defaults when absent)
     pub target: Option<String>,
 
@@ -71,15 +76,51 @@ pub struct Cli {
     #[arg(long = "warn-days", default_value_t = 30)]
     pub warn_days: i64,
     /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
     pub format: Format,
     /// Colour in text output (NO_COLOR is honoured with auto)
-    #[arg(long, value_enum, default_value_t = Color::Auto)]
+    #[arg(long, value_enum, default_value_t = Color::Auto, global = true)]
     pub color: Color,
+    /// A copy of the server's pg_hba.conf: name the line that decides each connection
+    #[arg(long)]
+    pub hba: Option<PathBuf>,
+    /// A copy of the server's pg_ident.conf (for map= lines)
+    #[arg(long)]
+    pub ident: Option<PathBuf>,
+    /// The server's major version, for reading --hba as it would
+    #[arg(long = "pg-version", default_value_t = 17)]
+    pub pg_version: u32,
     /// Send a cleartext password (method "password") even without TLS
     #[arg(long = "allow-cleartext-password")]
     pub allow_cleartext_password: bool,
     /// Judge certificates as of this Unix time instead of now (for tests and "what if")
     #[arg(long, hide = true)]
     pub now: Option<i64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// pg_hba.conf tools
+    Hba {
+        #[command(subcommand)]
+        action: HbaCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HbaCommand {
+    /// Report lines the server would refuse, rules that never match, and weak rules
+    Lint {
+        /// The pg_hba.conf to check
+        file: PathBuf,
+        /// The pg_ident.conf that goes with it
+        #[arg(long)]
+        ident: Option<PathBuf>,
+        /// The server's postgresql.conf (for ssl and ssl_ca_file)
+        #[arg(long)]
+        conf: Option<PathBuf>,
+        /// Read the files as this PostgreSQL major version would
+        #[arg(long = "pg-version", default_value_t = 17)]
+        pg_version: u32,
+    },
 }

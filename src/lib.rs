@@ -11,6 +11,7 @@ pub mod client_cert;
 pub mod conninfo;
 pub mod eval;
 pub mod finding;
+pub mod hba;
 pub mod plan;
 pub mod probe;
 pub mod render;

@@ -5,7 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::Parser;
 
 use pgtls_doctor::app::{self, RunOptions};
-use pgtls_doctor::cli::{Cli, Color, Format};
+use pgtls_doctor::cli::{Cli, Color, Command, Format, HbaCommand};
+use pgtls_doctor::hba;
 use pgtls_doctor::plan::{self, Environment, FlagSettings};
 use pgtls_doctor::render;
 use pgtls_doctor::report::exit;
@@ -34,6 +35,33 @@ fn main() -> ExitCode {
         }
     };
     colored::control::set_override(use_color);
+
+    if let Some(Command::Hba {
+        action:
+            HbaCommand::Lint {
+                file,
+                ident,
+                conf,
+                pg_version,
+            },
+    }) = &cli.command
+    {
+        return lint(
+            file,
+            ident.as_deref(),
+            conf.as_deref(),
+            *pg_version,
+            cli.format,
+        );
+    }
+
+    let hba_context = match load_hba_context(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("pgtls-doctor: {e}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
 
     let mut flags = FlagSettings::default();
     flags.set("user", "--user", cli.user.clone());
@@ -81,6 +109,7 @@ fn main() -> ExitCode {
         timeout: Duration::from_secs_f64(cli.timeout),
         warn_days: cli.warn_days,
         allow_cleartext_password: cli.allow_cleartext_password,
+        hba: hba_context,
     };
     let report = app::run(&plan, &options);
     let mut stdout = std::io::stdout().lock();
@@ -95,4 +124,58 @@ fn main() -> ExitCode {
         }
     }
     ExitCode::from(report.verdict.exit_code)
+}
+
+/// --hba/--ident: files only the doctor reads, so an unreadable one is a usage error.
+fn load_hba_context(cli: &Cli) -> Result<Option<hba::HbaContext>, String> {
+    let Some(path) = &cli.hba else {
+        if cli.ident.is_some() {
+            return Err("--ident needs --hba".into());
+        }
+        return Ok(None);
+    };
+    let file = hba::load_hba(path, cli.pg_version)?;
+    let ident = cli.ident.as_deref().map(hba::load_ident).transpose()?;
+    Ok(Some(hba::HbaContext {
+        hba: file,
+        ident,
+        source: path.display().to_string(),
+    }))
+}
+
+fn lint(
+    file: &std::path::Path,
+    ident: Option<&std::path::Path>,
+    conf: Option<&std::path::Path>,
+    pg_version: u32,
+    format: Format,
+) -> ExitCode {
+    let loaded = (|| -> Result<_, String> {
+        let hba_file = hba::load_hba(file, pg_version)?;
+        let ident_file = ident.map(hba::load_ident).transpose()?;
+        let conf = conf
+            .map(|p| {
+                plan::read_small_text(p)
+                    .map_err(|e| format!("could not read \"{}\": {e}", p.display()))
+            })
+            .transpose()?
+            .map(|t| hba::lint::parse_conf(&t));
+        Ok((hba_file, ident_file, conf))
+    })();
+    let (hba_file, ident_file, conf) = match loaded {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("pgtls-doctor: {e}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let findings = hba::lint::lint(&hba_file, ident_file.as_ref(), conf.as_ref(), pg_version);
+    let report =
+        pgtls_doctor::report::lint_report(file, pg_version, hba_file.rules.len(), &findings);
+    let mut stdout = std::io::stdout().lock();
+    let _ = match format {
+        Format::Json => render::lint_json(&report, &mut stdout),
+        Format::Text => render::lint_text(&report, &mut stdout),
+    };
+    ExitCode::from(report.exit_code)
 }

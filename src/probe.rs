@@ -52,6 +52,13 @@ enum Sock {
 }
 
 impl Link {
+    fn local_addr(&self) -> Option<SocketAddr> {
+        match &self.sock {
+            Sock::Tcp(s) => s.local_addr().ok(),
+            Sock::Unix(_) => None,
+        }
+    }
+
     fn begin_step(&mut self) {
         self.step_deadline = self.deadlines.step.map(|d| Instant::now() + d);
     }
@@ -351,6 +358,8 @@ pub enum StartupOutcome {
 #[derive(Debug, Clone, Default)]
 pub struct TlsAttempt {
     pub addr: Option<SocketAddr>,
+    /// Our end of the connection: the client address the server sees (barring NAT).
+    pub local_addr: Option<SocketAddr>,
     pub connect_error: Option<ConnectFailure>,
     pub reply: Option<SslReply>,
     pub handshake: Option<Result<HandshakeFacts, TlsFailure>>,
@@ -369,6 +378,8 @@ pub struct TlsAttempt {
 #[derive(Debug, Clone, Default)]
 pub struct PlainAttempt {
     pub addr: Option<SocketAddr>,
+    /// Our end of the connection: the client address the server sees (barring NAT).
+    pub local_addr: Option<SocketAddr>,
     pub connect_error: Option<ConnectFailure>,
     pub startup: Option<StartupOutcome>,
 }
@@ -402,6 +413,8 @@ pub fn plain_attempt(
         Err(e) => out.connect_error = Some(e),
         Ok((mut link, addr)) => {
             out.addr = addr;
+            out.local_addr = link.local_addr();
+            out.local_addr = link.local_addr();
             link.begin_step();
             out.startup = Some(startup(&mut link, params, permit, None, false));
         }
@@ -431,6 +444,7 @@ pub fn tls_attempt(
         }
     };
     out.addr = addr;
+    out.local_addr = link.local_addr();
 
     if negotiation == Negotiation::Postgres {
         let reply = ssl_request(&mut link);

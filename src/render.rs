@@ -4,7 +4,7 @@ use std::io::{self, Write};
 
 use colored::Colorize;
 
-use crate::report::Report;
+use crate::report::{FindingOut, LintReport, Report};
 
 pub fn json(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, report)?;
@@ -82,33 +82,7 @@ pub fn text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     if !report.findings.is_empty() {
         writeln!(out)?;
         writeln!(out, "{}", "Findings".bold())?;
-        for f in &report.findings {
-            writeln!(out)?;
-            let modes = if f.modes.is_empty() {
-                String::new()
-            } else {
-                format!("  (fails: {})", f.modes.join(", "))
-            };
-            writeln!(
-                out,
-                "{} {}{}",
-                severity_label(f.severity),
-                f.code.bold(),
-                modes.dimmed()
-            )?;
-            writeln!(out, "        {}", f.summary)?;
-            for (k, v) in &f.evidence {
-                writeln!(
-                    out,
-                    "        {} {}",
-                    format!("{k}:").dimmed(),
-                    v.as_str().unwrap_or_default()
-                )?;
-            }
-            if let Some(fix) = &f.fix {
-                writeln!(out, "        {} {}", "fix:".green().bold(), fix)?;
-            }
-        }
+        findings(&report.findings, out)?;
     }
 
     if !report.server_chain.is_empty() {
@@ -182,4 +156,71 @@ pub fn text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         .dimmed()
     )?;
     Ok(())
+}
+
+fn findings(list: &[FindingOut], out: &mut dyn Write) -> io::Result<()> {
+    for f in list {
+        writeln!(out)?;
+        let modes = if f.modes.is_empty() {
+            String::new()
+        } else {
+            format!("  (fails: {})", f.modes.join(", "))
+        };
+        writeln!(
+            out,
+            "{} {}{}",
+            severity_label(f.severity),
+            f.code.bold(),
+            modes.dimmed()
+        )?;
+        writeln!(out, "        {}", f.summary)?;
+        for (k, v) in &f.evidence {
+            writeln!(
+                out,
+                "        {} {}",
+                format!("{k}:").dimmed(),
+                v.as_str().unwrap_or_default()
+            )?;
+        }
+        if let Some(fix) = &f.fix {
+            writeln!(out, "        {} {}", "fix:".green().bold(), fix)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn lint_json(report: &LintReport, out: &mut dyn Write) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, report)?;
+    writeln!(out)
+}
+
+pub fn lint_text(report: &LintReport, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "{} hba lint {}  ({} rules, read as PostgreSQL {})",
+        "pgtls-doctor".bold(),
+        report.file,
+        report.rules,
+        report.pg_version
+    )?;
+    let errors = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == "error")
+        .count();
+    let warnings = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == "warning")
+        .count();
+    writeln!(out)?;
+    let line = format!("{errors} error(s), {warnings} warning(s)");
+    if errors > 0 {
+        writeln!(out, "{}", line.red().bold())?;
+    } else if warnings > 0 {
+        writeln!(out, "{}", line.yellow().bold())?;
+    } else {
+        writeln!(out, "{}", line.green().bold())?;
+    }
+    findings(&report.findings, out)
 }

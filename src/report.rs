@@ -371,3 +371,36 @@ pub fn build(input: &BuildInput) -> Report {
         notes: plan.notes.clone(),
     }
 }
+
+/// The report of `hba lint`.
+#[derive(Debug, Serialize)]
+pub struct LintReport {
+    pub schema_version: u32,
+    pub tool: Tool,
+    pub file: String,
+    pub pg_version: u32,
+    pub rules: usize,
+    pub exit_code: u8,
+    pub findings: Vec<FindingOut>,
+}
+
+pub fn lint_report(
+    file: &std::path::Path,
+    pg_version: u32,
+    rules: usize,
+    findings: &[Finding],
+) -> LintReport {
+    let has_error = findings.iter().any(|f| f.severity == Severity::Error);
+    LintReport {
+        schema_version: SCHEMA_VERSION,
+        tool: Tool {
+            name: "pgtls-doctor",
+            version: env!("CARGO_PKG_VERSION"),
+        },
+        file: file.display().to_string(),
+        pg_version,
+        rules,
+        exit_code: if has_error { exit::PROBLEM } else { exit::OK },
+        findings: findings.iter().map(finding_out).collect(),
+    }
+}

@@ -80,6 +80,8 @@ pub struct EvalInput<'a> {
     pub dbname: &'a str,
     /// Where the password came from (never the password itself).
     pub password_source: Option<String>,
+    /// pg_hba.conf and pg_ident.conf, when the user gave them.
+    pub hba: Option<&'a crate::hba::HbaContext>,
 }
 
 /// Judges a host: the six cells and the findings that explain them.
@@ -203,6 +205,37 @@ pub fn judge(input: &EvalInput) -> Judgement {
         });
     }
     expiry_findings(&chain, input.now, input.warn_days, &mut findings);
+    if let Some(ctx) = input.hba {
+        let on_tls = requested_cell.encrypted;
+        let conn = hba_connection(input, on_tls);
+        let decision = crate::hba::matcher::decide(&ctx.hba.rules, &conn);
+        if let Some(rule) = decision.rule {
+            let mut evidence = vec![
+                ("hba_file".to_string(), rule.file.display().to_string()),
+                ("hba_line".into(), rule.line_number.to_string()),
+                ("hba_rule".into(), rule.raw.clone()),
+                ("method".into(), rule.method.clone()),
+            ];
+            if !decision.assumptions.is_empty() {
+                evidence.push(("hba_assumptions".into(), decision.assumptions.join("; ")));
+            }
+            findings.push(Finding {
+                code: "hba_rule",
+                severity: Severity::Info,
+                summary: format!(
+                    "sslmode={}'s {} connection is decided by line {} of {}: {}",
+                    input.requested,
+                    if on_tls { "TLS" } else { "plaintext" },
+                    rule.line_number,
+                    ctx.source,
+                    rule.raw
+                ),
+                evidence,
+                fix: None,
+                modes: vec![],
+            });
+        }
+    }
     let session_ok = requested_cell.ok == Some(true);
     for f in client::local_findings(
         &input.local.client,
@@ -1311,7 +1344,130 @@ fn server_error_problem(
             "the server proved it knows the password (valid SCRAM final message) before refusing",
         );
     }
+    let (problem, fix) = hba_evidence(problem, fix, input, on_tls);
     problem.fix(fix)
+}
+
+/// The connection as the server saw it, for the pg_hba.conf evaluator.
+fn hba_connection(input: &EvalInput, on_tls: bool) -> crate::hba::matcher::Connection {
+    let (local, server) = if on_tls {
+        (
+            input.tls.and_then(|t| t.local_addr),
+            input.tls.and_then(|t| t.addr),
+        )
+    } else {
+        (
+            input
+                .plain
+                .and_then(|p| p.local_addr)
+                .or(input.tls.and_then(|t| t.local_addr)),
+            input
+                .plain
+                .and_then(|p| p.addr)
+                .or(input.tls.and_then(|t| t.addr)),
+        )
+    };
+    crate::hba::matcher::Connection {
+        local: input.endpoint.is_unix_socket(),
+        ssl: on_tls,
+        client_ip: local.map(|a| a.ip()),
+        server_ip: server.map(|a| a.ip()),
+        user: input.user.to_string(),
+        database: input.dbname.to_string(),
+        replication: false,
+    }
+}
+
+/// Adds the deciding pg_hba.conf line (and, for no entry, the near misses) to a server error.
+fn hba_evidence(
+    mut problem: Problem,
+    mut fix: String,
+    input: &EvalInput,
+    on_tls: bool,
+) -> (Problem, String) {
+    let Some(ctx) = input.hba else {
+        return (problem, fix);
+    };
+    use crate::hba::matcher;
+    let conn = hba_connection(input, on_tls);
+    let decision = matcher::decide(&ctx.hba.rules, &conn);
+    match decision.rule {
+        Some(rule) => {
+            problem = problem
+                .with("hba_file", rule.file.display().to_string())
+                .with("hba_line", rule.line_number.to_string())
+                .with("hba_rule", rule.raw.clone());
+            if problem.code == "hba_no_entry" {
+                problem = problem.with(
+                    "hba_disagrees",
+                    format!("the server found no entry, but line {} of the given file matches: the server runs other rules (not reloaded, or a different file)", rule.line_number),
+                );
+            }
+            if matches!(problem.code, "client_cert_cn_mismatch" | "password_failed") {
+                let view = &input.local.client;
+                let cn = view.leaf.as_ref().and_then(|l| l.common_name.as_deref());
+                let dn = view.leaf.as_ref().map(|l| rfc2253(&l.subject));
+                let ident = ctx
+                    .ident
+                    .as_ref()
+                    .map(|i| i.rules.as_slice())
+                    .unwrap_or_default();
+                if let matcher::CertNameVerdict::Refused { why, .. } =
+                    matcher::cert_name_verdict(rule, cn, dn.as_deref(), input.user, ident)
+                {
+                    problem = problem.with("hba_cert_check", why);
+                }
+            }
+        }
+        None => {
+            problem = problem.with("hba_rule", format!("no line of {} matches", ctx.source));
+            if problem.code == "hba_no_entry" {
+                for (i, (rule, why)) in matcher::near_misses(&ctx.hba.rules, &conn)
+                    .iter()
+                    .enumerate()
+                {
+                    problem = problem.with(
+                        &format!("near_miss_{}", i + 1),
+                        format!(
+                            "line {} \"{}\": {}",
+                            rule.line_number,
+                            rule.raw,
+                            why.describe()
+                        ),
+                    );
+                }
+                let client = conn
+                    .client_ip
+                    .map(|ip| {
+                        if ip.is_ipv4() {
+                            format!("{ip}/32")
+                        } else {
+                            format!("{ip}/128")
+                        }
+                    })
+                    .unwrap_or_else(|| "ADDRESS".into());
+                fix = format!(
+                    "add to {}: `{} {} {} {client} scram-sha-256`, then `SELECT pg_reload_conf();`",
+                    ctx.source,
+                    if on_tls { "hostssl" } else { "host" },
+                    input.dbname,
+                    input.user
+                );
+            }
+        }
+    }
+    if !decision.assumptions.is_empty() {
+        problem = problem.with("hba_assumptions", decision.assumptions.join("; "));
+    }
+    (problem, fix)
+}
+
+/// x509-parser prints `CN=a, O=b` in certificate order; PostgreSQL compares RFC 2253
+/// (reversed, comma-separated without blanks).
+fn rfc2253(subject: &str) -> String {
+    let mut parts: Vec<&str> = subject.split(", ").collect();
+    parts.reverse();
+    parts.join(",")
 }
 
 fn input_user(input: &EvalInput) -> String {
