@@ -19,6 +19,19 @@ use proptest::prelude::*;
 // Helpers
 // ---------------------------------------------------------------------------------------
 
+/// `cases` per property, unless `PROPTEST_CASES` asks for more (or fewer) for a deeper run:
+/// `PROPTEST_CASES=100000 cargo test --release --test properties`.
+fn config(cases: u32) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases);
+    ProptestConfig {
+        cases,
+        ..ProptestConfig::default()
+    }
+}
+
 fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
     proptest::collection::vec(any::<u8>(), 0..max)
 }
@@ -87,7 +100,12 @@ fn walk_stream(buf: &[u8]) -> Result<usize, TestCaseError> {
     loop {
         match wire::split_message(rest) {
             Ok(Some(f)) => {
-                prop_assert!(f.len <= rest.len(), "frame len {} > buffer {}", f.len, rest.len());
+                prop_assert!(
+                    f.len <= rest.len(),
+                    "frame len {} > buffer {}",
+                    f.len,
+                    rest.len()
+                );
                 prop_assert!(f.len >= 5);
                 prop_assert_eq!(f.body.len() + 5, f.len);
                 prop_assert!(f.body.len() <= MAX_MESSAGE_LEN);
@@ -110,7 +128,11 @@ fn base64_pem_body(data: &[u8]) -> String {
     let mut flat = String::new();
     for chunk in data.chunks(3) {
         let n = chunk.len();
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= n {
@@ -244,7 +266,7 @@ fn host_strategy() -> impl Strategy<Value = String> {
 // ---------------------------------------------------------------------------------------
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1000))]
+    #![proptest_config(config(1000))]
 
     #[test]
     fn wire_functions_never_panic_on_arbitrary_bytes(buf in bytes(2048), tag in any::<u8>()) {
@@ -339,7 +361,13 @@ proptest! {
     #[test]
     fn identify_foreign_peer_depends_only_on_the_first_bytes(
         head in prop::sample::select(vec![
-            &b"SSH-2.0-x"[..], b"HTTP/1.1 ", b"\x15\x03", b"\x16\x03", b"-ERR", b"+OK", b"220 ",
+            &b"SSH-2.0-x"[..],
+            &b"HTTP/1.1 "[..],
+            &b"\x15\x03"[..],
+            &b"\x16\x03"[..],
+            &b"-ERR"[..],
+            &b"+OK"[..],
+            &b"220 "[..],
         ]),
         tail in bytes(64),
     ) {
@@ -386,7 +414,7 @@ fn print_conninfo(pairs: &[(String, String)], sep: &str) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1000))]
+    #![proptest_config(config(1000))]
 
     #[test]
     fn conninfo_parsers_never_panic(s in conninfo_ish()) {
@@ -436,7 +464,7 @@ fn base64_inner() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(config(512))]
 
     #[test]
     fn certificate_parsers_never_panic_on_arbitrary_bytes(buf in bytes(2048)) {
