@@ -11,6 +11,7 @@ use crate::plan::CertMode;
 use crate::plan::{Endpoint, Plan};
 use crate::probe::{self, Deadlines, PasswordPermit, StartupParams};
 use crate::report::{self, HostResult, Report};
+use crate::serverlog;
 use crate::sslmode::SslMode;
 use crate::trust;
 
@@ -21,6 +22,8 @@ pub struct RunOptions {
     pub warn_days: i64,
     pub allow_cleartext_password: bool,
     pub hba: Option<crate::hba::HbaContext>,
+    /// The server's log, to quote its reasons.
+    pub server_log: Option<std::path::PathBuf>,
 }
 
 /// Loads the client's files as libpq would, before any connection.
@@ -110,12 +113,44 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Report {
         step: plan.connect_timeout,
     };
     let (local, identity) = local_setup(plan);
-    let mut hosts = Vec::new();
-    for endpoint in &plan.endpoints {
-        hosts.push(probe_host(
-            plan, options, &local, &identity, endpoint, deadlines,
-        ));
-    }
+    let log_size = options.server_log.as_deref().and_then(serverlog::size);
+    let observed: Vec<Observed> = plan
+        .endpoints
+        .iter()
+        .map(|endpoint| probe_host(plan, options, &local, &identity, endpoint, deadlines))
+        .collect();
+    let log_reasons = options.server_log.as_deref().and_then(|path| {
+        // The backend writes its last lines as it exits, just after our connection closes.
+        std::thread::sleep(Duration::from_millis(150));
+        serverlog::read_excerpt(path, log_size, &plan.user)
+            .ok()
+            .map(|excerpt| serverlog::interpret(&excerpt))
+    });
+    let hosts: Vec<HostResult> = observed
+        .into_iter()
+        .map(|o| {
+            let judgement = eval::judge(&EvalInput {
+                endpoint: &o.endpoint,
+                requested: plan.sslmode,
+                local: &local,
+                tls: o.tls.as_ref(),
+                plain: o.plain.as_ref(),
+                now: options.now,
+                warn_days: options.warn_days,
+                user: &plan.user,
+                dbname: &plan.dbname,
+                password_source: password_source(plan),
+                hba: options.hba.as_ref(),
+                server_log: log_reasons.as_ref(),
+            });
+            HostResult {
+                endpoint: o.endpoint,
+                judgement,
+                tls: o.tls,
+                connections: o.connections,
+            }
+        })
+        .collect();
     report::build(&report::BuildInput {
         plan,
         hosts: &hosts,
@@ -130,7 +165,7 @@ fn probe_host(
     identity: &ClientIdentity,
     endpoint: &Endpoint,
     deadlines: Deadlines,
-) -> HostResult {
+) -> Observed {
     let params = StartupParams {
         user: &plan.user,
         dbname: &plan.dbname,
@@ -223,6 +258,7 @@ fn probe_host(
                 dbname: &plan.dbname,
                 password_source: password_source(plan),
                 hba: options.hba.as_ref(),
+                server_log: None,
             };
             let permit =
                 if requested == SslMode::Prefer && eval::tls_falls_back(&input, SslMode::Prefer) {
@@ -236,25 +272,20 @@ fn probe_host(
         };
         (Some(tls), plain)
     };
-    let judgement = eval::judge(&EvalInput {
-        endpoint,
-        requested,
-        local,
-        tls: tls.as_ref(),
-        plain: plain.as_ref(),
-        now: options.now,
-        warn_days: options.warn_days,
-        user: &plan.user,
-        dbname: &plan.dbname,
-        password_source: password_source(plan),
-        hba: options.hba.as_ref(),
-    });
-    HostResult {
+    Observed {
         endpoint: endpoint.clone(),
-        judgement,
         tls,
+        plain,
         connections,
     }
+}
+
+/// What one host's attempts saw, before judgement.
+struct Observed {
+    endpoint: Endpoint,
+    tls: Option<probe::TlsAttempt>,
+    plain: Option<probe::PlainAttempt>,
+    connections: u32,
 }
 
 fn password_source(plan: &Plan) -> Option<String> {

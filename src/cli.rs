@@ -87,6 +87,9 @@ pub struct Cli {
     /// A copy of the server's pg_ident.conf (for map= lines)
     #[arg(long)]
     pub ident: Option<PathBuf>,
+    /// The server's log file: quote its reasons for this probe's connections
+    #[arg(long = "server-log")]
+    pub server_log: Option<PathBuf>,
     /// The server's major version, for reading --hba as it would
     #[arg(long = "pg-version", default_value_t = 17)]
     pub pg_version: u32,

@@ -100,6 +100,7 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     ("hba_plaintext_allowed", "The file uses hostssl, yet a host line still accepts plaintext with no hostnossl reject in front of it."),
     ("hba_rules_stale", "pg_hba.conf on disk differs from the rules in force (changed after the last reload, or has error rows)."),
     ("ident_no_match", "A pg_ident.conf map cannot map this name (no line matches, a missing map, or a \\1 without a capture group)."),
+    ("server_log_reason", "What the server's log (--server-log) says about this probe's connections."),
     ("plaintext_fallback", "The connection works only because libpq fell back to plaintext."),
     ("unix_socket", "The target is a Unix socket: libpq never uses TLS there."),
     ("tls_session", "The TLS session that was established, and what the server saw of it."),

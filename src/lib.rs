@@ -16,6 +16,7 @@ pub mod plan;
 pub mod probe;
 pub mod render;
 pub mod report;
+pub mod serverlog;
 pub mod sslmode;
 pub mod trust;
 pub mod wire;

@@ -55,6 +55,15 @@ fn main() -> ExitCode {
         );
     }
 
+    if let Some(log) = &cli.server_log {
+        if let Err(e) = std::fs::File::open(log) {
+            eprintln!(
+                "pgtls-doctor: could not read server log \"{}\": {e}",
+                log.display()
+            );
+            return ExitCode::from(exit::USAGE);
+        }
+    }
     let hba_context = match load_hba_context(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -110,6 +119,7 @@ fn main() -> ExitCode {
         warn_days: cli.warn_days,
         allow_cleartext_password: cli.allow_cleartext_password,
         hba: hba_context,
+        server_log: cli.server_log.clone(),
     };
     let report = app::run(&plan, &options);
     let mut stdout = std::io::stdout().lock();

@@ -367,3 +367,44 @@ fn unreadable_hba_is_a_usage_error() {
     );
     assert_eq!(r.code, 3);
 }
+
+#[test]
+fn server_log_reasons_are_quoted() {
+    // Method password: the server logs "Password does not match" (SCRAM logs no detail).
+    let pg = server("hostssl all u1 127.0.0.1/32 password\nhost all all 127.0.0.1/32 trust\n");
+    let home = tempfile::tempdir().unwrap();
+    let pass = pki::write_file(home.path(), "pgpass", b"*:*:*:u1:wrong-password\n", 0o600);
+    let target = format!("host=localhost port={} user=u1 dbname=app", pg.port);
+    let log = pg.log_path().display().to_string();
+    let run = run_doctor(
+        &[
+            &target,
+            "--sslmode",
+            "require",
+            "--format",
+            "json",
+            "--server-log",
+            &log,
+        ],
+        home.path(),
+        Some(&pass),
+        &[],
+    );
+    let f = run.expect_finding("server_log_reason", "info");
+    assert_eq!(f["evidence"]["hba_line"], "2", "{f}");
+    assert!(
+        f["summary"]
+            .as_str()
+            .unwrap()
+            .contains("Password does not match for user \"u1\""),
+        "{f}"
+    );
+    let failed = run.expect_finding("password_failed", "error");
+    assert!(
+        failed["evidence"]["server_log"]
+            .as_str()
+            .unwrap()
+            .contains("Password does not match"),
+        "{failed}"
+    );
+}

@@ -82,6 +82,8 @@ pub struct EvalInput<'a> {
     pub password_source: Option<String>,
     /// pg_hba.conf and pg_ident.conf, when the user gave them.
     pub hba: Option<&'a crate::hba::HbaContext>,
+    /// The server's own reasons, from its log (--server-log).
+    pub server_log: Option<&'a crate::serverlog::LogReasons>,
 }
 
 /// Judges a host: the six cells and the findings that explain them.
@@ -205,6 +207,9 @@ pub fn judge(input: &EvalInput) -> Judgement {
         });
     }
     expiry_findings(&chain, input.now, input.warn_days, &mut findings);
+    if let Some(log) = input.server_log {
+        server_log_findings(log, input, requested_cell, &mut findings);
+    }
     if let Some(ctx) = input.hba {
         let on_tls = requested_cell.encrypted;
         let conn = hba_connection(input, on_tls);
@@ -1528,4 +1533,62 @@ pub fn tls_falls_back(input: &EvalInput, mode: SslMode) -> bool {
 /// Whether the plaintext attempt ended with a server error, after which allow retries with TLS.
 pub fn plain_server_error(plain: &PlainAttempt) -> bool {
     matches!(plain.startup, Some(StartupOutcome::ServerError { .. }))
+}
+
+/// Quotes the server's log: the reasons it never sends, and the pg_hba.conf line it matched.
+fn server_log_findings(
+    log: &crate::serverlog::LogReasons,
+    input: &EvalInput,
+    requested_cell: &Cell,
+    findings: &mut Vec<Finding>,
+) {
+    if log.matched.is_none() && log.reasons.is_empty() {
+        return;
+    }
+    let mut evidence = vec![("log".to_string(), log.source.clone())];
+    if let Some((file, line, rule)) = &log.matched {
+        evidence.push(("hba_file".into(), file.clone()));
+        evidence.push(("hba_line".into(), line.to_string()));
+        evidence.push(("hba_rule".into(), rule.clone()));
+        if input.hba.is_none() {
+            findings.push(Finding {
+                code: "hba_rule",
+                severity: Severity::Info,
+                summary: format!(
+                    "the server log says the connection matched line {line} of {file}: {rule}"
+                ),
+                evidence: evidence.clone(),
+                fix: None,
+                modes: vec![],
+            });
+        }
+    }
+    for (i, reason) in log.reasons.iter().enumerate() {
+        evidence.push((format!("server_says_{}", i + 1), reason.clone()));
+    }
+    // The failing finding of the requested mode gains the server's words.
+    if let Some(code) = requested_cell.code {
+        if let Some(f) = findings.iter_mut().find(|f| f.code == code) {
+            for reason in &log.reasons {
+                f.evidence.push(("server_log".into(), reason.clone()));
+            }
+            if let Some((_, line, rule)) = &log.matched {
+                if !f.evidence.iter().any(|(k, _)| k == "hba_line") {
+                    f.evidence.push(("hba_line".into(), line.to_string()));
+                    f.evidence.push(("hba_rule".into(), rule.clone()));
+                }
+            }
+        }
+    }
+    findings.push(Finding {
+        code: "server_log_reason",
+        severity: Severity::Info,
+        summary: match log.reasons.first() {
+            Some(r) => format!("the server's log says: {r}"),
+            None => "the server's log names the pg_hba.conf line it used".into(),
+        },
+        evidence,
+        fix: None,
+        modes: vec![],
+    });
 }
