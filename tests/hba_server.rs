@@ -408,3 +408,59 @@ fn server_log_reasons_are_quoted() {
         "{failed}"
     );
 }
+
+/// PostgreSQL 16+ logs `Connection matched file "F" line N: "..."`.
+fn logged_file_lines(pg: &PgServer, offset: usize) -> Vec<(String, usize)> {
+    pg.log()[offset..]
+        .lines()
+        .filter_map(|l| l.split("Connection matched file \"").nth(1))
+        .filter_map(|rest| {
+            let (file, after) = rest.split_once("\" line ")?;
+            Some((file.to_string(), after.split(':').next()?.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn regex_and_include_match_the_postgresql_17_server() {
+    let ca = Ca::root("HBA Test CA");
+    let leaf = ca.issue(&LeafSpec::server("localhost", &["localhost"], &["127.0.0.1"]));
+    let pg = PgServer::start(PgConfig {
+        ssl: true,
+        server_cert: Some(leaf.pair()),
+        hba: "host all all 127.0.0.1/32 scram-sha-256\n".into(),
+        setup_sql: vec![
+            format!("CREATE ROLE u1 LOGIN PASSWORD '{PASSWORD}'"),
+            format!("CREATE ROLE svc_reader LOGIN PASSWORD '{PASSWORD}'"),
+            "CREATE DATABASE app_42".into(),
+            "CREATE DATABASE other".into(),
+        ],
+        pg17: true,
+        ..Default::default()
+    });
+    // The included file must exist before the server reads the rules that include it.
+    pg.write_server_file("data/extra.conf", b"# included\nhost all /^svc_ 127.0.0.1/32 scram-sha-256\n", 0o600);
+    pg.write_hba_and_reload("include extra.conf\nhost /^app_[0-9]+$ all 127.0.0.1/32 scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n");
+    let hba_path = pg.data_dir().join("pg_hba.conf").display().to_string();
+    let home = tempfile::tempdir().unwrap();
+    for (user, db, expect_file) in [("svc_reader", "other", "extra.conf"), ("u1", "app_42", "pg_hba.conf"), ("u1", "other", "pg_hba.conf")] {
+        let pass = pki::write_file(home.path(), "pgpass", format!("*:*:*:{user}:wrong\n").as_bytes(), 0o600);
+        let offset = pg.log().len();
+        let target = format!("host=localhost port={} user={user} dbname={db}", pg.port);
+        let run = run_doctor(&[&target, "--sslmode", "disable", "--format", "json", "--hba", &hba_path], home.path(), Some(&pass), &[]);
+        let mut logged = Vec::new();
+        for _ in 0..50 {
+            logged = logged_file_lines(&pg, offset);
+            if !logged.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let f = run.expect_finding("password_failed", "error");
+        assert_eq!(logged.len(), 1, "{user}/{db}: {logged:?}");
+        let (file, line) = &logged[0];
+        assert!(file.ends_with(expect_file), "{user}/{db}: server used {file}");
+        assert_eq!(f["evidence"]["hba_file"].as_str().unwrap(), file, "{user}/{db}: {f}");
+        assert_eq!(f["evidence"]["hba_line"].as_str().unwrap(), line.to_string(), "{user}/{db}: {f}");
+    }
+}
