@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::client_cert::{self, ClientIdentity, ClientRequest};
 use crate::eval::client::ClientView;
 use crate::eval::{self, EvalInput, LocalSetup};
-use crate::finding::Problem;
+use crate::finding::{Finding, Problem, Severity};
 use crate::plan::CertMode;
 use crate::plan::{Endpoint, Plan};
 use crate::probe::{self, Deadlines, PasswordPermit, StartupParams};
@@ -24,6 +24,8 @@ pub struct RunOptions {
     pub hba: Option<crate::hba::HbaContext>,
     /// The server's log, to quote its reasons.
     pub server_log: Option<std::path::PathBuf>,
+    /// --admin: a connection that may read pg_hba_file_rules.
+    pub admin: Option<Plan>,
 }
 
 /// Loads the client's files as libpq would, before any connection.
@@ -113,6 +115,29 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Report {
         step: plan.connect_timeout,
     };
     let (local, identity) = local_setup(plan);
+    let mut extra_findings = Vec::new();
+    let admin_rules = options
+        .admin
+        .as_ref()
+        .map(|admin_plan| crate::admin::fetch(admin_plan, options));
+    let hba_context = match admin_rules {
+        Some(Ok(rules)) => {
+            extra_findings.extend(admin_findings(&rules));
+            Some(rules.context)
+        }
+        Some(Err(e)) => {
+            extra_findings.push(Finding {
+                code: "admin_connection_failed",
+                severity: Severity::Warning,
+                summary: format!("the --admin connection could not read the rules: {e}"),
+                evidence: vec![],
+                fix: Some("connect --admin as a superuser, or GRANT EXECUTE ON FUNCTION pg_hba_file_rules() (and pg_ident_file_mappings()) to that role; PostgreSQL 15 or later".into()),
+                modes: vec![],
+            });
+            options.hba.clone()
+        }
+        None => options.hba.clone(),
+    };
     let log_size = options.server_log.as_deref().and_then(serverlog::size);
     let observed: Vec<Observed> = plan
         .endpoints
@@ -140,11 +165,13 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Report {
                 user: &plan.user,
                 dbname: &plan.dbname,
                 password_source: password_source(plan),
-                hba: options.hba.as_ref(),
+                hba: hba_context.as_ref(),
                 server_log: log_reasons.as_ref(),
                 negotiation: plan.negotiation,
                 ssl_request_probe: o.ssl_request_probe.as_ref(),
             });
+            let mut judgement = judgement;
+            judgement.findings.extend(extra_findings.iter().cloned());
             HostResult {
                 endpoint: o.endpoint,
                 judgement,
@@ -175,6 +202,7 @@ fn probe_host(
         password: plan.password.as_ref().map(|(s, _)| s),
         allow_cleartext_on_plaintext: options.allow_cleartext_password,
         channel_binding: plan.channel_binding,
+        extra_query: None,
     };
     let requested = plan.sslmode;
     let mut connections = 0;
@@ -343,4 +371,44 @@ struct Observed {
 
 fn password_source(plan: &Plan) -> Option<String> {
     plan.password.as_ref().map(|(_, source)| source.describe())
+}
+
+/// What the --admin rules say about themselves: stale, or with lines the server refuses.
+fn admin_findings(rules: &crate::admin::AdminRules) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let errors = &rules.context.hba.errors;
+    if rules.stale == Some(true) || !errors.is_empty() {
+        out.push(Finding {
+            code: "hba_rules_stale",
+            severity: Severity::Warning,
+            summary: if rules.stale == Some(true) {
+                "pg_hba.conf changed after the server last loaded it: the server still runs the old rules, and the lines named here are the file's, not necessarily the ones in force".into()
+            } else {
+                "pg_hba.conf on disk has lines the server refuses: a reload would fail and the old rules stay in force".into()
+            },
+            evidence: vec![("source".into(), rules.context.source.clone())],
+            fix: Some("fix the file, then `SELECT pg_reload_conf();` and check the server log for \"pg_hba.conf was not reloaded\"".into()),
+            modes: vec![],
+        });
+    }
+    for e in errors {
+        out.push(Finding {
+            code: "hba_parse_error",
+            severity: Severity::Error,
+            summary: format!(
+                "{} (line {} of {})",
+                e.message,
+                e.line_number,
+                e.file.display()
+            ),
+            evidence: vec![
+                ("file".into(), e.file.display().to_string()),
+                ("line".into(), e.line_number.to_string()),
+                ("rule".into(), e.raw.clone()),
+            ],
+            fix: Some("fix the line; until then a reload keeps the old rules".into()),
+            modes: vec![],
+        });
+    }
+    out
 }

@@ -84,6 +84,9 @@ pub struct Cli {
     /// A copy of the server's pg_hba.conf: name the line that decides each connection
     #[arg(long)]
     pub hba: Option<PathBuf>,
+    /// A connection (conninfo or URI) that may read pg_hba_file_rules: the rules as the server reads them
+    #[arg(long)]
+    pub admin: Option<String>,
     /// A copy of the server's pg_ident.conf (for map= lines)
     #[arg(long)]
     pub ident: Option<PathBuf>,

@@ -103,6 +103,7 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     ("server_log_reason", "What the server's log (--server-log) says about this probe's connections."),
     ("direct_tls_unsupported", "sslnegotiation=direct, but the server (16 or older, or a proxy) does not speak direct TLS."),
     ("direct_tls_weak_sslmode", "libpq refuses sslnegotiation=direct with disable, allow or prefer."),
+    ("admin_connection_failed", "The --admin connection could not read pg_hba_file_rules."),
     ("plaintext_fallback", "The connection works only because libpq fell back to plaintext."),
     ("unix_socket", "The target is a Unix socket: libpq never uses TLS there."),
     ("tls_session", "The TLS session that was established, and what the server saw of it."),

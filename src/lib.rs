@@ -5,6 +5,7 @@
 //! the `wire` codec) → `eval` (pure judgement of the six sslmodes, clock injected) →
 //! `report` (the one report type) → `render` (text or JSON).
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod client_cert;

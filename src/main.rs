@@ -100,6 +100,22 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
+    let admin = match &cli.admin {
+        None => None,
+        Some(_) if cli.hba.is_some() => {
+            eprintln!(
+                "pgtls-doctor: --admin and --hba are two sources of the same rules; give one"
+            );
+            return ExitCode::from(exit::USAGE);
+        }
+        Some(conninfo) => match plan::resolve(conninfo, &FlagSettings::default(), &env) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("pgtls-doctor: --admin: {e}");
+                return ExitCode::from(exit::USAGE);
+            }
+        },
+    };
     if !(cli.timeout > 0.0 && cli.timeout.is_finite()) {
         eprintln!(
             "pgtls-doctor: invalid --timeout value \"{}\": must be a positive number of seconds",
@@ -120,6 +136,7 @@ fn main() -> ExitCode {
         allow_cleartext_password: cli.allow_cleartext_password,
         hba: hba_context,
         server_log: cli.server_log.clone(),
+        admin,
     };
     let report = app::run(&plan, &options);
     let mut stdout = std::io::stdout().lock();

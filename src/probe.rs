@@ -325,6 +325,8 @@ pub enum StartupOutcome {
         server_ssl: Option<ServerSslView>,
         /// SCRAM-SHA-256-PLUS with tls-server-end-point was completed.
         channel_binding_used: bool,
+        /// The result of `StartupParams::extra_query`, when one was asked.
+        query: Option<QueryResult>,
     },
     /// libpq's channel_binding=require refused to continue (its reason).
     ChannelBinding(String),
@@ -392,6 +394,8 @@ pub struct StartupParams<'a> {
     pub password: Option<&'a Secret>,
     pub allow_cleartext_on_plaintext: bool,
     pub channel_binding: ChannelBindingMode,
+    /// A query to run once the session is established (the --admin connection).
+    pub extra_query: Option<&'a str>,
 }
 
 /// Whether this connection may carry the password (libpq at the requested sslmode would use it).
@@ -1132,6 +1136,9 @@ fn startup<S: Read + Write + TimedOut>(
                 } else {
                     None
                 };
+                let query = params
+                    .extra_query
+                    .and_then(|sql| run_query(stream, &mut reader, sql));
                 let _ = stream.write_all(&wire::terminate());
                 let _ = stream.flush();
                 return StartupOutcome::Session {
@@ -1139,8 +1146,37 @@ fn startup<S: Read + Write + TimedOut>(
                     server_version,
                     server_ssl,
                     channel_binding_used: binding_used,
+                    query,
                 };
             }
+            _ => {}
+        }
+    }
+}
+
+/// The rows and errors of a simple query (several statements allowed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueryResult {
+    pub rows: Vec<Vec<Option<String>>>,
+    pub errors: Vec<ErrorFields>,
+}
+
+/// At most this many rows are kept from one query.
+const MAX_ROWS: usize = 10_000;
+
+fn run_query<S: Read + Write>(
+    stream: &mut S,
+    reader: &mut MessageReader,
+    sql: &str,
+) -> Option<QueryResult> {
+    stream.write_all(&wire::query(sql)).ok()?;
+    stream.flush().ok()?;
+    let mut result = QueryResult::default();
+    loop {
+        match reader.next(stream).ok()? {
+            BackendMessage::DataRow(cols) if result.rows.len() < MAX_ROWS => result.rows.push(cols),
+            BackendMessage::Error(fields) => result.errors.push(fields),
+            BackendMessage::ReadyForQuery => return Some(result),
             _ => {}
         }
     }
@@ -1153,25 +1189,15 @@ fn query_ssl_view<S: Read + Write>(
 ) -> Option<ServerSslView> {
     let sql = "SELECT ssl, version, cipher, client_dn, client_serial::text, issuer_dn \
                FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
-    stream.write_all(&wire::query(sql)).ok()?;
-    stream.flush().ok()?;
-    let mut view = None;
-    loop {
-        match reader.next(stream).ok()? {
-            BackendMessage::DataRow(cols) => {
-                let col = |i: usize| cols.get(i).cloned().flatten();
-                view = Some(ServerSslView {
-                    ssl: col(0).as_deref() == Some("t"),
-                    version: col(1),
-                    cipher: col(2),
-                    client_dn: col(3),
-                    client_serial: col(4),
-                    issuer_dn: col(5),
-                });
-            }
-            BackendMessage::ReadyForQuery => return view,
-            BackendMessage::Error(_) => {}
-            _ => {}
-        }
-    }
+    let result = run_query(stream, reader, sql)?;
+    let cols = result.rows.first()?;
+    let col = |i: usize| cols.get(i).cloned().flatten();
+    Some(ServerSslView {
+        ssl: col(0).as_deref() == Some("t"),
+        version: col(1),
+        cipher: col(2),
+        client_dn: col(3),
+        client_serial: col(4),
+        issuer_dn: col(5),
+    })
 }

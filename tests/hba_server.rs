@@ -416,7 +416,10 @@ fn logged_file_lines(pg: &PgServer, offset: usize) -> Vec<(String, usize)> {
         .filter_map(|l| l.split("Connection matched file \"").nth(1))
         .filter_map(|rest| {
             let (file, after) = rest.split_once("\" line ")?;
-            Some((file.to_string(), after.split(':').next()?.trim().parse().ok()?))
+            Some((
+                file.to_string(),
+                after.split(':').next()?.trim().parse().ok()?,
+            ))
         })
         .collect()
 }
@@ -424,7 +427,11 @@ fn logged_file_lines(pg: &PgServer, offset: usize) -> Vec<(String, usize)> {
 #[test]
 fn regex_and_include_match_the_postgresql_17_server() {
     let ca = Ca::root("HBA Test CA");
-    let leaf = ca.issue(&LeafSpec::server("localhost", &["localhost"], &["127.0.0.1"]));
+    let leaf = ca.issue(&LeafSpec::server(
+        "localhost",
+        &["localhost"],
+        &["127.0.0.1"],
+    ));
     let pg = PgServer::start(PgConfig {
         ssl: true,
         server_cert: Some(leaf.pair()),
@@ -439,15 +446,41 @@ fn regex_and_include_match_the_postgresql_17_server() {
         ..Default::default()
     });
     // The included file must exist before the server reads the rules that include it.
-    pg.write_server_file("data/extra.conf", b"# included\nhost all /^svc_ 127.0.0.1/32 scram-sha-256\n", 0o600);
+    pg.write_server_file(
+        "data/extra.conf",
+        b"# included\nhost all /^svc_ 127.0.0.1/32 scram-sha-256\n",
+        0o600,
+    );
     pg.write_hba_and_reload("include extra.conf\nhost /^app_[0-9]+$ all 127.0.0.1/32 scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n");
     let hba_path = pg.data_dir().join("pg_hba.conf").display().to_string();
     let home = tempfile::tempdir().unwrap();
-    for (user, db, expect_file) in [("svc_reader", "other", "extra.conf"), ("u1", "app_42", "pg_hba.conf"), ("u1", "other", "pg_hba.conf")] {
-        let pass = pki::write_file(home.path(), "pgpass", format!("*:*:*:{user}:wrong\n").as_bytes(), 0o600);
+    for (user, db, expect_file) in [
+        ("svc_reader", "other", "extra.conf"),
+        ("u1", "app_42", "pg_hba.conf"),
+        ("u1", "other", "pg_hba.conf"),
+    ] {
+        let pass = pki::write_file(
+            home.path(),
+            "pgpass",
+            format!("*:*:*:{user}:wrong\n").as_bytes(),
+            0o600,
+        );
         let offset = pg.log().len();
         let target = format!("host=localhost port={} user={user} dbname={db}", pg.port);
-        let run = run_doctor(&[&target, "--sslmode", "disable", "--format", "json", "--hba", &hba_path], home.path(), Some(&pass), &[]);
+        let run = run_doctor(
+            &[
+                &target,
+                "--sslmode",
+                "disable",
+                "--format",
+                "json",
+                "--hba",
+                &hba_path,
+            ],
+            home.path(),
+            Some(&pass),
+            &[],
+        );
         let mut logged = Vec::new();
         for _ in 0..50 {
             logged = logged_file_lines(&pg, offset);
@@ -459,8 +492,101 @@ fn regex_and_include_match_the_postgresql_17_server() {
         let f = run.expect_finding("password_failed", "error");
         assert_eq!(logged.len(), 1, "{user}/{db}: {logged:?}");
         let (file, line) = &logged[0];
-        assert!(file.ends_with(expect_file), "{user}/{db}: server used {file}");
-        assert_eq!(f["evidence"]["hba_file"].as_str().unwrap(), file, "{user}/{db}: {f}");
-        assert_eq!(f["evidence"]["hba_line"].as_str().unwrap(), line.to_string(), "{user}/{db}: {f}");
+        assert!(
+            file.ends_with(expect_file),
+            "{user}/{db}: server used {file}"
+        );
+        assert_eq!(
+            f["evidence"]["hba_file"].as_str().unwrap(),
+            file,
+            "{user}/{db}: {f}"
+        );
+        assert_eq!(
+            f["evidence"]["hba_line"].as_str().unwrap(),
+            line.to_string(),
+            "{user}/{db}: {f}"
+        );
     }
+}
+
+#[test]
+fn admin_reads_the_rules_and_warns_when_they_are_not_in_force() {
+    let pg =
+        server("hostssl all all 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n");
+    let home = tempfile::tempdir().unwrap();
+    let admin = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        pg.dir.display(),
+        pg.port
+    );
+    let target = format!("host=localhost port={} user=u1 dbname=app", pg.port);
+    let run = run_doctor(
+        &[
+            &target,
+            "--sslmode",
+            "require",
+            "--format",
+            "json",
+            "--admin",
+            &admin,
+        ],
+        home.path(),
+        None,
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let f = run.expect_finding("hba_rule", "info");
+    assert_eq!(f["evidence"]["hba_line"], "2", "{f}");
+    assert!(run.finding("hba_rules_stale").is_none(), "{}", run.stdout);
+
+    // Edited on disk, not reloaded: the view shows the new file, the server runs the old rules.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    pg.write_server_file("data/pg_hba.conf", b"local all postgres trust\nhost all all 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 cert\n", 0o600);
+    let run = run_doctor(
+        &[
+            &target,
+            "--sslmode",
+            "require",
+            "--format",
+            "json",
+            "--admin",
+            &admin,
+        ],
+        home.path(),
+        None,
+        &[],
+    );
+    run.expect_finding("hba_rules_stale", "warning");
+    let f = run.expect_finding("hba_parse_error", "error");
+    assert!(
+        f["summary"]
+            .as_str()
+            .unwrap()
+            .contains("cert authentication is only supported on hostssl connections"),
+        "{f}"
+    );
+    // The connection itself still works: the old rules are in force.
+    assert_eq!(run.cell("require"), (Some(true), true, None));
+}
+
+#[test]
+fn admin_without_the_right_to_read_the_rules() {
+    let pg = server("host all all 127.0.0.1/32 trust\n");
+    let home = tempfile::tempdir().unwrap();
+    let admin = format!(
+        "host=localhost port={} user=u1 dbname=app sslmode=disable",
+        pg.port
+    );
+    let target = format!("host=localhost port={} user=u1 dbname=app", pg.port);
+    let run = run_doctor(
+        &[&target, "--format", "json", "--admin", &admin],
+        home.path(),
+        None,
+        &[],
+    );
+    let f = run.expect_finding("admin_connection_failed", "warning");
+    assert!(
+        f["summary"].as_str().unwrap().contains("permission denied"),
+        "{f}"
+    );
 }
