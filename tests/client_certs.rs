@@ -66,6 +66,7 @@ fn lab_with(extra_conf: &str, with_ca_file: bool) -> Lab {
             "CREATE DATABASE scramdb".into(),
             "CREATE DATABASE trustdb".into(),
         ],
+        pg17: false,
     });
     pg.write_server_file("data/pg_ident.conf", IDENT.as_bytes(), 0o600);
     pg.reload();
