@@ -724,10 +724,23 @@ pub fn read_small_text(path: &Path) -> std::io::Result<String> {
     if meta.is_dir() {
         return Err(std::io::Error::other("is a directory"));
     }
+    if meta.len() > 1 << 20 {
+        return Err(std::io::Error::other(format!(
+            "{} bytes is too large for a configuration file (the limit is 1 MiB)",
+            meta.len()
+        )));
+    }
     let mut text = String::new();
+    let mut bytes = Vec::new();
     std::fs::File::open(path)?
         .take(1 << 20)
-        .read_to_string(&mut text)?;
+        .read_to_end(&mut bytes)?;
+    if bytes.contains(&0) {
+        return Err(std::io::Error::other(
+            "binary data (a NUL byte): not a text configuration file",
+        ));
+    }
+    text.push_str(&String::from_utf8_lossy(&bytes));
     Ok(text)
 }
 

@@ -777,6 +777,9 @@ fn client_config(recorder: &Arc<Recorder>, sni: bool) -> Result<Arc<rustls::Clie
     Ok(Arc::new(config))
 }
 
+/// The most certificates of a server chain the doctor keeps.
+pub const MAX_CHAIN: usize = 100;
+
 /// Records the server's chain and CertificateRequest, and presents the client certificate.
 /// Accepts any chain (judged later, offline, by `eval`) but still verifies the handshake
 /// signatures, so the recorded chain belongs to the peer that holds its key.
@@ -839,7 +842,8 @@ impl ServerCertVerifier for Recorder {
     ) -> Result<ServerCertVerified, rustls::Error> {
         if let Ok(mut chain) = self.chain.lock() {
             chain.push(end_entity.to_vec());
-            chain.extend(intermediates.iter().map(|c| c.to_vec()));
+            // OpenSSL's default verify depth is 100; nothing longer can verify anyway.
+            chain.extend(intermediates.iter().take(MAX_CHAIN - 1).map(|c| c.to_vec()));
         }
         Ok(ServerCertVerified::assertion())
     }
@@ -1026,6 +1030,14 @@ fn startup<S: Read + Write + TimedOut>(
                     }
                     stage = AuthStage::AfterAuthOk;
                     method.get_or_insert_with(|| "trust".into());
+                }
+                AuthRequest::Sasl { mechanisms }
+                    if !mechanisms.iter().any(|m| m.starts_with("SCRAM-SHA-256")) =>
+                {
+                    // libpq: none of the server's SASL authentication mechanisms are supported.
+                    return StartupOutcome::UnsupportedAuth {
+                        method: format!("SASL ({})", mechanisms.join(", ")),
+                    };
                 }
                 AuthRequest::Cleartext | AuthRequest::Md5 { .. } | AuthRequest::Sasl { .. } => {
                     let name = request.method_name();

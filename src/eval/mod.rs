@@ -789,6 +789,25 @@ fn hostname_problem(endpoint: &Endpoint, chain: &[CertSummary]) -> Option<Proble
     if x509::host_matches(leaf, &endpoint.host) {
         return None;
     }
+    let embedded_null = leaf
+        .dns_names
+        .iter()
+        .chain(leaf.common_name.iter())
+        .any(|n| n.contains('\0'));
+    if embedded_null {
+        return Some(
+            Problem::new(
+                "server_cert_hostname_mismatch",
+                "SSL certificate's name contains embedded null",
+            )
+            .with("host", endpoint.host.clone())
+            .with(
+                "certificate_names",
+                x509::presented_names(leaf).iter().map(|n| n.replace('\0', "\\0")).collect::<Vec<_>>().join(", "),
+            )
+            .fix("a name with a NUL byte is a classic spoofing trick (\"good.example\\0.evil.example\"); do not trust this certificate, and reissue it"),
+        );
+    }
     let names = x509::presented_names(leaf);
     let first = names.first().cloned().unwrap_or_default();
     let message = match names.len() {

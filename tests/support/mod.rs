@@ -9,3 +9,4 @@ pub mod fake_peer;
 pub mod pg;
 pub mod pki;
 pub mod psql;
+pub mod tls_peer;
