@@ -31,7 +31,11 @@ pub struct RunOptions {
 /// Loads the client's files as libpq would, before any connection.
 pub fn local_setup(plan: &Plan) -> (LocalSetup, ClientIdentity) {
     let roots = trust::load_roots(&plan.root);
-    let crl = trust::load_crl(plan.crl.as_deref(), &roots);
+    let (crl, crl_ignored) = match trust::load_crl(plan.crl.as_deref(), &roots) {
+        trust::CrlOutcome::Loaded(state) => (Some(state), None),
+        trust::CrlOutcome::Ignored { path, reason } => (None, Some((path, reason))),
+        trust::CrlOutcome::NotUsed => (None, None),
+    };
     let identity = client_cert::load(&ClientRequest {
         cert: plan.cert.as_deref(),
         key: plan.key.as_deref(),
@@ -83,6 +87,7 @@ pub fn local_setup(plan: &Plan) -> (LocalSetup, ClientIdentity) {
             crl,
             client_failure,
             client,
+            crl_ignored,
         },
         identity,
     )
@@ -136,7 +141,12 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Report {
             });
             options.hba.clone()
         }
-        None => options.hba.clone(),
+        None => {
+            if let Some(ctx) = &options.hba {
+                extra_findings.extend(hba_file_findings(&ctx.hba.errors));
+            }
+            options.hba.clone()
+        }
     };
     let log_size = options.server_log.as_deref().and_then(serverlog::size);
     let observed: Vec<Observed> = plan
@@ -391,6 +401,13 @@ fn admin_findings(rules: &crate::admin::AdminRules) -> Vec<Finding> {
             modes: vec![],
         });
     }
+    out.extend(hba_file_findings(errors));
+    out
+}
+
+/// Lines of the given pg_hba.conf that the server refuses to load.
+fn hba_file_findings(errors: &[crate::hba::ParseError]) -> Vec<Finding> {
+    let mut out = Vec::new();
     for e in errors {
         out.push(Finding {
             code: "hba_parse_error",

@@ -198,8 +198,11 @@ fn percent_decode(input: &str, whole: &str) -> Result<String, ConninfoError> {
 }
 
 /// libpq's `conninfo_uri_parse_options`.
-pub fn parse_uri(uri: &str) -> Result<Vec<(String, String)>, ConninfoError> {
-    let rest = uri
+pub fn parse_uri(raw: &str) -> Result<Vec<(String, String)>, ConninfoError> {
+    // Error messages quote the URI, as libpq's do, but never with its password.
+    let shown = redact_uri(raw);
+    let uri = shown.as_str();
+    let rest = raw
         .strip_prefix("postgresql://")
         .or_else(|| uri.strip_prefix("postgres://"))
         .ok_or_else(|| ConninfoError(format!("invalid URI: \"{uri}\"")))?;
@@ -271,7 +274,7 @@ pub fn parse_uri(uri: &str) -> Result<Vec<(String, String)>, ConninfoError> {
                         return Err(ConninfoError(format!(
                             "unexpected character \"{}\" at position {} in URI (expected \":\" or \"/\"): \"{uri}\"",
                             after.chars().next().unwrap_or(' '),
-                            uri.len() - after.len() + 1
+                            raw.len() - after.len() + 1
                         )))
                     }
                 };
@@ -319,6 +322,26 @@ pub fn parse_uri(uri: &str) -> Result<Vec<(String, String)>, ConninfoError> {
         }
     }
     Ok(out)
+}
+
+/// The URI with its password (userinfo or `password`/`sslpassword` parameters) replaced.
+pub fn redact_uri(uri: &str) -> String {
+    let mut out = uri.to_string();
+    if let Some(scheme_end) = uri.find("://") {
+        let after = &uri[scheme_end + 3..];
+        let authority_end = after.find(['/', '?']).unwrap_or(after.len());
+        if let Some(at) = after[..authority_end].rfind('@') {
+            if let Some((user, _)) = after[..at].split_once(':') {
+                out = format!(
+                    "{}{user}:<redacted>{}",
+                    &uri[..scheme_end + 3],
+                    &after[at..]
+                );
+            }
+        }
+    }
+    let params = regex::Regex::new(r"(?P<k>[?&](?:ssl)?password)=[^&]*").expect("constant regex");
+    params.replace_all(&out, "$k=<redacted>").into_owned()
 }
 
 /// `host`, `host:port`, `[v6]`, `[v6]:port`, or a bare IPv6 address.
@@ -441,6 +464,15 @@ mod tests {
             .0
             .starts_with("end of string reached when looking for matching \"]\""));
         assert_eq!(parse_uri("postgresql://").unwrap(), Vec::new());
+    }
+
+    #[test]
+    fn uri_errors_never_quote_the_password() {
+        let e = parse_uri("postgresql://bob:hunter2@[::1/db?sslpassword=k3y")
+            .unwrap_err()
+            .0;
+        assert!(!e.contains("hunter2") && !e.contains("k3y"), "{e}");
+        assert!(e.contains("bob:<redacted>@"), "{e}");
     }
 
     #[test]

@@ -54,6 +54,7 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     ("server_cert_weak_key", "A key or signature in the chain is below OpenSSL security level 2."),
     ("server_cert_wrong_purpose", "The server certificate's extended key usage does not allow serverAuth."),
     ("server_cert_invalid", "OpenSSL refused the server chain for another reason (named in the evidence)."),
+    ("crl_ignored", "The CRL file does not load, and libpq silently ignores it: revocation is not checked."),
     ("server_cert_expiring_soon", "A certificate in the server's chain expires within --warn-days."),
     ("server_cert_rustls_differs", "libpq accepts this chain, but rustls/webpki-based clients would refuse it."),
     ("hba_no_entry", "No pg_hba.conf line matches this connection."),

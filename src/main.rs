@@ -56,7 +56,14 @@ fn main() -> ExitCode {
     }
 
     if let Some(log) = &cli.server_log {
-        if let Err(e) = std::fs::File::open(log) {
+        let readable = std::fs::metadata(log).and_then(|m| {
+            if m.is_file() {
+                std::fs::File::open(log).map(|_| ())
+            } else {
+                Err(std::io::Error::other("not a regular file"))
+            }
+        });
+        if let Err(e) = readable {
             eprintln!(
                 "pgtls-doctor: could not read server log \"{}\": {e}",
                 log.display()

@@ -156,24 +156,45 @@ pub fn load_roots(spec: &RootSpec) -> RootState {
     }
 }
 
-/// libpq loads a CRL only when a root file loaded, and ignores one that fails to load.
-pub fn load_crl(path: Option<&Path>, roots: &RootState) -> Option<CrlState> {
-    let path = path?;
-    if !roots.is_loaded() {
-        return None;
+/// What became of the CRL file: libpq loads it only when a root file loaded, and silently
+/// ignores one that does not load (revocation is then not checked at all).
+#[derive(Debug, Clone)]
+pub enum CrlOutcome {
+    NotUsed,
+    Loaded(CrlState),
+    Ignored { path: PathBuf, reason: String },
+}
+
+pub fn load_crl(path: Option<&Path>, roots: &RootState) -> CrlOutcome {
+    let Some(path) = path else {
+        return CrlOutcome::NotUsed;
+    };
+    if !roots.is_loaded() || std::fs::metadata(path).is_err() {
+        return CrlOutcome::NotUsed;
     }
-    let bytes = read_bounded(path).ok()?;
-    if !has_crl(&bytes) {
-        return None;
-    }
-    let mut builder = X509StoreBuilder::new().ok()?;
-    let lookup = builder.add_lookup(X509Lookup::file()).ok()?;
-    lookup
-        .load_crl_file(path, openssl::ssl::SslFiletype::PEM)
-        .ok()?;
-    Some(CrlState {
+    let ignored = |reason: String| CrlOutcome::Ignored {
         path: path.to_path_buf(),
-    })
+        reason,
+    };
+    let bytes = match read_bounded(path) {
+        Ok(b) => b,
+        Err(e) => return ignored(e),
+    };
+    if !has_crl(&bytes) {
+        return ignored("no PEM CRL (-----BEGIN X509 CRL-----) in the file".into());
+    }
+    let loaded = X509StoreBuilder::new().ok().and_then(|mut builder| {
+        let lookup = builder.add_lookup(X509Lookup::file()).ok()?;
+        lookup
+            .load_crl_file(path, openssl::ssl::SslFiletype::PEM)
+            .ok()
+    });
+    match loaded {
+        Some(_) => CrlOutcome::Loaded(CrlState {
+            path: path.to_path_buf(),
+        }),
+        None => ignored("OpenSSL could not parse the CRL".into()),
+    }
 }
 
 /// Why OpenSSL refused the chain, with the certificate it was looking at.

@@ -28,6 +28,8 @@ pub struct LocalSetup {
     pub client_failure: Option<Problem>,
     /// What the client presents.
     pub client: ClientView,
+    /// A CRL file libpq would silently ignore, and why.
+    pub crl_ignored: Option<(std::path::PathBuf, String)>,
 }
 
 /// What one sslmode gets.
@@ -210,6 +212,16 @@ pub fn judge(input: &EvalInput) -> Judgement {
         });
     }
     expiry_findings(&chain, input.now, input.warn_days, &mut findings);
+    if let Some((path, reason)) = &input.local.crl_ignored {
+        findings.push(Finding {
+            code: "crl_ignored",
+            severity: Severity::Warning,
+            summary: format!("libpq silently ignores the CRL file {}: {reason}; revocation is not checked", path.display()),
+            evidence: vec![("file".into(), path.display().to_string())],
+            fix: Some("put the CA's CRL there in PEM form (`openssl crl -in crl.der -inform DER -out root.crl`), or remove the file".into()),
+            modes: vec![],
+        });
+    }
     if let Some(log) = input.server_log {
         server_log_findings(log, input, requested_cell, &mut findings);
     }
