@@ -129,8 +129,7 @@ fn files_libpq_reads_give_findings_naming_the_file() {
             let found = codes(&run);
             // sslcert through a non-directory is "no certificate" (libpq does the same), and a
             // CRL path that does not exist is not used at all: neither has anything to name.
-            let silent = (option == "sslcert" && what == "unreadable")
-                || (option == "sslcrl" && what == "unreadable");
+            let silent = what == "unreadable" && matches!(option, "sslcert" | "sslcrl");
             if silent {
                 continue;
             }
