@@ -1,0 +1,77 @@
+//! Issue 5: secrets in every input channel at once never appear in any output.
+
+mod support;
+
+use support::doctor::run_doctor;
+use support::pg::{PgConfig, PgServer};
+use support::pki::{self, Ca, LeafSpec};
+
+const SECRETS: [&str; 6] = [
+    "Conninfo-Secret-11",
+    "Env-Secret-22",
+    "Pgpass-Secret-33",
+    "Sslpassword-Secret-44",
+    "Admin-Uri-Secret-55",
+    "Service-Secret-66",
+];
+
+#[test]
+fn no_secret_from_any_channel_reaches_stdout_stderr_or_json() {
+    let ca = Ca::root("Secrets CA");
+    let leaf = ca.issue(&LeafSpec::server("localhost", &["localhost"], &["127.0.0.1"]));
+    let pg = PgServer::start(PgConfig {
+        ssl: true,
+        server_cert: Some(leaf.pair()),
+        hba: "host all all 127.0.0.1/32 scram-sha-256\n".into(),
+        setup_sql: vec![format!("CREATE ROLE u1 LOGIN PASSWORD '{}'", SECRETS[0]), format!("ALTER ROLE postgres PASSWORD '{}'", SECRETS[4])],
+        ..Default::default()
+    });
+    let home = tempfile::tempdir().unwrap();
+    pki::write_file(home.path(), ".pgpass", format!("*:*:*:*:{}\n", SECRETS[2]).as_bytes(), 0o600);
+    let service = pki::write_file(
+        home.path(),
+        "services.conf",
+        format!("[svc]\npassword={}\nsslmode=require\n", SECRETS[5]).as_bytes(),
+        0o600,
+    );
+    let client = ca.issue(&LeafSpec::client("u1"));
+    let cert = pki::write_file(home.path(), "c.crt", client.cert_pem.as_bytes(), 0o644);
+    let key = pki::write_file(home.path(), "c.key", client.key_pem.as_bytes(), 0o600);
+    let target = format!(
+        "host=localhost port={} user=u1 dbname=postgres password={} service=svc sslcert={} sslkey={}",
+        pg.port,
+        SECRETS[0],
+        cert.display(),
+        key.display()
+    );
+    let admin = format!("postgresql://postgres:{}@localhost:{}/postgres?sslmode=require", SECRETS[4], pg.port);
+    let sslpassword = format!("--sslpassword={}", SECRETS[3]);
+    let service_env = service.display().to_string();
+    let env = [("PGPASSWORD", SECRETS[1]), ("PGSERVICEFILE", service_env.as_str())];
+    for format in ["text", "json"] {
+        let run = run_doctor(
+            &[&target, "--format", format, "--color", "always", &sslpassword, "--admin", &admin],
+            home.path(),
+            Some(&home.path().join(".pgpass")),
+            &env,
+        );
+        assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+        for secret in SECRETS {
+            assert!(!run.stdout.contains(secret), "{format}: {secret} in stdout");
+            assert!(!run.stderr.contains(secret), "{format}: {secret} in stderr");
+        }
+        if format == "json" {
+            let settings = run.json["target"]["settings"].as_array().unwrap();
+            let pw = settings.iter().find(|s| s["name"] == "password").unwrap();
+            assert_eq!(pw["value"], "<redacted>", "{pw}");
+            assert_eq!(pw["source"], "connection string");
+            // The --admin connection read the rules with its own password.
+            assert!(run.finding("hba_rule").is_some(), "{}", run.stdout);
+        }
+    }
+    // Usage errors quote the URI as libpq does, without its password.
+    let run = run_doctor(&[&format!("postgresql://u1:{}@[::1/db", SECRETS[0])], home.path(), None, &[]);
+    assert_eq!(run.code, 3);
+    assert!(!run.stderr.contains(SECRETS[0]), "{}", run.stderr);
+    assert!(run.stderr.contains("u1:<redacted>@"), "{}", run.stderr);
+}
