@@ -882,3 +882,128 @@ fn no_passphrase_or_key_bytes_in_any_output() {
         }
     }
 }
+
+#[test]
+fn unencrypted_keys_in_pkcs1_sec1_and_der_and_a_chain_in_the_certificate_file() {
+    let lab = lab();
+    let dir = lab.home.path();
+    let alice = lab.client_ca.issue(&LeafSpec::client("alice"));
+    std::fs::write(dir.join("plain.key"), &alice.key_pem).unwrap();
+    let cert = pki::write_file(dir, "alice.crt", alice.cert_pem.as_bytes(), 0o644);
+    openssl(dir, &["ec", "-in", "plain.key", "-out", "sec1.key"]);
+    openssl(
+        dir,
+        &[
+            "pkey",
+            "-in",
+            "plain.key",
+            "-outform",
+            "DER",
+            "-out",
+            "key.der",
+        ],
+    );
+    for (file, marker) in [
+        ("sec1.key", Some("BEGIN EC PRIVATE KEY")),
+        ("key.der", None),
+    ] {
+        let key = dir.join(file);
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        if let Some(m) = marker {
+            assert!(std::fs::read_to_string(&key).unwrap().contains(m));
+        }
+        let files = format!("sslcert={} sslkey={}", cert.display(), key.display());
+        let run = lab.diagnose("alice", "certdb", &files, "verify-full", None);
+        assert_eq!(run.code, 0, "{file}: {}", run.stdout);
+    }
+
+    // RSA in PKCS#1 ("BEGIN RSA PRIVATE KEY"), signed by the (EC) client CA.
+    pki::write_file(
+        dir,
+        "ca.crt",
+        lab.client_ca.issued.cert_pem.as_bytes(),
+        0o644,
+    );
+    pki::write_file(
+        dir,
+        "ca.key",
+        lab.client_ca.issued.key_pem.as_bytes(),
+        0o600,
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "rsa8.key",
+            "-subj",
+            "/CN=alice",
+            "-out",
+            "rsa.csr",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "rsa.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-out",
+            "rsa.crt",
+        ],
+    );
+    openssl(
+        dir,
+        &["rsa", "-in", "rsa8.key", "-traditional", "-out", "rsa1.key"],
+    );
+    std::fs::set_permissions(
+        dir.join("rsa1.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    assert!(std::fs::read_to_string(dir.join("rsa1.key"))
+        .unwrap()
+        .contains("BEGIN RSA PRIVATE KEY"));
+    let files = format!("sslcert={0}/rsa.crt sslkey={0}/rsa1.key", dir.display());
+    let run = lab.diagnose("alice", "certdb", &files, "verify-full", None);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+
+    // A certificate file holding leaf + intermediate; the server trusts only the root. With
+    // the lab's ssl_crl_file (a CRL from the root alone) OpenSSL wants a CRL from the
+    // intermediate too, and answers unknown_ca: the finding names that possibility.
+    let inter = lab.client_ca.intermediate("Lab Client Intermediate");
+    let leaf = inter.issue(&LeafSpec::client("alice"));
+    let chain = pki::chain_pem(&[&leaf, &inter.issued]);
+    let files = lab.files("chained", &chain, leaf.key_pem.as_bytes(), 0o600);
+    let run = lab.diagnose("alice", "certdb", &files, "verify-full", None);
+    assert_eq!(run.code, 1);
+    let f = run.expect_finding("client_cert_unknown_ca", "error");
+    assert!(
+        f["evidence"]["also_possible"]
+            .as_str()
+            .unwrap()
+            .contains("ssl_crl_file"),
+        "{f}"
+    );
+
+    // Without a server CRL the chain is accepted.
+    let no_crl = lab_with("ssl_crl_file = ''\n", true);
+    let inter2 = no_crl.client_ca.intermediate("Lab Client Intermediate");
+    let leaf2 = inter2.issue(&LeafSpec::client("alice"));
+    let chain2 = pki::chain_pem(&[&leaf2, &inter2.issued]);
+    let files2 = no_crl.files("chained2", &chain2, leaf2.key_pem.as_bytes(), 0o600);
+    let run = no_crl.diagnose("alice", "certdb", &files2, "verify-full", None);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+}

@@ -18,16 +18,28 @@ const SECRETS: [&str; 6] = [
 #[test]
 fn no_secret_from_any_channel_reaches_stdout_stderr_or_json() {
     let ca = Ca::root("Secrets CA");
-    let leaf = ca.issue(&LeafSpec::server("localhost", &["localhost"], &["127.0.0.1"]));
+    let leaf = ca.issue(&LeafSpec::server(
+        "localhost",
+        &["localhost"],
+        &["127.0.0.1"],
+    ));
     let pg = PgServer::start(PgConfig {
         ssl: true,
         server_cert: Some(leaf.pair()),
         hba: "host all all 127.0.0.1/32 scram-sha-256\n".into(),
-        setup_sql: vec![format!("CREATE ROLE u1 LOGIN PASSWORD '{}'", SECRETS[0]), format!("ALTER ROLE postgres PASSWORD '{}'", SECRETS[4])],
+        setup_sql: vec![
+            format!("CREATE ROLE u1 LOGIN PASSWORD '{}'", SECRETS[0]),
+            format!("ALTER ROLE postgres PASSWORD '{}'", SECRETS[4]),
+        ],
         ..Default::default()
     });
     let home = tempfile::tempdir().unwrap();
-    pki::write_file(home.path(), ".pgpass", format!("*:*:*:*:{}\n", SECRETS[2]).as_bytes(), 0o600);
+    pki::write_file(
+        home.path(),
+        ".pgpass",
+        format!("*:*:*:*:{}\n", SECRETS[2]).as_bytes(),
+        0o600,
+    );
     let service = pki::write_file(
         home.path(),
         "services.conf",
@@ -44,13 +56,28 @@ fn no_secret_from_any_channel_reaches_stdout_stderr_or_json() {
         cert.display(),
         key.display()
     );
-    let admin = format!("postgresql://postgres:{}@localhost:{}/postgres?sslmode=require", SECRETS[4], pg.port);
+    let admin = format!(
+        "postgresql://postgres:{}@localhost:{}/postgres?sslmode=require",
+        SECRETS[4], pg.port
+    );
     let sslpassword = format!("--sslpassword={}", SECRETS[3]);
     let service_env = service.display().to_string();
-    let env = [("PGPASSWORD", SECRETS[1]), ("PGSERVICEFILE", service_env.as_str())];
+    let env = [
+        ("PGPASSWORD", SECRETS[1]),
+        ("PGSERVICEFILE", service_env.as_str()),
+    ];
     for format in ["text", "json"] {
         let run = run_doctor(
-            &[&target, "--format", format, "--color", "always", &sslpassword, "--admin", &admin],
+            &[
+                &target,
+                "--format",
+                format,
+                "--color",
+                "always",
+                &sslpassword,
+                "--admin",
+                &admin,
+            ],
             home.path(),
             Some(&home.path().join(".pgpass")),
             &env,
@@ -70,7 +97,12 @@ fn no_secret_from_any_channel_reaches_stdout_stderr_or_json() {
         }
     }
     // Usage errors quote the URI as libpq does, without its password.
-    let run = run_doctor(&[&format!("postgresql://u1:{}@[::1/db", SECRETS[0])], home.path(), None, &[]);
+    let run = run_doctor(
+        &[&format!("postgresql://u1:{}@[::1/db", SECRETS[0])],
+        home.path(),
+        None,
+        &[],
+    );
     assert_eq!(run.code, 3);
     assert!(!run.stderr.contains(SECRETS[0]), "{}", run.stderr);
     assert!(run.stderr.contains("u1:<redacted>@"), "{}", run.stderr);

@@ -70,6 +70,10 @@ pub fn refusal_problem(
             )
             .with("certificate_issuer", leaf.map(|l| l.issuer.clone()).unwrap_or_default())
             .with("server_accepts_issuers", names.join("; "))
+            .with(
+                "also_possible",
+                "OpenSSL sends unknown_ca as well when the server has an ssl_crl_file without a CRL from every CA in your chain (unable to get certificate CRL); the server log says which",
+            )
             .fix("sign the client certificate with a CA in the server's ssl_ca_file, or add its CA (and intermediates) to ssl_ca_file and reload; if the CA is an intermediate, put the chain in the sslcert file")
         }
         "certificate_expired" => {
