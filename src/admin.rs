@@ -57,13 +57,8 @@ pub fn fetch(plan: &Plan, options: &RunOptions) -> Result<AdminRules, String> {
         probe::plain_attempt(endpoint, deadlines, &params, PasswordPermit::Send).startup
     } else {
         let mode = plan.sslmode;
-        let permit_for = |chain: &[Vec<u8>]| {
-            if eval::tls_acceptable(&local, endpoint, chain, mode, options.now) {
-                PasswordPermit::Send
-            } else {
-                PasswordPermit::Withhold
-            }
-        };
+        let permit_for =
+            |chain: &[Vec<u8>]| eval::permit_at(&local, endpoint, chain, mode, options.now);
         let after_refusal = if mode.requires_tls() {
             PasswordPermit::Withhold
         } else {

@@ -223,13 +223,8 @@ fn probe_host(
         // Direct TLS (libpq 17): the ClientHello goes out at once with ALPN "postgresql".
         // The weaker sslmodes are refused by libpq itself, so no plaintext attempt is needed.
         connections += 1;
-        let permit_for = |chain: &[Vec<u8>]| {
-            if eval::tls_acceptable(local, endpoint, chain, requested, options.now) {
-                PasswordPermit::Send
-            } else {
-                PasswordPermit::Withhold
-            }
-        };
+        let permit_for =
+            |chain: &[Vec<u8>]| eval::permit_at(local, endpoint, chain, requested, options.now);
         let direct = probe::tls_attempt(
             endpoint,
             deadlines,
@@ -305,13 +300,8 @@ fn probe_host(
         (tls, Some(plain))
     } else {
         connections += 1;
-        let permit_for = |chain: &[Vec<u8>]| {
-            if eval::tls_acceptable(local, endpoint, chain, requested, options.now) {
-                PasswordPermit::Send
-            } else {
-                PasswordPermit::Withhold
-            }
-        };
+        let permit_for =
+            |chain: &[Vec<u8>]| eval::permit_at(local, endpoint, chain, requested, options.now);
         let after_refusal = if requested == SslMode::Prefer {
             PasswordPermit::Send
         } else {

@@ -206,21 +206,10 @@ fn tls_out(tls: &TlsAttempt) -> Option<TlsOut> {
         cipher_suite: facts.cipher_suite.clone(),
         key_exchange_group: facts.key_exchange_group.clone(),
         alpn: facts.alpn.clone(),
-        client_ca_names: tls.client_ca_names.as_ref().map(|names| {
-            names
-                .iter()
-                .map(|der| {
-                    x509_parser::x509::X509Name::from_der(der)
-                        .map(|(_, n)| n.to_string())
-                        .unwrap_or_else(|_| "<unparseable name>".into())
-                })
-                .collect()
-        }),
+        client_ca_names: crate::eval::client::ca_names(tls),
         client_cert_sent: tls.client_cert_sent,
     })
 }
-
-use x509_parser::prelude::FromDer;
 
 /// Which host libpq would end on for the requested mode: it skips hosts it cannot reach
 /// and servers that are not ready (57P03), and stops at anything else.

@@ -5,8 +5,8 @@ mod support;
 use std::process::Command;
 
 use support::doctor::{assert_agrees_with_psql, binary, run_doctor};
-use support::pg::{run_with_timeout, scrub_pg_env, PgConfig, PgServer};
-use support::pki::{Ca, LeafSpec};
+use support::pg::{run_with_timeout, scrub_pg_env, tls_server, PgConfig, PgServer};
+use support::pki::Ca;
 
 fn raw(args: &[&str]) -> (i32, String, String) {
     let home = tempfile::tempdir().unwrap();
@@ -81,25 +81,16 @@ fn color_always_colours_and_never_does_not() {
     assert!(!plain.contains("\u{1b}["), "{plain}");
 }
 
-fn tls_server() -> (Ca, PgServer) {
-    let ca = Ca::root("Doctor Test Root CA");
-    let leaf = ca.issue(&LeafSpec::server(
-        "localhost",
-        &["localhost"],
-        &["127.0.0.1"],
-    ));
-    let pg = PgServer::start(PgConfig {
-        ssl: true,
-        server_cert: Some(leaf.pair()),
+fn trusting_server() -> (Ca, PgServer) {
+    tls_server(PgConfig {
         hba: "host all all 127.0.0.1/32 trust\n".into(),
         ..Default::default()
-    });
-    (ca, pg)
+    })
 }
 
 #[test]
 fn multi_host_skips_the_unreachable_host_and_says_where_libpq_ends() {
-    let (ca, pg) = tls_server();
+    let (ca, pg) = trusting_server();
     let home = tempfile::tempdir().unwrap();
     let root = support::pki::write_file(
         home.path(),
@@ -142,7 +133,7 @@ fn multi_host_skips_the_unreachable_host_and_says_where_libpq_ends() {
 
 #[test]
 fn unix_socket_is_reported_as_never_tls() {
-    let (_ca, pg) = tls_server();
+    let (_ca, pg) = trusting_server();
     let home = tempfile::tempdir().unwrap();
     let target = format!(
         "host={} port={} user=postgres dbname=postgres",

@@ -4,24 +4,15 @@
 mod support;
 
 use support::doctor::{assert_agrees_with_psql, run_doctor};
-use support::pg::{pg17_bin_dir, PgConfig, PgServer};
-use support::pki::{self, Ca, LeafSpec};
+use support::pg::{pg17_bin_dir, tls_server, PgConfig, PgServer};
+use support::pki::{self, Ca};
 
 fn server(pg17: bool) -> (Ca, PgServer) {
-    let ca = Ca::root("Direct TLS CA");
-    let leaf = ca.issue(&LeafSpec::server(
-        "localhost",
-        &["localhost"],
-        &["127.0.0.1"],
-    ));
-    let pg = PgServer::start(PgConfig {
-        ssl: true,
-        server_cert: Some(leaf.pair()),
+    tls_server(PgConfig {
         hba: "host all all 127.0.0.1/32 trust\n".into(),
         pg17,
         ..Default::default()
-    });
-    (ca, pg)
+    })
 }
 
 #[test]

@@ -5,21 +5,13 @@
 mod support;
 
 use support::doctor::run_doctor;
-use support::pg::{PgConfig, PgServer};
-use support::pki::{self, Ca, LeafSpec};
+use support::pg::{tls_server, PgConfig, PgServer};
+use support::pki;
 
 const PASSWORD: &str = "hba-test-pw-1";
 
 fn server(hba: &str) -> PgServer {
-    let ca = Ca::root("HBA Test CA");
-    let leaf = ca.issue(&LeafSpec::server(
-        "localhost",
-        &["localhost"],
-        &["127.0.0.1"],
-    ));
-    PgServer::start(PgConfig {
-        ssl: true,
-        server_cert: Some(leaf.pair()),
+    tls_server(PgConfig {
         hba: hba.into(),
         setup_sql: vec![
             format!("CREATE ROLE u1 LOGIN PASSWORD '{PASSWORD}'"),
@@ -28,6 +20,7 @@ fn server(hba: &str) -> PgServer {
         ],
         ..Default::default()
     })
+    .1
 }
 
 /// The line numbers the server logged for auth failures after `offset`.
@@ -426,15 +419,7 @@ fn logged_file_lines(pg: &PgServer, offset: usize) -> Vec<(String, usize)> {
 
 #[test]
 fn regex_and_include_match_the_postgresql_17_server() {
-    let ca = Ca::root("HBA Test CA");
-    let leaf = ca.issue(&LeafSpec::server(
-        "localhost",
-        &["localhost"],
-        &["127.0.0.1"],
-    ));
-    let pg = PgServer::start(PgConfig {
-        ssl: true,
-        server_cert: Some(leaf.pair()),
+    let (_ca, pg) = tls_server(PgConfig {
         hba: "host all all 127.0.0.1/32 scram-sha-256\n".into(),
         setup_sql: vec![
             format!("CREATE ROLE u1 LOGIN PASSWORD '{PASSWORD}'"),

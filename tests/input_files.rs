@@ -7,8 +7,8 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use support::doctor::run_doctor;
-use support::pg::{PgConfig, PgServer};
-use support::pki::{self, Ca, LeafSpec};
+use support::pg::{tls_server, PgConfig};
+use support::pki::{self, LeafSpec};
 
 /// The bad inputs, each as a path.
 fn bad_files(dir: &Path) -> Vec<(&'static str, PathBuf)> {
@@ -59,15 +59,7 @@ fn names_the_file(run: &support::doctor::DoctorRun, path: &Path) -> bool {
 
 #[test]
 fn files_libpq_reads_give_findings_naming_the_file() {
-    let ca = Ca::root("Input CA");
-    let leaf = ca.issue(&LeafSpec::server(
-        "localhost",
-        &["localhost"],
-        &["127.0.0.1"],
-    ));
-    let pg = PgServer::start(PgConfig {
-        ssl: true,
-        server_cert: Some(leaf.pair()),
+    let (ca, pg) = tls_server(PgConfig {
         hba: "host all all 127.0.0.1/32 trust\n".into(),
         ..Default::default()
     });

@@ -3,8 +3,8 @@
 mod support;
 
 use support::doctor::run_doctor;
-use support::pg::{PgConfig, PgServer};
-use support::pki::{self, Ca, LeafSpec};
+use support::pg::{tls_server, PgConfig};
+use support::pki::{self, LeafSpec};
 
 const SECRETS: [&str; 6] = [
     "Conninfo-Secret-11",
@@ -17,15 +17,7 @@ const SECRETS: [&str; 6] = [
 
 #[test]
 fn no_secret_from_any_channel_reaches_stdout_stderr_or_json() {
-    let ca = Ca::root("Secrets CA");
-    let leaf = ca.issue(&LeafSpec::server(
-        "localhost",
-        &["localhost"],
-        &["127.0.0.1"],
-    ));
-    let pg = PgServer::start(PgConfig {
-        ssl: true,
-        server_cert: Some(leaf.pair()),
+    let (ca, pg) = tls_server(PgConfig {
         hba: "host all all 127.0.0.1/32 scram-sha-256\n".into(),
         setup_sql: vec![
             format!("CREATE ROLE u1 LOGIN PASSWORD '{}'", SECRETS[0]),

@@ -91,9 +91,9 @@ pub struct EvalInput<'a> {
     pub ssl_request_probe: Option<&'a TlsAttempt>,
 }
 
-/// Judges a host: the six cells and the findings that explain them.
-pub fn judge(input: &EvalInput) -> Judgement {
-    let chain: Vec<CertSummary> = input
+/// The server chain of the TLS attempt, summarized.
+fn observed_chain(input: &EvalInput) -> Vec<CertSummary> {
+    input
         .tls
         .map(|t| {
             t.chain
@@ -101,7 +101,28 @@ pub fn judge(input: &EvalInput) -> Judgement {
                 .filter_map(|d| x509::summarize(d).ok())
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The password permit for a TLS connection at `mode`: send only where libpq at that mode
+/// would itself use the connection.
+pub fn permit_at(
+    local: &LocalSetup,
+    endpoint: &Endpoint,
+    chain: &[Vec<u8>],
+    mode: SslMode,
+    now: i64,
+) -> crate::probe::PasswordPermit {
+    if tls_acceptable(local, endpoint, chain, mode, now) {
+        crate::probe::PasswordPermit::Send
+    } else {
+        crate::probe::PasswordPermit::Withhold
+    }
+}
+
+/// Judges a host: the six cells and the findings that explain them.
+pub fn judge(input: &EvalInput) -> Judgement {
+    let chain = observed_chain(input);
     let mut problems: Vec<(Problem, Vec<SslMode>)> = Vec::new();
     // One finding per code. When the same code arises at several modes with different
     // details, the words of the requested mode's failure are the ones shown.
@@ -1613,15 +1634,7 @@ pub fn tls_acceptable(
 
 /// Whether the TLS attempt fails at `mode` in a way after which prefer falls back to plaintext.
 pub fn tls_falls_back(input: &EvalInput, mode: SslMode) -> bool {
-    let chain: Vec<CertSummary> = input
-        .tls
-        .map(|t| {
-            t.chain
-                .iter()
-                .filter_map(|d| x509::summarize(d).ok())
-                .collect()
-        })
-        .unwrap_or_default();
+    let chain = observed_chain(input);
     matches!(tls_path(input, mode, &chain), Err(f) if f.falls_back)
 }
 

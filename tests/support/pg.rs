@@ -702,3 +702,20 @@ impl Drop for PgServer {
         // self._tmp then removes the directory.
     }
 }
+
+/// A TLS server with a fresh CA whose server certificate names localhost and 127.0.0.1;
+/// `cfg` supplies everything else (hba, roles, version).
+pub fn tls_server(cfg: PgConfig) -> (super::pki::Ca, PgServer) {
+    let ca = super::pki::Ca::root("Doctor Test Root CA");
+    let leaf = ca.issue(&super::pki::LeafSpec::server(
+        "localhost",
+        &["localhost"],
+        &["127.0.0.1"],
+    ));
+    let pg = PgServer::start(PgConfig {
+        ssl: true,
+        server_cert: Some(leaf.pair()),
+        ..cfg
+    });
+    (ca, pg)
+}
