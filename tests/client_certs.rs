@@ -1007,3 +1007,39 @@ fn unencrypted_keys_in_pkcs1_sec1_and_der_and_a_chain_in_the_certificate_file() 
     let run = no_crl.diagnose("alice", "certdb", &files2, "verify-full", None);
     assert_eq!(run.code, 0, "{}", run.stdout);
 }
+
+#[test]
+fn client_files_from_the_default_path_and_from_pgsslcert() {
+    let lab = lab();
+    let alice = lab.client_ca.issue(&LeafSpec::client("alice"));
+    let pgdir = lab.home.path().join(".postgresql");
+    pki::write_file(&pgdir, "postgresql.crt", alice.cert_pem.as_bytes(), 0o644);
+    pki::write_file(&pgdir, "postgresql.key", alice.key_pem.as_bytes(), 0o600);
+    let run = lab.diagnose("alice", "certdb", "", "verify-full", None);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let settings = run.json["target"]["settings"].as_array().unwrap();
+    let cert = settings.iter().find(|s| s["name"] == "sslcert").unwrap();
+    assert!(
+        cert["source"]
+            .as_str()
+            .unwrap()
+            .contains("~/.postgresql/postgresql.crt"),
+        "{cert}"
+    );
+
+    // PGSSLCERT/PGSSLKEY win over the default files.
+    let bob = lab.client_ca.issue(&LeafSpec::client("bob"));
+    let c = pki::write_file(lab.home.path(), "bob.crt", bob.cert_pem.as_bytes(), 0o644);
+    let k = pki::write_file(lab.home.path(), "bob.key", bob.key_pem.as_bytes(), 0o600);
+    let target = lab.target("bob", "certdb", "");
+    let (cs, ks) = (c.display().to_string(), k.display().to_string());
+    let run = run_doctor(
+        &[&target, "--sslmode", "verify-full", "--format", "json"],
+        lab.home.path(),
+        None,
+        &[("PGSSLCERT", &cs), ("PGSSLKEY", &ks)],
+    );
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let session = run.expect_finding("tls_session", "info");
+    assert_eq!(session["evidence"]["server_sees_client_dn"], "/CN=bob");
+}

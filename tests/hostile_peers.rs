@@ -13,7 +13,9 @@ fn doctor_against(port: u16, extra: &[&str]) -> support::doctor::DoctorRun {
     let target = format!("host=127.0.0.1 port={port} user=alice dbname=app");
     let mut args = vec![target.as_str(), "--format", "json"];
     args.extend_from_slice(extra);
-    run_doctor(&args, home.path(), None, &[])
+    let run = run_doctor(&args, home.path(), None, &[]);
+    support::doctor::assert_within_deadline(&run, &args);
+    run
 }
 
 #[test]

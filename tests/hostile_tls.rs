@@ -18,7 +18,9 @@ fn doctor(
     let target = format!("host=localhost port={port} user=alice dbname=app");
     let mut args = vec![target.as_str(), "--format", "json"];
     args.extend_from_slice(extra);
-    run_doctor(&args, home, None, env)
+    let run = run_doctor(&args, home, None, env);
+    support::doctor::assert_within_deadline(&run, &args);
+    run
 }
 
 fn leaf_peer(spec: LeafSpec, after: After) -> (Ca, u16) {

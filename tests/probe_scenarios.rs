@@ -757,3 +757,30 @@ fn sslrootcert_system_uses_ssl_cert_file_and_implies_verify_full() {
     assert_eq!(run.json["target"]["sslmode"], "verify-full");
     // libpq 15 (psql here) reads "system" as a file name; libpq 16+ behaves as the doctor.
 }
+
+#[test]
+fn the_clock_is_injected_for_what_if_questions() {
+    let (ca, pg) = good_server();
+    let home = home_with_root(Some(&ca.issued.cert_pem));
+    let target = format!("host=localhost user=alice dbname=app port={}", pg.port);
+    // The server certificate is valid for a year: judged 400 days from now, it has expired.
+    let later = (OffsetDateTime::now_utc() + Duration::days(400))
+        .unix_timestamp()
+        .to_string();
+    let run = run_doctor(
+        &[
+            &target,
+            "--sslmode",
+            "verify-full",
+            "--format",
+            "json",
+            "--now",
+            &later,
+        ],
+        home.path(),
+        None,
+        &[],
+    );
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    run.expect_finding("server_cert_expired", "error");
+}

@@ -59,6 +59,21 @@ impl DoctorRun {
     }
 }
 
+/// Asserts the run ended within its own --timeout (default 10 s) plus a generous margin.
+pub fn assert_within_deadline(run: &DoctorRun, args: &[&str]) {
+    let timeout: f64 = args
+        .windows(2)
+        .find(|w| w[0] == "--timeout")
+        .and_then(|w| w[1].parse().ok())
+        .unwrap_or(10.0);
+    let limit = Duration::from_secs_f64(timeout + 5.0);
+    assert!(
+        run.elapsed < limit,
+        "{args:?} took {:?}, more than {limit:?}",
+        run.elapsed
+    );
+}
+
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_pgtls-doctor"))
 }
