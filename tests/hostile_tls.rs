@@ -325,3 +325,81 @@ fn a_64_kib_certificate_and_a_nul_in_the_names() {
         "{f}"
     );
 }
+
+#[test]
+fn a_sha1_signature_is_too_weak_for_security_level_2() {
+    // A real PostgreSQL server refuses to load such a certificate, so a scripted peer serves it.
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let sh = |args: &[&str]| {
+        let out = support::pg::run_with_timeout(
+            std::process::Command::new("openssl")
+                .current_dir(dir)
+                .args(args),
+            Duration::from_secs(60),
+        );
+        assert!(out.success(), "openssl {args:?}: {}", out.stderr);
+    };
+    sh(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=Weak Digest CA",
+    ]);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    std::fs::write(dir.join("leaf.key"), leaf_key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("ext"), "subjectAltName=DNS:localhost\n").unwrap();
+    sh(&[
+        "req",
+        "-new",
+        "-key",
+        "leaf.key",
+        "-subj",
+        "/CN=localhost",
+        "-out",
+        "leaf.csr",
+    ]);
+    sh(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-sha1",
+        "-days",
+        "30",
+        "-extfile",
+        "ext",
+        "-out",
+        "leaf.crt",
+    ]);
+    let pem = std::fs::read(dir.join("leaf.crt")).unwrap();
+    let der = pgtls_doctor::trust::pem_certificates(&pem)
+        .unwrap()
+        .remove(0);
+    let port = tls_peer::spawn(vec![der], leaf_key.serialize_pem(), After::Close);
+    let rf = format!("--sslrootcert={}", dir.join("ca.crt").display());
+    let run = doctor(port, &["--sslmode", "verify-ca", &rf], &[], dir);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let f = run.expect_finding("server_cert_weak_key", "error");
+    assert!(
+        f["evidence"]["openssl_error"]
+            .as_str()
+            .unwrap()
+            .contains("too weak"),
+        "{f}"
+    );
+}
