@@ -38,6 +38,10 @@ pub struct Cli {
     /// host[:port], URI or conninfo string (libpq defaults when absent)
     pub target: Option<String>,
 
+    /// A file of targets, one per line: each is diagnosed (JSON: one report per line)
+    #[arg(long)]
+    pub targets: Option<PathBuf>,
+
     /// Database user (libpq keyword user)
     #[arg(long, short = 'U')]
     pub user: Option<String>,

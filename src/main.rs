@@ -100,13 +100,48 @@ fn main() -> ExitCode {
     );
 
     let env = Environment::capture();
-    let plan = match plan::resolve(cli.target.as_deref().unwrap_or(""), &flags, &env) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("pgtls-doctor: {e}");
+    // --targets FILE: one target per line (blank lines and # comments skipped).
+    let targets: Vec<String> = match &cli.targets {
+        Some(_) if cli.target.is_some() => {
+            eprintln!("pgtls-doctor: give TARGET or --targets, not both");
             return ExitCode::from(exit::USAGE);
         }
+        Some(file) => match plan::read_small_text(file) {
+            Ok(text) => text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from)
+                .collect(),
+            Err(e) => {
+                eprintln!(
+                    "pgtls-doctor: could not read targets file \"{}\": {e}",
+                    file.display()
+                );
+                return ExitCode::from(exit::USAGE);
+            }
+        },
+        None => vec![cli.target.clone().unwrap_or_default()],
     };
+    if targets.is_empty() {
+        eprintln!("pgtls-doctor: the targets file names no target");
+        return ExitCode::from(exit::USAGE);
+    }
+    let mut plans = Vec::new();
+    for (i, target) in targets.iter().enumerate() {
+        match plan::resolve(target, &flags, &env) {
+            Ok(p) => plans.push(p),
+            Err(e) => {
+                match &cli.targets {
+                    Some(file) => {
+                        eprintln!("pgtls-doctor: {}, line {}: {e}", file.display(), i + 1)
+                    }
+                    None => eprintln!("pgtls-doctor: {e}"),
+                }
+                return ExitCode::from(exit::USAGE);
+            }
+        }
+    }
     let admin = match &cli.admin {
         None => None,
         Some(_) if cli.hba.is_some() => {
@@ -145,19 +180,45 @@ fn main() -> ExitCode {
         server_log: cli.server_log.clone(),
         admin,
     };
-    let report = app::run(&plan, &options);
+    // Several targets: one report each (JSON: one object per line); the worst exit status,
+    // 2 before 1 before 0, is the run's.
+    let mut worst = exit::OK;
     let mut stdout = std::io::stdout().lock();
-    let written = match cli.format {
-        Format::Json => render::json(&report, &mut stdout),
-        Format::Text => render::text(&report, &mut stdout),
-    };
-    let _ = stdout.flush();
-    if let Err(e) = written {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
+    for (i, plan) in plans.iter().enumerate() {
+        let report = app::run(plan, &options);
+        let written = match (cli.format, plans.len()) {
+            (Format::Json, 1) => render::json(&report, &mut stdout),
+            (Format::Json, _) => render::json_line(&report, &mut stdout),
+            (Format::Text, _) => {
+                if i > 0 {
+                    let _ = writeln!(stdout);
+                }
+                render::text(&report, &mut stdout)
+            }
+        };
+        let _ = stdout.flush();
+        if let Err(e) = written {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                break;
+            }
             eprintln!("pgtls-doctor: could not write the report: {e}");
         }
+        worst = worst_exit(worst, report.verdict.exit_code);
     }
-    ExitCode::from(report.verdict.exit_code)
+    ExitCode::from(worst)
+}
+
+fn worst_exit(a: u8, b: u8) -> u8 {
+    let rank = |c: u8| match c {
+        exit::UNREACHABLE => 2,
+        exit::PROBLEM => 1,
+        _ => 0,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
 }
 
 /// --hba/--ident: files only the doctor reads, so an unreadable one is a usage error.

@@ -6,6 +6,12 @@ use colored::Colorize;
 
 use crate::report::{FindingOut, LintReport, Report};
 
+/// One report as a single line (JSON Lines), for --targets.
+pub fn json_line(report: &Report, out: &mut dyn Write) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, report)?;
+    writeln!(out)
+}
+
 pub fn json(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, report)?;
     writeln!(out)

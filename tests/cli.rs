@@ -152,3 +152,67 @@ fn unix_socket_is_reported_as_never_tls() {
     }
     assert_agrees_with_psql(&run, &pg.psql_path(), &target, home.path(), None);
 }
+
+#[test]
+fn targets_file_gives_one_report_each_and_the_worst_exit_status() {
+    let (ca, pg) = trusting_server();
+    let home = tempfile::tempdir().unwrap();
+    let root = support::pki::write_file(
+        home.path(),
+        "root.crt",
+        ca.issued.cert_pem.as_bytes(),
+        0o644,
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let file = support::pki::write_file(
+        home.path(),
+        "targets",
+        format!(
+            "# production\nhost=localhost port={} user=postgres dbname=postgres sslrootcert={}\n\n127.0.0.1:{closed}\n",
+            pg.port,
+            root.display()
+        )
+        .as_bytes(),
+        0o644,
+    );
+    let f = file.display().to_string();
+    let (code, stdout, _) = raw(&[
+        "--targets",
+        &f,
+        "--sslmode",
+        "verify-full",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 2, "2 (unreachable) wins over 0: {stdout}");
+    let reports: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(reports.len(), 2);
+    for r in &reports {
+        support::doctor::validate(r);
+    }
+    assert_eq!(reports[0]["verdict"]["exit_code"], 0);
+    assert_eq!(reports[1]["verdict"]["exit_code"], 2);
+
+    let bad = support::pki::write_file(
+        home.path(),
+        "bad-targets",
+        b"host=h\nhost=h sslmode=Require\n",
+        0o644,
+    );
+    let (code, _, stderr) = raw(&["--targets", &bad.display().to_string()]);
+    assert_eq!(code, 3);
+    assert!(
+        stderr.contains("bad-targets, line 2") && stderr.contains("invalid sslmode value"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = raw(&["--targets", "/nonexistent/targets"]);
+    assert_eq!(code, 3);
+    assert!(stderr.contains("/nonexistent/targets"), "{stderr}");
+}
