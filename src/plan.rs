@@ -724,6 +724,10 @@ pub fn read_small_text(path: &Path) -> std::io::Result<String> {
     if meta.is_dir() {
         return Err(std::io::Error::other("is a directory"));
     }
+    // Devices and FIFOs (an `@/dev/stdin` in pg_hba.conf) would block or never end.
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
     if meta.len() > 1 << 20 {
         return Err(std::io::Error::other(format!(
             "{} bytes is too large for a configuration file (the limit is 1 MiB)",

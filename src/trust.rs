@@ -53,6 +53,9 @@ pub fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
     if meta.is_dir() {
         return Err("is a directory".into());
     }
+    if !meta.is_file() {
+        return Err("not a regular file (a device or FIFO could block forever)".into());
+    }
     if meta.len() > MAX_PEM_FILE {
         return Err(format!(
             "{} bytes is too large for a certificate file",
