@@ -4,7 +4,7 @@
 # tests against real PostgreSQL servers, differential tests against the real psql).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
+[ -d "${HOME:-/root}/.cargo/bin" ] && export PATH="${HOME:-/root}/.cargo/bin:$PATH"
 ./scripts/install-deps.sh
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
