@@ -174,8 +174,10 @@ fn percent_decode(input: &str, whole: &str) -> Result<String, ConninfoError> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
+            // Exactly two hex digits: from_str_radix alone would take "+F".
             let hex = bytes
                 .get(i + 1..i + 3)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .ok_or_else(|| {
@@ -340,7 +342,11 @@ pub fn redact_uri(uri: &str) -> String {
             }
         }
     }
-    let params = regex::Regex::new(r"(?P<k>[?&](?:ssl)?password)=[^&]*").expect("constant regex");
+    static PARAMS: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    // A constant pattern: compiling it cannot fail.
+    let params = PARAMS.get_or_init(|| {
+        regex::Regex::new(r"(?P<k>[?&](?:ssl)?password)=[^&]*").expect("constant regex")
+    });
     params.replace_all(&out, "$k=<redacted>").into_owned()
 }
 
@@ -464,6 +470,15 @@ mod tests {
             .0
             .starts_with("end of string reached when looking for matching \"]\""));
         assert_eq!(parse_uri("postgresql://").unwrap(), Vec::new());
+    }
+
+    #[test]
+    fn percent_escapes_need_two_hex_digits() {
+        assert!(parse_uri("postgresql://h/d%+F").is_err());
+        assert_eq!(
+            parse_uri("postgresql://h/d%41").unwrap(),
+            pairs(&[("host", "h"), ("dbname", "dA")])
+        );
     }
 
     #[test]

@@ -360,8 +360,9 @@ pub fn identify_foreign_peer(bytes: &[u8]) -> Option<&'static str> {
 pub fn parse_pre_tls_error(bytes: &[u8]) -> String {
     // A v3 ErrorResponse has a 4-byte length whose high byte is 0; v2 text starts with a letter.
     if bytes.len() >= 5 && bytes[0] == 0 {
+        // `bytes` starts after the tag, at the length field, which counts itself.
         let len = i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
-        let end = (1 + len).min(bytes.len());
+        let end = len.min(bytes.len());
         let body = bytes.get(4..end).unwrap_or_default();
         let fields = parse_error_fields(body);
         if !fields.message.is_empty() {
@@ -490,6 +491,12 @@ mod tests {
         let body = b"SFATAL\0C53300\0Msorry, too many clients already\0\0";
         let mut v3 = ((body.len() + 4) as i32).to_be_bytes().to_vec();
         v3.extend_from_slice(body);
+        assert_eq!(
+            parse_pre_tls_error(&v3),
+            "FATAL: sorry, too many clients already"
+        );
+        // Whatever follows the message is not part of it.
+        v3.extend_from_slice(b"Mtrailing");
         assert_eq!(
             parse_pre_tls_error(&v3),
             "FATAL: sorry, too many clients already"

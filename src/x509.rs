@@ -243,6 +243,17 @@ fn parse_libpq_ip(host: &str) -> Option<IpAddr> {
     if parts.is_empty() || parts.len() > 4 || parts.iter().any(|p| p.is_empty()) {
         return None;
     }
+    // inet_aton takes digits (and 0x hex) only; the integer parsers would also take a sign.
+    let well_formed = parts.iter().all(|p| {
+        let digits = p
+            .strip_prefix("0x")
+            .or_else(|| p.strip_prefix("0X"))
+            .unwrap_or(p);
+        !digits.is_empty() && digits.chars().all(|c| c.is_ascii_hexdigit())
+    });
+    if !well_formed {
+        return None;
+    }
     let nums: Option<Vec<u64>> = parts
         .iter()
         .map(|p| {
@@ -334,6 +345,8 @@ mod tests {
                 true,
             ),
             (cert(None, &[], &["127.0.0.1"]), "127.1", true),
+            (cert(None, &[], &["0.0.0.1"]), "+1", false),
+            (cert(None, &[], &["0.0.0.1"]), "0x+1", false),
             (
                 cert(Some("127.0.0.1"), &[], &["10.0.0.1"]),
                 "127.0.0.1",
