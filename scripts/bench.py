@@ -178,8 +178,9 @@ def main():
         "process (self-tests and initialisation); for a tool that makes one diagnosis per "
         "process that start-up cost dominates. Build the alternative with "
         "`cargo build --release --features aws-lc-rs --target-dir target/aws-lc` and pass it "
-        "as `--aws-lc target/aws-lc/release/pgtls-doctor` to compare. What ring cannot do: P-521 "
-        "keys (a P-521 server ends the handshake with handshake_failure; the finding says so).",
+        "as `--aws-lc target/aws-lc/release/pgtls-doctor` to compare. ring has no P-521: the doctor "
+        "verifies P-521 handshake signatures through OpenSSL (src/sigalgs.rs); a P-521 client key "
+        "remains unusable with ring.",
         "",
     ]
     with open(args.out, "w") as f:

@@ -80,6 +80,7 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     ("client_cert_expiring_soon", "The client certificate expires within --warn-days."),
     ("client_cert_pkcs12", "sslcert is a PKCS#12 bundle: what its certificate and key would get if converted to PEM."),
     ("client_key_mismatch", "The client key does not belong to the client certificate (key values mismatch)."),
+    ("client_key_unsupported", "libpq can use the client key, the doctor's TLS library cannot (P-521 with ring): TLS verdicts are left undetermined."),
     ("client_key_weak", "The client key is below OpenSSL security level 2 (ee key too small)."),
     ("server_no_client_ca", "The server sent no CertificateRequest: it has no ssl_ca_file and ignores client certificates."),
     ("channel_binding_failed", "channel_binding=require could not be met (no TLS, or no SCRAM-SHA-256-PLUS)."),

@@ -18,6 +18,8 @@ pub mod probe;
 pub mod render;
 pub mod report;
 pub mod serverlog;
+#[cfg(not(feature = "aws-lc-rs"))]
+pub mod sigalgs;
 pub mod sslmode;
 pub mod trust;
 pub mod wire;

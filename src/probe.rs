@@ -757,6 +757,10 @@ pub fn provider() -> Arc<CryptoProvider> {
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     #[cfg(not(feature = "aws-lc-rs"))]
     let mut provider = rustls::crypto::ring::default_provider();
+    #[cfg(not(feature = "aws-lc-rs"))]
+    {
+        provider.signature_verification_algorithms = crate::sigalgs::SUPPORTED;
+    }
     provider
         .kx_groups
         .sort_by_key(|g| (g.name() != rustls::NamedGroup::secp256r1) as u8);

@@ -1043,3 +1043,79 @@ fn client_files_from_the_default_path_and_from_pgsslcert() {
     let session = run.expect_finding("tls_session", "info");
     assert_eq!(session["evidence"]["server_sees_client_dn"], "/CN=bob");
 }
+
+#[test]
+fn a_p521_client_key_leaves_the_tls_verdicts_undetermined() {
+    // libpq signs with P-521; ring cannot. The doctor must not pretend to know the answer.
+    let lab = lab();
+    let dir = lab.home.path();
+    pki::write_file(
+        dir,
+        "ca.crt",
+        lab.client_ca.issued.cert_pem.as_bytes(),
+        0o644,
+    );
+    pki::write_file(
+        dir,
+        "ca.key",
+        lab.client_ca.issued.key_pem.as_bytes(),
+        0o600,
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-521",
+            "-nodes",
+            "-keyout",
+            "p521.key",
+            "-subj",
+            "/CN=alice",
+            "-out",
+            "p521.csr",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "p521.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-out",
+            "p521.crt",
+        ],
+    );
+    std::fs::set_permissions(
+        dir.join("p521.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let target = lab.target(
+        "alice",
+        "certdb",
+        &format!("sslcert={0}/p521.crt sslkey={0}/p521.key", dir.display()),
+    );
+    let run = run_doctor(
+        &[&target, "--sslmode", "verify-full", "--format", "json"],
+        dir,
+        None,
+        &[],
+    );
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert_eq!(
+        run.cell("verify-full"),
+        (None, true, Some("client_key_unsupported".into()))
+    );
+    run.expect_finding("client_key_unsupported", "error");
+}

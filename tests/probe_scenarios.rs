@@ -784,3 +784,81 @@ fn the_clock_is_injected_for_what_if_questions() {
     assert_eq!(run.code, 1, "{}", run.stdout);
     run.expect_finding("server_cert_expired", "error");
 }
+
+#[test]
+fn a_p521_server_key_is_handled_as_libpq_handles_it() {
+    // ring has no P-521; the doctor verifies P-521 handshake signatures through OpenSSL.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sh = |args: &[&str]| {
+        let out = support::pg::run_with_timeout(
+            std::process::Command::new("openssl")
+                .current_dir(d)
+                .args(args),
+            std::time::Duration::from_secs(60),
+        );
+        assert!(out.success(), "openssl {args:?}: {}", out.stderr);
+    };
+    sh(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-521",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=P521 Root",
+    ]);
+    sh(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-521",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-subj",
+        "/CN=localhost",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(d.join("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    sh(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "30",
+        "-extfile",
+        "ext",
+        "-out",
+        "server.crt",
+    ]);
+    let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap();
+    let pg = server(read("server.crt"), read("server.key"));
+    let home = home_with_root(Some(&read("ca.crt")));
+    let run = diagnose(
+        &pg,
+        "host=localhost user=alice dbname=app",
+        "verify-full",
+        home.path(),
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(run.json["server_chain"][0]["key"], "EC P-521");
+    assert_eq!(run.cell("verify-full"), (Some(true), true, None));
+}

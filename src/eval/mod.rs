@@ -773,6 +773,22 @@ fn tls_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResu
         Some(Ok(_)) => {}
     }
 
+    // The server asked for the certificate, and libpq would have sent one the doctor's TLS
+    // library cannot sign with: what follows is not what libpq would see.
+    if let (Some(reason), Some(_)) = (&tls.client_key_unusable, &tls.client_ca_names) {
+        return Err(Failure {
+            problem: Problem::new(
+                "client_key_unsupported",
+                format!("libpq would present the client certificate, but the doctor's TLS library cannot sign with its key ({reason}); the TLS verdicts are left undetermined"),
+            )
+            .fix("a P-256, P-384 or RSA 2048+ client key works with every client; or check this connection with psql"),
+            falls_back: false,
+            server_error: false,
+            undetermined: true,
+            on_tls: true,
+            also: Vec::new(),
+        });
+    }
     let verifying = input.local.roots.is_loaded() || mode.requires_root();
     if verifying {
         if let RootState::Loaded { certs, source } = &input.local.roots {
@@ -912,8 +928,8 @@ fn handshake_problem(failure: &TlsFailure, tls: &TlsAttempt, input: &EvalInput) 
             "the server ended the TLS handshake with alert handshake_failure before sending its certificate",
         )
         .with("alert", alert.clone())
-        .with("likely_cause", "no cipher suite, group or signature scheme in common; a P-521 server key is one the doctor's TLS library (rustls with ring) cannot use, while libpq's OpenSSL can")
-        .fix("check ssl_ciphers and ssl_ecdh_curve in postgresql.conf and the server key type (`openssl x509 -in server.crt -noout -text`); P-256 or RSA 2048+ keys work everywhere"),
+        .with("likely_cause", "no cipher suite, key-exchange group or signature scheme in common (ssl_ciphers, ssl_ecdh_curve, or an unusual server key type)")
+        .fix("check ssl_ciphers and ssl_ecdh_curve in postgresql.conf and the server key type (`openssl x509 -in server.crt -noout -text`)"),
         TlsFailure::Alert(alert) => Problem::new(
             "tls_handshake_failed",
             format!("the server ended the TLS handshake with alert {alert}"),
