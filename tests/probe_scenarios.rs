@@ -44,6 +44,16 @@ fn setup_sql() -> Vec<String> {
     ]
 }
 
+/// A server whose certificate has the validity `edit` gives it.
+fn server_with_dates(edit: impl FnOnce(&mut LeafSpec)) -> (Ca, PgServer) {
+    let ca = Ca::root("Doctor Test Root CA");
+    let mut spec = LeafSpec::server("localhost", &["localhost"], &["127.0.0.1"]);
+    edit(&mut spec);
+    let leaf = ca.issue(&spec);
+    let pg = server(leaf.cert_pem.clone(), leaf.key_pem.clone());
+    (ca, pg)
+}
+
 fn good_server() -> (Ca, PgServer) {
     let ca = Ca::root("Doctor Test Root CA");
     let leaf = ca.issue(&LeafSpec::server(
@@ -196,13 +206,11 @@ fn hostname_mismatch_names_the_certificate_names() {
 
 #[test]
 fn expired_server_certificate_and_prefer_fallback() {
-    let ca = Ca::root("Doctor Test Root CA");
     let now = OffsetDateTime::now_utc();
-    let mut spec = LeafSpec::server("localhost", &["localhost"], &["127.0.0.1"]);
-    spec.not_before = now - Duration::days(400);
-    spec.not_after = now - Duration::days(3);
-    let leaf = ca.issue(&spec);
-    let pg = server(leaf.cert_pem.clone(), leaf.key_pem.clone());
+    let (ca, pg) = server_with_dates(|s| {
+        s.not_before = now - Duration::days(400);
+        s.not_after = now - Duration::days(3);
+    });
     let home = home_with_root(Some(&ca.issued.cert_pem));
     let run = diagnose(
         &pg,
@@ -596,13 +604,11 @@ fn a_crl_for_the_root_alone_breaks_a_chain_with_an_intermediate() {
 
 #[test]
 fn server_certificate_not_yet_valid() {
-    let ca = Ca::root("Doctor Test Root CA");
     let now = OffsetDateTime::now_utc();
-    let mut spec = LeafSpec::server("localhost", &["localhost"], &["127.0.0.1"]);
-    spec.not_before = now + Duration::days(2);
-    spec.not_after = now + Duration::days(300);
-    let leaf = ca.issue(&spec);
-    let pg = server(leaf.cert_pem.clone(), leaf.key_pem.clone());
+    let (ca, pg) = server_with_dates(|s| {
+        s.not_before = now + Duration::days(2);
+        s.not_after = now + Duration::days(300);
+    });
     let home = home_with_root(Some(&ca.issued.cert_pem));
     let run = diagnose(
         &pg,
@@ -622,12 +628,10 @@ fn server_certificate_not_yet_valid() {
 
 #[test]
 fn expiring_soon_is_a_warning_that_keeps_exit_zero() {
-    let ca = Ca::root("Doctor Test Root CA");
     let now = OffsetDateTime::now_utc();
-    let mut spec = LeafSpec::server("localhost", &["localhost"], &["127.0.0.1"]);
-    spec.not_after = now + Duration::days(10);
-    let leaf = ca.issue(&spec);
-    let pg = server(leaf.cert_pem.clone(), leaf.key_pem.clone());
+    let (ca, pg) = server_with_dates(|s| {
+        s.not_after = now + Duration::days(10);
+    });
     let home = home_with_root(Some(&ca.issued.cert_pem));
     let run = diagnose(
         &pg,
