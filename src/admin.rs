@@ -69,7 +69,7 @@ pub fn fetch(plan: &Plan, options: &RunOptions) -> Result<AdminRules, String> {
             deadlines,
             &params,
             &identity,
-            plan.sni,
+            plan.tls_options(),
             plan.negotiation,
             &permit_for,
             after_refusal,

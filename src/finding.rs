@@ -108,6 +108,9 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     ("admin_connection_failed", "The --admin connection could not read pg_hba_file_rules."),
     ("plaintext_fallback", "The connection works only because libpq fell back to plaintext."),
     ("unix_socket", "The target is a Unix socket: libpq never uses TLS there."),
+    ("tls_not_emulated", "libpq (OpenSSL) completes a handshake the doctor's TLS library cannot (TLS 1.2 with an RSA-PSS server key): TLS verdicts are left undetermined."),
+    ("setting_not_emulated", "A connection setting the doctor does not emulate changes what libpq would do: its verdicts may differ."),
+    ("system_root_weak_sslmode", "libpq 16+ refuses sslrootcert=system with any sslmode but verify-full."),
     ("tls_session", "The TLS session that was established, and what the server saw of it."),
 ];
 

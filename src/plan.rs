@@ -203,6 +203,58 @@ pub enum ChannelBindingMode {
     Require,
 }
 
+/// A TLS protocol version as libpq's ssl_min/max_protocol_version name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    V1_0,
+    V1_1,
+    V1_2,
+    V1_3,
+}
+
+impl TlsVersion {
+    /// libpq's names, compared case-insensitively (`pg_strcasecmp`).
+    pub fn parse(text: &str) -> Option<TlsVersion> {
+        match text.to_ascii_lowercase().as_str() {
+            "tlsv1" => Some(TlsVersion::V1_0),
+            "tlsv1.1" => Some(TlsVersion::V1_1),
+            "tlsv1.2" => Some(TlsVersion::V1_2),
+            "tlsv1.3" => Some(TlsVersion::V1_3),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsVersion::V1_0 => "TLSv1",
+            TlsVersion::V1_1 => "TLSv1.1",
+            TlsVersion::V1_2 => "TLSv1.2",
+            TlsVersion::V1_3 => "TLSv1.3",
+        }
+    }
+}
+
+/// ssl_min_protocol_version and ssl_max_protocol_version; `None` is no bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProtocolRange {
+    pub min: Option<TlsVersion>,
+    pub max: Option<TlsVersion>,
+}
+
+impl ProtocolRange {
+    /// The versions the client may offer, of those the doctor's TLS library speaks.
+    pub fn allows(&self, version: TlsVersion) -> bool {
+        self.min.is_none_or(|m| version >= m) && self.max.is_none_or(|m| version <= m)
+    }
+}
+
+/// What the TLS client is told besides the sslmode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsOptions {
+    pub sni: bool,
+    pub protocol: ProtocolRange,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Negotiation {
     Postgres,
@@ -245,6 +297,7 @@ pub struct Plan {
     pub cert_mode: CertMode,
     pub channel_binding: ChannelBindingMode,
     pub sni: bool,
+    pub protocol: ProtocolRange,
     pub negotiation: Negotiation,
     /// libpq's connect_timeout: per step; `None` waits forever (bounded by --timeout).
     pub connect_timeout: Option<Duration>,
@@ -431,6 +484,8 @@ pub fn resolve(target: &str, flags: &FlagSettings, env: &Environment) -> Result<
         Some(other) => return err(format!("invalid sslsni value: \"{other}\"")),
     };
 
+    let protocol = protocol_range(&settings)?;
+
     let cert = get(&settings, "sslcert").map(PathBuf::from).or_else(|| {
         home_pg.as_ref().map(|dir| {
             let path = dir.join("postgresql.crt");
@@ -549,12 +604,50 @@ pub fn resolve(target: &str, flags: &FlagSettings, env: &Environment) -> Result<
         cert_mode,
         channel_binding,
         sni,
+        protocol,
         negotiation,
         connect_timeout,
         application_name,
         settings,
         notes,
     })
+}
+
+impl Plan {
+    pub fn tls_options(&self) -> TlsOptions {
+        TlsOptions {
+            sni: self.sni,
+            protocol: self.protocol,
+        }
+    }
+}
+
+/// libpq's checks of ssl_min/max_protocol_version, made before it connects: each value is a
+/// known name (or empty, no bound), the minimum defaults to TLSv1.2, and the range is not
+/// inverted. The messages are libpq 17's.
+fn protocol_range(settings: &BTreeMap<String, Setting>) -> Result<ProtocolRange, PlanError> {
+    let bound = |key: &str, default: Option<TlsVersion>| -> Result<Option<TlsVersion>, PlanError> {
+        match settings.get(key) {
+            None => Ok(default),
+            Some(s) if s.value.is_empty() => Ok(None),
+            Some(s) => TlsVersion::parse(&s.value)
+                .map(Some)
+                .ok_or_else(|| ConninfoError(format!("invalid \"{key}\" value: \"{}\"", s.value))),
+        }
+    };
+    let min = bound("ssl_min_protocol_version", Some(TlsVersion::V1_2))?;
+    let max = bound("ssl_max_protocol_version", None)?;
+    // sslVerifyProtocolRange: TLSv1 as the minimum admits any maximum, TLSv1 as the maximum
+    // admits only TLSv1, otherwise the minimum may not exceed the maximum.
+    let valid = match (min, max) {
+        (None, _) | (_, None) | (Some(TlsVersion::V1_0), _) => true,
+        (Some(_), Some(TlsVersion::V1_0)) => false,
+        (Some(lo), Some(hi)) => lo <= hi,
+    };
+    if !valid {
+        return err("invalid SSL protocol version range");
+    }
+    Ok(ProtocolRange { min, max })
 }
 
 fn endpoints(settings: &BTreeMap<String, Setting>) -> Result<Vec<Endpoint>, PlanError> {
@@ -927,6 +1020,65 @@ mod tests {
             split_pgpass_line(r"h:5432:*:bob:pa\:ss:word"),
             vec!["h", "5432", "*", "bob", "pa:ss:word"]
         );
+    }
+
+    #[test]
+    fn protocol_versions_are_checked_as_libpq_checks_them() {
+        let plan = |target: &str| resolve(target, &FlagSettings::default(), &env(&[]));
+        let range = |target: &str| plan(target).unwrap().protocol;
+        assert_eq!(
+            range("host=h"),
+            ProtocolRange {
+                min: Some(TlsVersion::V1_2),
+                max: None
+            }
+        );
+        assert_eq!(
+            range("host=h ssl_min_protocol_version=tlsv1.2 ssl_max_protocol_version=TLSV1.2"),
+            ProtocolRange {
+                min: Some(TlsVersion::V1_2),
+                max: Some(TlsVersion::V1_2)
+            }
+        );
+        assert_eq!(
+            range("host=h ssl_min_protocol_version= ssl_max_protocol_version=TLSv1").min,
+            None
+        );
+        assert!(
+            plan("host=h ssl_min_protocol_version=TLSv1 ssl_max_protocol_version=TLSv1.1").is_ok()
+        );
+        for (target, message) in [
+            (
+                "host=h ssl_min_protocol_version=TLSv9",
+                "invalid \"ssl_min_protocol_version\" value: \"TLSv9\"",
+            ),
+            (
+                "host=h ssl_max_protocol_version=bogus",
+                "invalid \"ssl_max_protocol_version\" value: \"bogus\"",
+            ),
+            (
+                "host=h ssl_min_protocol_version=TLSv1.3 ssl_max_protocol_version=TLSv1.2",
+                "invalid SSL protocol version range",
+            ),
+            (
+                "host=h ssl_max_protocol_version=TLSv1.1",
+                "invalid SSL protocol version range",
+            ),
+            (
+                "host=h ssl_min_protocol_version=TLSv1.1 ssl_max_protocol_version=TLSv1",
+                "invalid SSL protocol version range",
+            ),
+        ] {
+            assert_eq!(plan(target).unwrap_err().0, message, "{target}");
+        }
+        let env_range = resolve(
+            "host=h",
+            &FlagSettings::default(),
+            &env(&[("PGSSLMAXPROTOCOLVERSION", "TLSv1.2")]),
+        )
+        .unwrap()
+        .protocol;
+        assert_eq!(env_range.max, Some(TlsVersion::V1_2));
     }
 
     #[test]

@@ -17,7 +17,9 @@ use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use crate::client_cert::ClientIdentity;
-use crate::plan::{ChannelBindingMode, Endpoint, Negotiation, Secret};
+use crate::plan::{
+    ChannelBindingMode, Endpoint, Negotiation, ProtocolRange, Secret, TlsOptions, TlsVersion,
+};
 use crate::wire::{self, AuthRequest, BackendMessage, ErrorFields};
 
 /// Which limit ran out.
@@ -290,6 +292,15 @@ pub enum TlsFailure {
     Eof,
     Reset(String),
     Timeout(TimeoutKind),
+    /// ssl_max_protocol_version admits only TLS 1.0/1.1, which the doctor cannot offer
+    /// (libpq sends such a ClientHello and the server answers alert protocol_version).
+    OnlyOldVersions {
+        min: String,
+        max: String,
+    },
+    /// A handshake OpenSSL completes and rustls cannot (a TLS 1.2 key exchange signed with
+    /// an RSA-PSS key): the verdict is undetermined, never guessed.
+    Unemulated(String),
     Other(String),
 }
 
@@ -434,7 +445,7 @@ pub fn tls_attempt(
     deadlines: Deadlines,
     params: &StartupParams,
     identity: &ClientIdentity,
-    sni: bool,
+    tls_options: TlsOptions,
     negotiation: Negotiation,
     permit_for: &dyn Fn(&[Vec<u8>]) -> PasswordPermit,
     permit_after_refusal: PasswordPermit,
@@ -471,9 +482,18 @@ pub fn tls_attempt(
         }
     }
 
+    let versions = offered_versions(tls_options.protocol);
+    if versions.is_empty() {
+        let range = tls_options.protocol;
+        out.handshake = Some(Err(TlsFailure::OnlyOldVersions {
+            min: range.min.map(TlsVersion::name).unwrap_or("TLSv1").into(),
+            max: range.max.map(TlsVersion::name).unwrap_or("TLSv1.1").into(),
+        }));
+        return out;
+    }
     link.begin_step();
     let recorder = Arc::new(Recorder::new(identity));
-    let config = match client_config(&recorder, sni) {
+    let config = match client_config(&recorder, tls_options) {
         Ok(c) => c,
         Err(e) => {
             out.handshake = Some(Err(TlsFailure::Other(e)));
@@ -718,6 +738,11 @@ fn classify_tls_io(e: &io::Error, timed_out: Option<TimeoutKind>) -> TlsFailure 
         return match err {
             rustls::Error::AlertReceived(alert) => TlsFailure::Alert(alert_name(alert)),
             rustls::Error::PeerIncompatible(why) => TlsFailure::Incompatible(format!("{why:?}")),
+            rustls::Error::PeerMisbehaved(rustls::PeerMisbehaved::SignedKxWithWrongAlgorithm) => {
+                TlsFailure::Unemulated(
+                    "the server signed its TLS 1.2 key exchange with a scheme rustls does not allow there (an RSA-PSS key's rsa_pss_pss_*, which OpenSSL accepts)".into(),
+                )
+            }
             other => TlsFailure::Other(other.to_string()),
         };
     }
@@ -757,20 +782,33 @@ pub fn provider() -> Arc<CryptoProvider> {
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     #[cfg(not(feature = "aws-lc-rs"))]
     let mut provider = rustls::crypto::ring::default_provider();
-    #[cfg(not(feature = "aws-lc-rs"))]
-    {
-        provider.signature_verification_algorithms = crate::sigalgs::SUPPORTED;
-    }
     provider
         .kx_groups
         .sort_by_key(|g| (g.name() != rustls::NamedGroup::secp256r1) as u8);
     Arc::new(provider)
 }
 
-fn client_config(recorder: &Arc<Recorder>, sni: bool) -> Result<Arc<rustls::ClientConfig>, String> {
+/// The TLS versions offered: those of ssl_min/max_protocol_version that rustls speaks.
+/// Empty when the range holds only TLS 1.0 and 1.1 (see `tls_attempt`).
+fn offered_versions(range: ProtocolRange) -> Vec<&'static rustls::SupportedProtocolVersion> {
+    let mut versions = Vec::new();
+    if range.allows(TlsVersion::V1_3) {
+        versions.push(&rustls::version::TLS13);
+    }
+    if range.allows(TlsVersion::V1_2) {
+        versions.push(&rustls::version::TLS12);
+    }
+    versions
+}
+
+fn client_config(
+    recorder: &Arc<Recorder>,
+    options: TlsOptions,
+) -> Result<Arc<rustls::ClientConfig>, String> {
     let provider = recorder.provider.clone();
+    let sni = options.sni;
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .with_protocol_versions(&offered_versions(options.protocol))
         .map_err(|e| e.to_string())?
         .dangerous()
         .with_custom_certificate_verifier(recorder.clone())
@@ -858,11 +896,12 @@ impl ServerCertVerifier for Recorder {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
+        crate::sigalgs::verify(
+            crate::sigalgs::Version::Tls12,
             message,
             cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
+            dss.scheme,
+            dss.signature(),
         )
     }
 
@@ -872,18 +911,17 @@ impl ServerCertVerifier for Recorder {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
+        crate::sigalgs::verify(
+            crate::sigalgs::Version::Tls13,
             message,
             cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
+            dss.scheme,
+            dss.signature(),
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        crate::sigalgs::offered()
     }
 }
 

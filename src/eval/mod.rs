@@ -340,6 +340,9 @@ pub fn judge(input: &EvalInput) -> Judgement {
             }
             if let Some(view) = server_ssl {
                 evidence.push(("server_sees_ssl".into(), view.ssl.to_string()));
+                if let Some(version) = &view.version {
+                    evidence.push(("server_sees_version".into(), version.clone()));
+                }
                 if let Some(dn) = &view.client_dn {
                     evidence.push(("server_sees_client_dn".into(), dn.clone()));
                 }
@@ -769,6 +772,16 @@ fn tls_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResu
                 "no TLS handshake took place",
             )))
         }
+        Some(Err(failure @ TlsFailure::Unemulated(_))) => {
+            return Err(Failure {
+                problem: handshake_problem(failure, tls, input),
+                falls_back: false,
+                server_error: false,
+                undetermined: true,
+                on_tls: true,
+                also: Vec::new(),
+            })
+        }
         Some(Err(failure)) => return Err(fallback(handshake_problem(failure, tls, input))),
         Some(Ok(_)) => {}
     }
@@ -950,6 +963,20 @@ fn handshake_problem(failure: &TlsFailure, tls: &TlsAttempt, input: &EvalInput) 
             format!("the TLS handshake did not finish within {}", timeout_name(*kind)),
         ),
         TlsFailure::Other(e) => Problem::new("tls_handshake_failed", format!("TLS handshake failed: {e}")),
+        TlsFailure::OnlyOldVersions { min, max } => Problem::new(
+            "tls_version_unsupported",
+            format!("SSL error: tlsv1 alert protocol version: libpq offers only {min} to {max} (ssl_max_protocol_version), which the server refuses"),
+        )
+        .with("ssl_min_protocol_version", min.clone())
+        .with("ssl_max_protocol_version", max.clone())
+        .with("libpq_says", format!("This may indicate that the server does not support any SSL protocol version between {min} and {max}."))
+        .with("note", "PostgreSQL 13+ refuses TLS below 1.2 by default, and OpenSSL 3 at security level 2 (Debian's default) speaks neither TLS 1.0 nor 1.1; the doctor cannot offer them either")
+        .fix("remove ssl_max_protocol_version, or set it to TLSv1.2 or TLSv1.3"),
+        TlsFailure::Unemulated(why) => Problem::new(
+            "tls_not_emulated",
+            format!("the doctor's TLS library cannot complete this handshake where libpq (OpenSSL) can: {why}; the TLS verdicts are left undetermined"),
+        )
+        .fix("check this connection with psql; an ECDSA P-256 or RSA (rsaEncryption) server key, or TLS 1.3, works with every client"),
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod doctor;
 pub mod fake_peer;
+pub mod ossl_pki;
 pub mod pg;
 pub mod pki;
 pub mod psql;
