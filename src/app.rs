@@ -31,11 +31,12 @@ pub struct RunOptions {
 /// Loads the client's files as libpq would, before any connection.
 pub fn local_setup(plan: &Plan) -> (LocalSetup, ClientIdentity) {
     let roots = trust::load_roots(&plan.root);
-    let (crl, crl_ignored) = match trust::load_crl(plan.crl.as_deref(), &roots) {
-        trust::CrlOutcome::Loaded(state) => (Some(state), None),
-        trust::CrlOutcome::Ignored { path, reason } => (None, Some((path, reason))),
-        trust::CrlOutcome::NotUsed => (None, None),
-    };
+    let (crl, crl_ignored) =
+        match trust::load_crl(plan.crl.as_deref(), plan.crl_dir.as_deref(), &roots) {
+            trust::CrlOutcome::Loaded(state) => (Some(state), None),
+            trust::CrlOutcome::Ignored { path, reason } => (None, Some((path, reason))),
+            trust::CrlOutcome::NotUsed => (None, None),
+        };
     let identity = client_cert::load(&ClientRequest {
         cert: plan.cert.as_deref(),
         key: plan.key.as_deref(),

@@ -63,6 +63,9 @@ pub struct Cli {
     /// Certificate revocation list file
     #[arg(long)]
     pub sslcrl: Option<String>,
+    /// Directory of hashed CRLs (`openssl rehash`)
+    #[arg(long)]
+    pub sslcrldir: Option<String>,
     /// Passphrase of an encrypted client key (never printed)
     #[arg(long)]
     pub sslpassword: Option<String>,

@@ -87,6 +87,7 @@ fn main() -> ExitCode {
     flags.set("sslcert", "--sslcert", cli.sslcert.clone());
     flags.set("sslkey", "--sslkey", cli.sslkey.clone());
     flags.set("sslcrl", "--sslcrl", cli.sslcrl.clone());
+    flags.set("sslcrldir", "--sslcrldir", cli.sslcrldir.clone());
     flags.set("sslpassword", "--sslpassword", cli.sslpassword.clone());
     flags.set(
         "sslnegotiation",

@@ -287,8 +287,11 @@ pub struct Plan {
     pub passfile: Option<PathBuf>,
     pub sslmode: SslMode,
     pub root: RootSpec,
-    /// An explicit sslcrl, or the default ~/.postgresql/root.crl (used only when it exists).
+    /// An explicit sslcrl, or, when neither sslcrl nor sslcrldir is set, the default
+    /// ~/.postgresql/root.crl (used only when it exists).
     pub crl: Option<PathBuf>,
+    /// sslcrldir: a directory of hashed CRLs.
+    pub crl_dir: Option<PathBuf>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub sslpassword: Option<Secret>,
@@ -510,7 +513,11 @@ pub fn resolve(target: &str, flags: &FlagSettings, env: &Environment) -> Result<
             path
         })
     });
+    let crl_dir = get(&settings, "sslcrldir").map(PathBuf::from);
     let crl = get(&settings, "sslcrl").map(PathBuf::from).or_else(|| {
+        if crl_dir.is_some() {
+            return None;
+        }
         home_pg.as_ref().map(|dir| {
             let path = dir.join("root.crl");
             default(
@@ -597,6 +604,7 @@ pub fn resolve(target: &str, flags: &FlagSettings, env: &Environment) -> Result<
         sslmode,
         root,
         crl,
+        crl_dir,
         cert,
         key,
         sslpassword,

@@ -40,10 +40,27 @@ impl RootState {
     }
 }
 
-/// A CRL that loaded (libpq silently ignores one that does not).
-#[derive(Debug, Clone)]
+/// The CRLs that loaded (libpq silently ignores what does not): a file, a hashed directory
+/// (`openssl rehash` names, read by OpenSSL when a certificate's issuer is looked up), or both.
+/// Either one switches on CRL checks for the whole chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CrlState {
-    pub path: PathBuf,
+    pub file: Option<PathBuf>,
+    pub dir: Option<PathBuf>,
+}
+
+impl CrlState {
+    /// The CRL locations, for evidence.
+    pub fn evidence(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Some(file) = &self.file {
+            out.push(("crl_file", file.display().to_string()));
+        }
+        if let Some(dir) = &self.dir {
+            out.push(("crl_dir", dir.display().to_string()));
+        }
+        out
+    }
 }
 
 /// Reads a PEM file with a size bound, naming the path in every error.
@@ -168,11 +185,32 @@ pub enum CrlOutcome {
     Ignored { path: PathBuf, reason: String },
 }
 
-pub fn load_crl(path: Option<&Path>, roots: &RootState) -> CrlOutcome {
-    let Some(path) = path else {
+/// libpq's `X509_STORE_load_locations(store, sslcrl, sslcrldir)`: the file must load (or
+/// nothing does, and the directory is not consulted either); a directory is added without
+/// being read, even when it does not exist, and from then on every certificate in the chain
+/// needs a CRL.
+pub fn load_crl(file: Option<&Path>, dir: Option<&Path>, roots: &RootState) -> CrlOutcome {
+    if !roots.is_loaded() {
         return CrlOutcome::NotUsed;
+    }
+    let file = match file {
+        None => None,
+        Some(path) => match load_crl_file(path) {
+            CrlOutcome::Loaded(_) => Some(path.to_path_buf()),
+            other => return other,
+        },
     };
-    if !roots.is_loaded() || std::fs::metadata(path).is_err() {
+    if file.is_none() && dir.is_none() {
+        return CrlOutcome::NotUsed;
+    }
+    CrlOutcome::Loaded(CrlState {
+        file,
+        dir: dir.map(Path::to_path_buf),
+    })
+}
+
+fn load_crl_file(path: &Path) -> CrlOutcome {
+    if std::fs::metadata(path).is_err() {
         return CrlOutcome::NotUsed;
     }
     let ignored = |reason: String| CrlOutcome::Ignored {
@@ -194,7 +232,8 @@ pub fn load_crl(path: Option<&Path>, roots: &RootState) -> CrlOutcome {
     });
     match loaded {
         Some(_) => CrlOutcome::Loaded(CrlState {
-            path: path.to_path_buf(),
+            file: Some(path.to_path_buf()),
+            dir: None,
         }),
         None => ignored("OpenSSL could not parse the CRL".into()),
     }
@@ -258,12 +297,22 @@ pub fn verify_chain(
         }
     }
     if let Some(crl) = crl {
-        let lookup = builder
-            .add_lookup(X509Lookup::file())
-            .map_err(|e| other(e.to_string()))?;
-        lookup
-            .load_crl_file(&crl.path, openssl::ssl::SslFiletype::PEM)
-            .map_err(|e| other(e.to_string()))?;
+        if let Some(file) = &crl.file {
+            let lookup = builder
+                .add_lookup(X509Lookup::file())
+                .map_err(|e| other(e.to_string()))?;
+            lookup
+                .load_crl_file(file, openssl::ssl::SslFiletype::PEM)
+                .map_err(|e| other(e.to_string()))?;
+        }
+        if let Some(dir) = &crl.dir {
+            let lookup = builder
+                .add_lookup(X509Lookup::hash_dir())
+                .map_err(|e| other(e.to_string()))?;
+            lookup
+                .add_dir(&dir.to_string_lossy(), openssl::ssl::SslFiletype::PEM)
+                .map_err(|e| other(e.to_string()))?;
+        }
         builder
             .set_flags(X509VerifyFlags::CRL_CHECK | X509VerifyFlags::CRL_CHECK_ALL)
             .map_err(|e| other(e.to_string()))?;

@@ -7,7 +7,7 @@ mod support;
 
 use std::path::Path;
 
-use support::doctor::{assert_agrees_with_psql, run_doctor, DoctorRun};
+use support::doctor::{assert_agrees_with_psql_env, run_doctor, DoctorRun};
 use support::ossl_pki::{KeyKind, OsslCa, Spec};
 use support::pg::{PgConfig, PgServer};
 use support::pki::{self, Ca, Issued, LeafSpec};
@@ -81,7 +81,14 @@ impl Lab {
             None,
             env,
         );
-        assert_agrees_with_psql(&run, &self.pg.psql_path(), target, self.home.path(), None);
+        assert_agrees_with_psql_env(
+            &run,
+            &self.pg.psql_path(),
+            target,
+            self.home.path(),
+            None,
+            env,
+        );
         run
     }
 
@@ -251,24 +258,6 @@ fn rsa_pss_server_key_works_under_tls_1_3() {
     assert_eq!(run.json["tls"]["version"], "TLSv1.3", "{}", run.json["tls"]);
 }
 
-// ---- helpers for the CRL directory ---------------------------------------------------------
-
-pub fn write_crl_dir(dir: &Path, entries: &[(String, String)]) {
-    std::fs::create_dir_all(dir).unwrap();
-    for (name, pem) in entries {
-        pki::write_file(dir, name, pem.as_bytes(), 0o644);
-    }
-}
-
-#[allow(dead_code)]
-fn leaf_for_localhost(ca: &Ca) -> Issued {
-    ca.issue(&LeafSpec::server(
-        "localhost",
-        &["localhost"],
-        &["127.0.0.1"],
-    ))
-}
-
 #[test]
 fn rsa_pss_server_key_under_tls_1_2() {
     let ca = Ca::root("PSS Root CA");
@@ -293,6 +282,162 @@ fn rsa_pss_server_key_under_tls_1_2() {
     run.expect_finding("tls_not_emulated", "error");
     assert!(
         run.finding("tls_handshake_failed").is_none(),
+        "{}",
+        run.stdout
+    );
+}
+
+// ---- sslcrldir ------------------------------------------------------------------------------
+
+/// A hashed CRL directory (the names `openssl rehash` gives) holding each CA's CRL.
+fn crl_dir(parent: &Path, name: &str, crls: &[(&Ca, String)]) -> std::path::PathBuf {
+    let dir = parent.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (ca, pem) in crls {
+        let file = OsslCa::from_rcgen(ca).crl_hash_name();
+        pki::write_file(&dir, &file, pem.as_bytes(), 0o644);
+    }
+    dir
+}
+
+fn leaf_for_localhost(ca: &Ca) -> Issued {
+    ca.issue(&LeafSpec::server(
+        "localhost",
+        &["localhost"],
+        &["127.0.0.1"],
+    ))
+}
+
+#[test]
+fn sslcrldir_revokes_the_server_certificate() {
+    let ca = Ca::root("CRL Dir Root CA");
+    let leaf = leaf_for_localhost(&ca);
+    let lab = Lab::start(&leaf, &ca.issued.cert_pem, None, "");
+    let dir = crl_dir(lab.home.path(), "crls", &[(&ca, ca.crl_pem(&[&leaf]))]);
+    let target = lab.target("alice", "app", &format!("sslcrldir={}", dir.display()));
+    let run = lab.diagnose(&target, "verify-full");
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert_eq!(
+        run.cell("verify-full").2.as_deref(),
+        Some("server_cert_revoked")
+    );
+    let f = run.expect_finding("server_cert_revoked", "error");
+    assert_eq!(f["evidence"]["crl_dir"], dir.display().to_string(), "{f}");
+    // The root file switches verification on for prefer too, which then falls back.
+    assert_eq!(run.cell("prefer"), (Some(true), false, None));
+
+    // The same directory from PGSSLCRLDIR.
+    let target = lab.target("alice", "app", "");
+    let run = lab.diagnose_env(
+        &target,
+        "verify-full",
+        &[("PGSSLCRLDIR", dir.to_str().unwrap())],
+    );
+    assert_eq!(
+        run.cell("verify-full").2.as_deref(),
+        Some("server_cert_revoked")
+    );
+}
+
+#[test]
+fn sslcrldir_needs_a_crl_for_every_ca_in_the_chain() {
+    let root = Ca::root("CRL Dir Root CA");
+    let inter = root.intermediate("CRL Dir Intermediate CA");
+    let leaf = leaf_for_localhost(&inter);
+    let chain = Issued {
+        cert_pem: pki::chain_pem(&[&leaf, &inter.issued]),
+        ..leaf.clone()
+    };
+    let lab = Lab::start(&chain, &root.issued.cert_pem, None, "");
+    let only_root = crl_dir(lab.home.path(), "root-only", &[(&root, root.crl_pem(&[]))]);
+    let target = lab.target(
+        "alice",
+        "app",
+        &format!("sslcrldir={}", only_root.display()),
+    );
+    let run = lab.diagnose(&target, "verify-ca");
+    assert_eq!(
+        run.cell("verify-ca").2.as_deref(),
+        Some("crl_incomplete"),
+        "{}",
+        run.stdout
+    );
+
+    let both = crl_dir(
+        lab.home.path(),
+        "both",
+        &[(&root, root.crl_pem(&[])), (&inter, inter.crl_pem(&[]))],
+    );
+    let target = lab.target("alice", "app", &format!("sslcrldir={}", both.display()));
+    let run = lab.diagnose(&target, "verify-full");
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    all_ok(&run, &TLS_MODES);
+
+    // sslcrl and sslcrldir together: the root's CRL in the file, the intermediate's in the
+    // directory. Both are read; either alone leaves a CA without a CRL.
+    let root_crl = pki::write_file(
+        lab.home.path(),
+        "root-ca.crl",
+        root.crl_pem(&[]).as_bytes(),
+        0o644,
+    );
+    let inter_only = crl_dir(
+        lab.home.path(),
+        "inter-only",
+        &[(&inter, inter.crl_pem(&[]))],
+    );
+    let target = lab.target(
+        "alice",
+        "app",
+        &format!("sslcrldir={}", inter_only.display()),
+    );
+    let run = lab.diagnose(&target, "verify-full");
+    assert_eq!(run.cell("verify-full").2.as_deref(), Some("crl_incomplete"));
+    let target = lab.target(
+        "alice",
+        "app",
+        &format!(
+            "sslcrl={} sslcrldir={}",
+            root_crl.display(),
+            inter_only.display()
+        ),
+    );
+    let run = lab.diagnose(&target, "verify-full");
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    all_ok(&run, &TLS_MODES);
+}
+
+#[test]
+fn sslcrldir_replaces_the_default_root_crl_and_a_missing_directory_still_checks() {
+    let ca = Ca::root("CRL Dir Root CA");
+    let leaf = leaf_for_localhost(&ca);
+    let lab = Lab::start(&leaf, &ca.issued.cert_pem, None, "");
+    // ~/.postgresql/root.crl revokes the server, but libpq reads it only when neither
+    // sslcrl nor sslcrldir is set.
+    pki::write_file(
+        &lab.home.path().join(".postgresql"),
+        "root.crl",
+        ca.crl_pem(&[&leaf]).as_bytes(),
+        0o644,
+    );
+    let run = lab.diagnose(&lab.target("alice", "app", ""), "verify-full");
+    assert_eq!(
+        run.cell("verify-full").2.as_deref(),
+        Some("server_cert_revoked")
+    );
+    let dir = crl_dir(lab.home.path(), "crls", &[(&ca, ca.crl_pem(&[]))]);
+    let target = lab.target("alice", "app", &format!("sslcrldir={}", dir.display()));
+    let run = lab.diagnose(&target, "verify-full");
+    assert_eq!(run.code, 0, "{}", run.stdout);
+
+    // OpenSSL adds a directory without reading it: one that does not exist still turns
+    // on CRL checks, and then no certificate has a CRL.
+    let missing = lab.home.path().join("no-such-dir");
+    let target = lab.target("alice", "app", &format!("sslcrldir={}", missing.display()));
+    let run = lab.diagnose(&target, "verify-full");
+    assert_eq!(
+        run.cell("verify-full").2.as_deref(),
+        Some("crl_incomplete"),
         "{}",
         run.stdout
     );

@@ -809,6 +809,13 @@ fn tls_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResu
                 trust::verify_chain(&tls.chain, certs, input.local.crl.as_ref(), input.now)
             {
                 let mut problem = chain_problem(&failure, chain, certs, source, input.now);
+                if let (ChainFailureKind::Revoked | ChainFailureKind::CrlIncomplete, Some(crl)) =
+                    (failure.kind, &input.local.crl)
+                {
+                    for (key, value) in crl.evidence() {
+                        problem = problem.with(key, value);
+                    }
+                }
                 if !mode.requires_root() {
                     problem = problem.with(
                         "why_verified",
@@ -1072,7 +1079,7 @@ fn chain_problem(
             "server_cert_revoked",
             format!("{which} is revoked by the loaded CRL"),
         )
-        .fix("install a new, unrevoked server certificate; or, if the revocation is stale, update the CRL (sslcrl / ~/.postgresql/root.crl)"),
+        .fix("install a new, unrevoked server certificate; or, if the revocation is stale, update the CRL (sslcrl, sslcrldir or ~/.postgresql/root.crl)"),
         ChainFailureKind::CrlIncomplete => Problem::new(
             "crl_incomplete",
             format!(
@@ -1080,7 +1087,7 @@ fn chain_problem(
                 failure.openssl_text
             ),
         )
-        .fix("put a current CRL from every CA in the chain (root and intermediates) in the sslcrl file, or remove sslcrl/root.crl"),
+        .fix("put a current CRL from every CA in the chain (root and intermediates) in the sslcrl file or the sslcrldir directory (named by `openssl rehash`), or remove sslcrl, sslcrldir and root.crl"),
         ChainFailureKind::WeakKey => Problem::new(
             "server_cert_weak_key",
             format!(

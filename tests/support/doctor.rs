@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::pg::{run_with_timeout, scrub_pg_env};
-use super::psql::run_psql;
+use super::psql::{run_psql, run_psql_env};
 
 pub const MODES: [&str; 6] = [
     "disable",
@@ -162,13 +162,31 @@ pub fn assert_agrees_with_psql(
     home: &Path,
     passfile: Option<&Path>,
 ) {
+    assert_agrees_with_psql_env(run, psql, conninfo, home, passfile, &[])
+}
+
+/// [`assert_agrees_with_psql`] with psql given the same extra environment as the doctor.
+pub fn assert_agrees_with_psql_env(
+    run: &DoctorRun,
+    psql: &Path,
+    conninfo: &str,
+    home: &Path,
+    passfile: Option<&Path>,
+    env: &[(&str, &str)],
+) {
     let mut mismatches = Vec::new();
     let mut compared = 0;
     for mode in MODES {
         let (ok, encrypted, code) = run.cell(mode);
         let Some(ok) = ok else { continue };
         compared += 1;
-        let real = run_psql(psql, &format!("{conninfo} sslmode={mode}"), home, passfile);
+        let real = run_psql_env(
+            psql,
+            &format!("{conninfo} sslmode={mode}"),
+            home,
+            passfile,
+            env,
+        );
         if real.ok != ok || (real.ok && real.encrypted != Some(encrypted)) {
             mismatches.push(format!(
                 "{mode}: doctor ok={ok} encrypted={encrypted} code={code:?}; psql ok={} encrypted={:?} stderr={}",

@@ -30,12 +30,24 @@ pub struct PsqlOutcome {
 /// `passfile` or a path that does not exist, `PGCONNECT_TIMEOUT=10` and
 /// `LC_ALL=C`. psql is killed after 30 s.
 pub fn run_psql(psql: &Path, conninfo: &str, home: &Path, passfile: Option<&Path>) -> PsqlOutcome {
+    run_psql_env(psql, conninfo, home, passfile, &[])
+}
+
+/// [`run_psql`] with extra environment variables (PGSSLCRLDIR and the like).
+pub fn run_psql_env(
+    psql: &Path,
+    conninfo: &str,
+    home: &Path,
+    passfile: Option<&Path>,
+    env: &[(&str, &str)],
+) -> PsqlOutcome {
     let nopass = home.join(".pgtls-doctor-test-no-such-pgpass");
     let mut cmd = Command::new(psql);
     scrub_pg_env(&mut cmd)
         .env("HOME", home)
         .env("PGPASSFILE", passfile.unwrap_or(&nopass))
         .env("PGCONNECT_TIMEOUT", "10")
+        .envs(env.iter().copied())
         .args(["-w", "-X", "-At", "-c", SSL_QUERY])
         .arg(conninfo);
     let out = run_with_timeout(&mut cmd, Duration::from_secs(30));
