@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::pg::{run_with_timeout, scrub_pg_env};
-use super::psql::{run_psql, run_psql_env};
+use super::psql::run_psql_env;
 
 pub const MODES: [&str; 6] = [
     "disable",
