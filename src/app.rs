@@ -85,6 +85,7 @@ pub fn local_setup(plan: &Plan) -> (LocalSetup, ClientIdentity) {
     (
         LocalSetup {
             roots,
+            system_roots: plan.root == crate::plan::RootSpec::System,
             crl,
             client_failure,
             client,

@@ -536,3 +536,42 @@ fn bad_protocol_values_are_usage_errors_in_libpqs_words() {
         assert!(run.stderr.contains(message), "{target}: {}", run.stderr);
     }
 }
+
+// ---- sslrootcert=system (libpq 16+) ---------------------------------------------------------
+
+#[test]
+fn sslrootcert_system_refuses_every_mode_but_verify_full_as_libpq_17_does() {
+    let ca = Ca::root("System Root CA");
+    let leaf = leaf_for_localhost(&ca);
+    let lab = Lab::start_on(&leaf, &ca.issued.cert_pem, None, "", true);
+    let bundle = pki::write_file(
+        lab.home.path(),
+        "bundle.pem",
+        ca.issued.cert_pem.as_bytes(),
+        0o644,
+    );
+    let bundle = bundle.display().to_string();
+    let env = [("SSL_CERT_FILE", bundle.as_str())];
+    let target = lab.target("alice", "app", "sslrootcert=system");
+    // Compared with psql 17 at all six modes: five are usage errors, verify-full connects.
+    let run = lab.diagnose_env(&target, "verify-full", &env);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(run.cell("verify-full"), (Some(true), true, None));
+    for mode in ["disable", "allow", "prefer", "require", "verify-ca"] {
+        assert_eq!(
+            run.cell(mode).2.as_deref(),
+            Some("system_root_weak_sslmode"),
+            "{mode}: {}",
+            run.stdout
+        );
+        assert_eq!(run.cell(mode).0, Some(false), "{mode}");
+    }
+    let f = run.expect_finding("system_root_weak_sslmode", "info");
+    assert!(
+        f["summary"]
+            .as_str()
+            .unwrap()
+            .contains("may not be used with sslrootcert=system"),
+        "{f}"
+    );
+}

@@ -23,6 +23,8 @@ use crate::x509::{self, CertSummary};
 #[derive(Debug, Clone)]
 pub struct LocalSetup {
     pub roots: RootState,
+    /// sslrootcert=system (libpq 16+), which libpq allows only with verify-full.
+    pub system_roots: bool,
     pub crl: Option<CrlState>,
     /// A client certificate/key problem that makes libpq's TLS set-up fail.
     pub client_failure: Option<Problem>,
@@ -415,6 +417,17 @@ fn postgres_replied(input: &EvalInput) -> bool {
 
 /// libpq's sequence for one sslmode.
 fn mode_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResult {
+    if input.local.system_roots && mode != SslMode::VerifyFull {
+        return Err(plain_failure(
+            Problem::new(
+                "system_root_weak_sslmode",
+                format!("weak sslmode \"{mode}\" may not be used with sslrootcert=system (use \"verify-full\")"),
+            )
+            .with("libpq", "16 and later refuse the connection before connecting; 15 and older read a file named \"system\"")
+            .fix("with sslrootcert=system use sslmode=verify-full (the default it implies), or name a root file for the weaker modes"),
+            false,
+        ));
+    }
     if input.negotiation == crate::plan::Negotiation::Direct {
         return direct_path(input, mode, chain);
     }
