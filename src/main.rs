@@ -249,13 +249,7 @@ fn lint(
     let loaded = (|| -> Result<_, String> {
         let hba_file = hba::load_hba(file, pg_version)?;
         let ident_file = ident.map(hba::load_ident).transpose()?;
-        let conf = conf
-            .map(|p| {
-                plan::read_small_text(p)
-                    .map_err(|e| format!("could not read \"{}\": {e}", p.display()))
-            })
-            .transpose()?
-            .map(|t| hba::lint::parse_conf(&t));
+        let conf = conf.map(hba::server_conf::load).transpose()?;
         Ok((hba_file, ident_file, conf))
     })();
     let (hba_file, ident_file, conf) = match loaded {

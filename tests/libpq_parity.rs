@@ -575,3 +575,82 @@ fn sslrootcert_system_refuses_every_mode_but_verify_full_as_libpq_17_does() {
         "{f}"
     );
 }
+
+// ---- hba lint --conf follows postgresql.conf's includes -------------------------------------
+
+#[test]
+fn hba_lint_reads_ssl_ca_file_from_an_included_file_as_the_server_does() {
+    let server_ca = Ca::root("Include Server CA");
+    let client_ca = Ca::root("Include Client CA");
+    let leaf = leaf_for_localhost(&server_ca);
+    // The harness writes ssl_ca_file = '' into postgresql.conf; the include after it sets
+    // the real one, as a conf.d/ layout does.
+    let lab = Lab::start(
+        &leaf,
+        &server_ca.issued.cert_pem,
+        None,
+        "include_if_exists 'tls/ca.conf'\n",
+    );
+    let ca_path = lab.pg.write_server_file(
+        "data/client-ca.crt",
+        client_ca.issued.cert_pem.as_bytes(),
+        0o644,
+    );
+    std::fs::create_dir_all(lab.pg.data_dir().join("tls")).unwrap();
+    lab.pg.write_server_file(
+        "data/tls/ca.conf",
+        format!("ssl_ca_file = '{}'\n", ca_path.display()).as_bytes(),
+        0o644,
+    );
+    lab.pg.reload();
+
+    // The server uses the included setting: a certificate login works.
+    let alice = client_ca.issue(&LeafSpec::client("alice"));
+    let files = lab.client_files("alice", &alice);
+    let run = lab.diagnose(&lab.target("alice", "certdb", &files), "verify-full");
+    assert_eq!(run.code, 0, "{}", run.stdout);
+
+    let hba = lab.pg.data_dir().join("pg_hba.conf").display().to_string();
+    let conf = lab
+        .pg
+        .data_dir()
+        .join("postgresql.conf")
+        .display()
+        .to_string();
+    let lint = run_doctor(
+        &["hba", "lint", &hba, "--conf", &conf, "--format", "json"],
+        lab.home.path(),
+        None,
+        &[],
+    );
+    let codes: Vec<&str> = lint.json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["code"].as_str())
+        .collect();
+    assert!(!codes.contains(&"hba_cert_needs_ca"), "{}", lint.stdout);
+
+    // Without the include, the same rules do need a CA file, and the lint says so.
+    let bare = pki::write_file(
+        lab.home.path(),
+        "bare.conf",
+        b"ssl = on\nssl_ca_file = ''\n",
+        0o644,
+    );
+    let lint = run_doctor(
+        &[
+            "hba",
+            "lint",
+            &hba,
+            "--conf",
+            &bare.display().to_string(),
+            "--format",
+            "json",
+        ],
+        lab.home.path(),
+        None,
+        &[],
+    );
+    assert!(lint.stdout.contains("hba_cert_needs_ca"), "{}", lint.stdout);
+}

@@ -6,33 +6,7 @@ use std::path::Path;
 use super::{Address, ClientCert, ConnType, HbaFile, HbaRule, IdentFile, Token};
 use crate::finding::{Finding, Severity};
 
-/// postgresql.conf settings the lint needs.
-#[derive(Debug, Clone, Default)]
-pub struct ServerConf {
-    pub ssl: Option<bool>,
-    pub ssl_ca_file: Option<String>,
-}
-
-/// Reads the settings the lint needs from a postgresql.conf (last occurrence wins).
-pub fn parse_conf(text: &str) -> ServerConf {
-    let mut conf = ServerConf::default();
-    for line in text.lines() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        let Some((key, value)) = line
-            .split_once('=')
-            .or_else(|| line.split_once(char::is_whitespace))
-        else {
-            continue;
-        };
-        let value = value.trim().trim_matches('\'').to_string();
-        match key.trim() {
-            "ssl" => conf.ssl = Some(matches!(value.as_str(), "on" | "true" | "yes" | "1")),
-            "ssl_ca_file" => conf.ssl_ca_file = Some(value),
-            _ => {}
-        }
-    }
-    conf
-}
+pub use super::server_conf::ServerConf;
 
 fn finding(
     code: &'static str,

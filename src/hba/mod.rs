@@ -4,6 +4,7 @@
 
 pub mod lint;
 pub mod matcher;
+pub mod server_conf;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
