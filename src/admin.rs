@@ -44,6 +44,7 @@ pub fn fetch(plan: &Plan, options: &RunOptions) -> Result<AdminRules, String> {
         user: &plan.user,
         dbname: &plan.dbname,
         application_name: "pgtls-doctor --admin",
+        options: None,
         password: plan.password.as_ref().map(|(s, _)| s),
         allow_cleartext_on_plaintext: options.allow_cleartext_password,
         channel_binding: plan.channel_binding,

@@ -122,7 +122,7 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Report {
         step: plan.connect_timeout,
     };
     let (local, identity) = local_setup(plan);
-    let mut extra_findings = Vec::new();
+    let mut extra_findings = crate::keywords::unemulated_findings(plan);
     let admin_rules = options
         .admin
         .as_ref()
@@ -211,6 +211,7 @@ fn probe_host(
         user: &plan.user,
         dbname: &plan.dbname,
         application_name: &plan.application_name,
+        options: plan.options.as_deref(),
         password: plan.password.as_ref().map(|(s, _)| s),
         allow_cleartext_on_plaintext: options.allow_cleartext_password,
         channel_binding: plan.channel_binding,

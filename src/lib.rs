@@ -13,12 +13,12 @@ pub mod conninfo;
 pub mod eval;
 pub mod finding;
 pub mod hba;
+pub mod keywords;
 pub mod plan;
 pub mod probe;
 pub mod render;
 pub mod report;
 pub mod serverlog;
-#[cfg(not(feature = "aws-lc-rs"))]
 pub mod sigalgs;
 pub mod sslmode;
 pub mod trust;

@@ -127,6 +127,11 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("load_balance_hosts", "PGLOADBALANCEHOSTS"),
     ("ssl_min_protocol_version", "PGSSLMINPROTOCOLVERSION"),
     ("ssl_max_protocol_version", "PGSSLMAXPROTOCOLVERSION"),
+    ("sslcompression", "PGSSLCOMPRESSION"),
+    ("requirepeer", "PGREQUIREPEER"),
+    ("krbsrvname", "PGKRBSRVNAME"),
+    ("gsslib", "PGGSSLIB"),
+    ("gssdelegation", "PGGSSDELEGATION"),
 ];
 
 /// Debian's compiled-in socket directory (`DEFAULT_PGSOCKET_DIR`).
@@ -305,6 +310,11 @@ pub struct Plan {
     /// libpq's connect_timeout: per step; `None` waits forever (bounded by --timeout).
     pub connect_timeout: Option<Duration>,
     pub application_name: String,
+    /// libpq's `options`, sent in the StartupMessage.
+    pub options: Option<String>,
+    /// Where a Kerberos credential cache may be (libpq tries GSSAPI encryption first when
+    /// one exists and gssencmode is prefer, the default).
+    pub gss_cache: Option<String>,
     /// Each setting with its value (secrets redacted) and source, for the report.
     pub settings: BTreeMap<String, Setting>,
     /// Things libpq would say while resolving (for example an ignored passfile).
@@ -488,6 +498,8 @@ pub fn resolve(target: &str, flags: &FlagSettings, env: &Environment) -> Result<
     };
 
     let protocol = protocol_range(&settings)?;
+    let gss_cache = gss_credential_cache(env);
+    check_choice_settings(&settings, gss_cache.as_deref())?;
 
     let cert = get(&settings, "sslcert").map(PathBuf::from).or_else(|| {
         home_pg.as_ref().map(|dir| {
@@ -616,6 +628,8 @@ pub fn resolve(target: &str, flags: &FlagSettings, env: &Environment) -> Result<
         negotiation,
         connect_timeout,
         application_name,
+        options: get(&settings, "options"),
+        gss_cache,
         settings,
         notes,
     })
@@ -628,6 +642,102 @@ impl Plan {
             protocol: self.protocol,
         }
     }
+}
+
+/// A Kerberos credential cache libpq's GSSAPI would find: $KRB5CCNAME, the default file
+/// /tmp/krb5cc_<uid>, or a default_ccache_name configured in /etc/krb5.conf (a keyring or
+/// KCM cache cannot be seen from here).
+fn gss_credential_cache(env: &Environment) -> Option<String> {
+    if let Some(name) = env.var("KRB5CCNAME") {
+        return Some(format!("KRB5CCNAME={name}"));
+    }
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let default = PathBuf::from(format!("/tmp/krb5cc_{uid}"));
+    if default.exists() {
+        return Some(default.display().to_string());
+    }
+    let conf = env.var("KRB5_CONFIG").unwrap_or("/etc/krb5.conf");
+    match read_small_text(Path::new(conf)) {
+        Ok(text) if text.contains("default_ccache_name") => {
+            Some(format!("default_ccache_name in {conf}"))
+        }
+        _ => None,
+    }
+}
+
+/// The value checks libpq makes before connecting for the settings that choose how and
+/// where to connect, in libpq 17's words.
+fn check_choice_settings(
+    settings: &BTreeMap<String, Setting>,
+    gss_cache: Option<&str>,
+) -> Result<(), PlanError> {
+    let value = |key: &str| settings.get(key).map(|s| s.value.as_str());
+    let one_of = |key: &str, allowed: &[&str]| -> Result<(), PlanError> {
+        match value(key) {
+            Some(v) if !allowed.contains(&v) => err(format!("invalid {key} value: \"{v}\"")),
+            _ => Ok(()),
+        }
+    };
+    one_of("gssencmode", &["disable", "prefer", "require"])?;
+    one_of(
+        "target_session_attrs",
+        &[
+            "any",
+            "read-write",
+            "read-only",
+            "primary",
+            "standby",
+            "prefer-standby",
+        ],
+    )?;
+    one_of("load_balance_hosts", &["disable", "random"])?;
+    if let Some(list) = value("require_auth") {
+        check_require_auth(list)?;
+    }
+    if value("gssencmode") == Some("require") && gss_cache.is_none() {
+        return err("GSSAPI encryption required but no credential cache");
+    }
+    Ok(())
+}
+
+/// require_auth (libpq 16+): a comma list of methods, all negated with `!` or none.
+fn check_require_auth(list: &str) -> Result<(), PlanError> {
+    if list.is_empty() {
+        return Ok(());
+    }
+    const METHODS: &[&str] = &["password", "md5", "gss", "sspi", "scram-sha-256", "none"];
+    let mut seen: Vec<&str> = Vec::new();
+    let mut negated = None;
+    for item in list.split(',') {
+        let (neg, method) = match item.strip_prefix('!') {
+            Some(m) => (true, m),
+            None => (false, item),
+        };
+        match negated {
+            Some(true) if !neg => {
+                return err(format!(
+                    "require_auth method \"{method}\" cannot be mixed with negative methods"
+                ))
+            }
+            Some(false) if neg => {
+                return err(format!(
+                    "negative require_auth method \"{method}\" cannot be mixed with non-negative methods"
+                ))
+            }
+            _ => negated = Some(neg),
+        }
+        if !METHODS.contains(&method) {
+            return err(format!("invalid require_auth value: \"{method}\""));
+        }
+        if seen.contains(&method) {
+            return err(format!(
+                "require_auth method \"{method}\" is specified more than once"
+            ));
+        }
+        seen.push(method);
+    }
+    Ok(())
 }
 
 /// libpq's checks of ssl_min/max_protocol_version, made before it connects: each value is a
@@ -996,6 +1106,34 @@ mod tests {
             e("host=h sslrootcert=system sslmode=require"),
             "weak sslmode \"require\" may not be used with sslrootcert=system (use \"verify-full\")"
         );
+        for (target, message) in [
+            ("host=h gssencmode=bogus", "invalid gssencmode value: \"bogus\""),
+            ("host=h target_session_attrs=bogus", "invalid target_session_attrs value: \"bogus\""),
+            ("host=h load_balance_hosts=bogus", "invalid load_balance_hosts value: \"bogus\""),
+            ("host=h require_auth=bogus", "invalid require_auth value: \"bogus\""),
+            (
+                "host=h require_auth=!password,scram-sha-256",
+                "require_auth method \"scram-sha-256\" cannot be mixed with negative methods",
+            ),
+            (
+                "host=h require_auth=md5,!password",
+                "negative require_auth method \"password\" cannot be mixed with non-negative methods",
+            ),
+            (
+                "host=h require_auth=md5,md5",
+                "require_auth method \"md5\" is specified more than once",
+            ),
+        ] {
+            assert_eq!(e(target), message, "{target}");
+        }
+        for ok in [
+            "host=h require_auth=",
+            "host=h require_auth=scram-sha-256,none",
+            "host=h require_auth=!password,!md5",
+            "host=h target_session_attrs=prefer-standby load_balance_hosts=random gssencmode=disable",
+        ] {
+            assert!(resolve(ok, &FlagSettings::default(), &env(&[])).is_ok(), "{ok}");
+        }
     }
 
     #[test]
@@ -1049,7 +1187,7 @@ mod tests {
             }
         );
         assert_eq!(
-            range("host=h ssl_min_protocol_version= ssl_max_protocol_version=TLSv1").min,
+            range("host=h ssl_min_protocol_version='' ssl_max_protocol_version=TLSv1").min,
             None
         );
         assert!(

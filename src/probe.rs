@@ -402,6 +402,8 @@ pub struct StartupParams<'a> {
     pub user: &'a str,
     pub dbname: &'a str,
     pub application_name: &'a str,
+    /// libpq's `options` (command-line options for the server), sent when set.
+    pub options: Option<&'a str>,
     pub password: Option<&'a Secret>,
     pub allow_cleartext_on_plaintext: bool,
     pub channel_binding: ChannelBindingMode,
@@ -1027,12 +1029,16 @@ fn startup<S: Read + Write + TimedOut>(
     tls_end_point: Option<Vec<u8>>,
     on_tls: bool,
 ) -> StartupOutcome {
-    let message = wire::startup_message(&[
+    let mut startup_params = vec![
         ("user", params.user),
         ("database", params.dbname),
         ("application_name", params.application_name),
         ("client_encoding", "UTF8"),
-    ]);
+    ];
+    if let Some(options) = params.options.filter(|o| !o.is_empty()) {
+        startup_params.push(("options", options));
+    }
+    let message = wire::startup_message(&startup_params);
     let write = |stream: &mut S, bytes: &[u8]| -> Result<(), StartupOutcome> {
         stream
             .write_all(bytes)

@@ -654,3 +654,150 @@ fn hba_lint_reads_ssl_ca_file_from_an_included_file_as_the_server_does() {
     );
     assert!(lint.stdout.contains("hba_cert_needs_ca"), "{}", lint.stdout);
 }
+
+// ---- the rest of libpq's keywords -----------------------------------------------------------
+
+/// A peer that answers the SSLRequest with 'S' and keeps the ClientHello bytes it receives.
+fn client_hello_recorder() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(8) {
+            let Ok(mut tcp) = stream else { return };
+            let _ = tcp.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let mut request = [0u8; 8];
+            if tcp.read_exact(&mut request).is_err() || request[4..] != [0x04, 0xd2, 0x16, 0x2f] {
+                continue;
+            }
+            let _ = tcp.write_all(b"S");
+            let mut hello = vec![0u8; 4096];
+            let n = tcp.read(&mut hello).unwrap_or(0);
+            keep.lock().unwrap().extend_from_slice(&hello[..n]);
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn sslsni_puts_the_host_name_in_the_client_hello_unless_it_is_0() {
+    let home = tempfile::tempdir().unwrap();
+    for (sni, expect) in [("1", true), ("0", false)] {
+        let (port, seen) = client_hello_recorder();
+        let target = format!("host=localhost port={port} user=alice sslmode=require sslsni={sni}");
+        let run = run_doctor(&[&target, "--timeout", "5"], home.path(), None, &[]);
+        assert_ne!(run.code, 0, "{}", run.stdout);
+        let hello = seen.lock().unwrap().clone();
+        assert!(!hello.is_empty(), "no ClientHello arrived");
+        let has_name = hello.windows(9).any(|w| w == b"localhost");
+        assert_eq!(has_name, expect, "sslsni={sni}");
+    }
+}
+
+#[test]
+fn options_are_sent_in_the_startup_message_as_libpq_sends_them() {
+    let (_ca, lab) = good_lab("");
+    // The server refuses an unknown parameter in options: every mode fails, as with psql.
+    let target = lab.target("alice", "app", "options='-c no_such_parameter=1'");
+    let run = lab.diagnose(&target, "verify-full");
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(run.stdout.contains("no_such_parameter"), "{}", run.stdout);
+    // A good one is applied: the session works at every mode.
+    let target = lab.target("alice", "app", "options='-c statement_timeout=5s'");
+    let run = lab.diagnose(&target, "verify-full");
+    assert_eq!(run.code, 0, "{}", run.stdout);
+}
+
+#[test]
+fn settings_the_doctor_does_not_emulate_are_named_in_the_report() {
+    let home = tempfile::tempdir().unwrap();
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 6] = [
+        (
+            "host=127.0.0.1 port=1 target_session_attrs=read-only",
+            &[],
+            "target_session_attrs",
+        ),
+        (
+            "host=127.0.0.1,127.0.0.2 port=1 load_balance_hosts=random",
+            &[],
+            "load_balance_hosts",
+        ),
+        (
+            "host=127.0.0.1 port=1 require_auth=scram-sha-256",
+            &[],
+            "require_auth",
+        ),
+        (
+            "host=127.0.0.1 port=1 replication=database",
+            &[],
+            "replication",
+        ),
+        ("host=/tmp port=1 requirepeer=postgres", &[], "requirepeer"),
+        (
+            "host=127.0.0.1 port=1",
+            &[("KRB5CCNAME", "FILE:/tmp/some-cache")],
+            "gssencmode",
+        ),
+    ];
+    for (target, env, keyword) in cases {
+        let run = run_doctor(&[target, "--format", "json"], home.path(), None, env);
+        let f = run.json["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["code"] == "setting_not_emulated")
+            .unwrap_or_else(|| panic!("{target}: no setting_not_emulated: {}", run.stdout));
+        assert_eq!(f["severity"], "warning");
+        assert_eq!(f["evidence"]["keyword"], keyword, "{f}");
+        assert!(f["evidence"]["why"].as_str().unwrap().len() > 20, "{f}");
+    }
+    // Defaults, and settings with no effect, carry no such finding.
+    for target in [
+        "host=127.0.0.1 port=1 target_session_attrs=any load_balance_hosts=disable",
+        "host=127.0.0.1 port=1 requirepeer=postgres sslcompression=1 keepalives=0",
+    ] {
+        let run = run_doctor(&[target, "--format", "json"], home.path(), None, &[]);
+        assert!(
+            run.finding("setting_not_emulated").is_none(),
+            "{target}: {}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn gssencmode_require_without_a_credential_cache_fails_before_connecting() {
+    let home = tempfile::tempdir().unwrap();
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    assert!(
+        !Path::new(&format!("/tmp/krb5cc_{uid}")).exists(),
+        "this machine has a Kerberos credential cache"
+    );
+    let target = "host=127.0.0.1 port=1 gssencmode=require";
+    let run = run_doctor(
+        &[target],
+        home.path(),
+        None,
+        &[("KRB5_CONFIG", "/nonexistent")],
+    );
+    assert_eq!(run.code, 3, "{}{}", run.stdout, run.stderr);
+    let message = "GSSAPI encryption required but no credential cache";
+    assert!(run.stderr.contains(message), "{}", run.stderr);
+    let psql17 = support::pg::pg17_bin_dir().join("psql");
+    let real = support::psql::run_psql_env(
+        &psql17,
+        target,
+        home.path(),
+        None,
+        &[("KRB5_CONFIG", "/nonexistent")],
+    );
+    assert!(
+        !real.ok && real.stderr.contains(message),
+        "psql 17: {}",
+        real.stderr
+    );
+}
