@@ -103,7 +103,7 @@ fn client_fix(code: &str, path: &std::path::Path) -> String {
             path.display()
         ),
         "client_key_encrypted" => format!(
-            "give the passphrase with sslpassword=... (conninfo or --sslpassword; libpq reads no environment variable for it), or store the key decrypted: `openssl pkey -in {0} -out {0}.plain && chmod 0600 {0}.plain`",
+            "give the passphrase as sslpassword=... in a service file (~/.pg_service.conf, chmod 0600; then service=NAME) rather than on the command line, where `ps` shows it (libpq reads no environment variable for it); or store the key decrypted: `openssl pkey -in {0} -out {0}.plain && chmod 0600 {0}.plain`",
             path.display()
         ),
         "client_key_mismatch" => "give the key that belongs to the certificate; compare `openssl x509 -in CERT -noout -pubkey` with `openssl pkey -in KEY -pubout`".into(),
@@ -177,6 +177,7 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Report {
                 user: &plan.user,
                 dbname: &plan.dbname,
                 password_source: password_source(plan),
+                password_unknown: plan.password_unknown.as_deref(),
                 hba: hba_context.as_ref(),
                 server_log: log_reasons.as_ref(),
                 negotiation: plan.negotiation,
@@ -336,6 +337,7 @@ fn probe_host(
                 user: &plan.user,
                 dbname: &plan.dbname,
                 password_source: password_source(plan),
+                password_unknown: plan.password_unknown.as_deref(),
                 hba: options.hba.as_ref(),
                 server_log: None,
                 negotiation: plan.negotiation,

@@ -26,7 +26,7 @@ EXIT STATUS:
   0  the connection as requested works and no finding is an error
   1  at least one error finding (the requested sslmode fails or cannot be confirmed)
   2  no reply recognisably from PostgreSQL (refused, unresolvable, timeout, not PostgreSQL)
-  3  usage error, or a file only the doctor reads is unreadable";
+  3  usage error, a file only the doctor reads is unreadable, or the output could not be written";
 
 /// Tells exactly why a PostgreSQL TLS connection fails, and proves it works when it does.
 #[derive(Debug, Parser)]
@@ -36,7 +36,7 @@ pub struct Cli {
     pub command: Option<Command>,
 
     /// host[:port], URI or conninfo string (libpq defaults when absent)
-    pub target: Option<String>,
+    pub target: Option<std::ffi::OsString>,
 
     /// A file of targets, one per line: each is diagnosed (JSON: one report per line)
     #[arg(long)]

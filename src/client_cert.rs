@@ -336,7 +336,8 @@ fn looks_like_encrypted_pkcs8_der(bytes: &[u8]) -> bool {
 
 /// PEM (PKCS#8, PKCS#1, SEC1, encrypted PKCS#8, legacy Proc-Type), then DER, as libpq tries them.
 fn parse_private_key(bytes: &[u8], password: Option<&Secret>) -> Result<PKey<Private>, String> {
-    let pass = password.map(|p| p.expose().as_bytes()).unwrap_or_default();
+    let pass = password.map(|p| p.bytes()).unwrap_or_default();
+    let pass = pass.as_slice();
     if String::from_utf8_lossy(bytes).contains("-----BEGIN") {
         return PKey::private_key_from_pem_passphrase(bytes, pass)
             .map_err(|_| "unsupported".to_string());

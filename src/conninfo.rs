@@ -195,8 +195,14 @@ fn percent_decode(input: &str, whole: &str) -> Result<String, ConninfoError> {
             i += 1;
         }
     }
-    String::from_utf8(out)
-        .map_err(|_| ConninfoError(format!("invalid percent-encoded token: \"{whole}\"")))
+    // libpq keeps the bytes as they are: a %FC in a password is the byte 0xFC.
+    Ok(crate::untrusted::decode(&out))
+}
+
+/// Whether a query key, once percent-decoded as libpq decodes it, names a secret.
+fn is_secret_key(raw_key: &str) -> bool {
+    let decoded = percent_decode(raw_key, "").unwrap_or_else(|_| raw_key.to_string());
+    SECRET_KEYWORDS.contains(&decoded.as_str())
 }
 
 /// libpq's `conninfo_uri_parse_options`.
@@ -206,7 +212,7 @@ pub fn parse_uri(raw: &str) -> Result<Vec<(String, String)>, ConninfoError> {
     let uri = shown.as_str();
     let rest = raw
         .strip_prefix("postgresql://")
-        .or_else(|| uri.strip_prefix("postgres://"))
+        .or_else(|| raw.strip_prefix("postgres://"))
         .ok_or_else(|| ConninfoError(format!("invalid URI: \"{uri}\"")))?;
     let mut out: Vec<(String, String)> = Vec::new();
 
@@ -280,7 +286,8 @@ pub fn parse_uri(raw: &str) -> Result<Vec<(String, String)>, ConninfoError> {
                         )))
                     }
                 };
-                (host.to_string(), port)
+                // libpq decodes the bracketed address too: `[fe80::1%25eth0]` has zone eth0.
+                (percent_decode(host, uri)?, port)
             } else {
                 match entry.split_once(':') {
                     Some((h, p)) => (percent_decode(h, uri)?, p),
@@ -342,12 +349,19 @@ pub fn redact_uri(uri: &str) -> String {
             }
         }
     }
-    static PARAMS: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    // A constant pattern: compiling it cannot fail.
-    let params = PARAMS.get_or_init(|| {
-        regex::Regex::new(r"(?P<k>[?&](?:ssl)?password)=[^&]*").expect("constant regex")
-    });
-    params.replace_all(&out, "$k=<redacted>").into_owned()
+    // Query parameters whose key decodes to a secret keyword (`%70assword` is `password`).
+    let Some(query_start) = out.find('?') else {
+        return out;
+    };
+    let (head, query) = out.split_at(query_start + 1);
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if is_secret_key(key) => format!("{key}=<redacted>"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{head}{}", pairs.join("&"))
 }
 
 /// `host`, `host:port`, `[v6]`, `[v6]:port`, or a bare IPv6 address.
@@ -488,6 +502,22 @@ mod tests {
             .0;
         assert!(!e.contains("hunter2") && !e.contains("k3y"), "{e}");
         assert!(e.contains("bob:<redacted>@"), "{e}");
+        // A percent-encoded key is still a password, and postgres:// is still a URI.
+        let e = parse_uri("postgresql://u@h/db?%70assword=SECRET&%73slpassword=K3Y&%zz=1")
+            .unwrap_err()
+            .0;
+        assert!(!e.contains("SECRET") && !e.contains("K3Y"), "{e}");
+        assert_eq!(
+            parse_uri("postgres://u:pw%21@h/db").unwrap(),
+            vec![
+                ("user".into(), "u".into()),
+                ("password".into(), "pw!".into()),
+                ("host".into(), "h".into()),
+                ("dbname".into(), "db".into())
+            ]
+        );
+        let raw = parse_uri("postgresql://u:Gr%FCn@h/").unwrap();
+        assert_eq!(crate::untrusted::encode(&raw[1].1), b"Gr\xfcn");
     }
 
     #[test]

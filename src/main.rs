@@ -11,6 +11,14 @@ use pgtls_doctor::plan::{self, Environment, FlagSettings};
 use pgtls_doctor::render;
 use pgtls_doctor::report::exit;
 
+/// eprintln! for messages that quote what the user or a file gave: control characters are
+/// escaped, so a hostile targets file cannot rewrite the terminal.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        eprintln!("{}", pgtls_doctor::untrusted::for_terminal(&format!($($arg)*)))
+    };
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -21,7 +29,14 @@ fn main() -> ExitCode {
                 }
                 _ => exit::USAGE,
             };
-            let _ = e.print();
+            // Help goes to stdout: a full disk or closed pipe there is an error, not success.
+            let printed = e.print().and_then(|_| std::io::stdout().flush());
+            if let Err(err) = printed {
+                if err.kind() != std::io::ErrorKind::BrokenPipe {
+                    say!("pgtls-doctor: could not write the output: {err}");
+                    return ExitCode::from(exit::USAGE);
+                }
+            }
             return ExitCode::from(code);
         }
     };
@@ -56,15 +71,9 @@ fn main() -> ExitCode {
     }
 
     if let Some(log) = &cli.server_log {
-        let readable = std::fs::metadata(log).and_then(|m| {
-            if m.is_file() {
-                std::fs::File::open(log).map(|_| ())
-            } else {
-                Err(std::io::Error::other("not a regular file"))
-            }
-        });
+        let readable = pgtls_doctor::files::open_regular(log).map(|_| ());
         if let Err(e) = readable {
-            eprintln!(
+            say!(
                 "pgtls-doctor: could not read server log \"{}\": {e}",
                 log.display()
             );
@@ -74,7 +83,7 @@ fn main() -> ExitCode {
     let hba_context = match load_hba_context(&cli) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("pgtls-doctor: {e}");
+            say!("pgtls-doctor: {e}");
             return ExitCode::from(exit::USAGE);
         }
     };
@@ -104,7 +113,7 @@ fn main() -> ExitCode {
     // --targets FILE: one target per line (blank lines and # comments skipped).
     let targets: Vec<String> = match &cli.targets {
         Some(_) if cli.target.is_some() => {
-            eprintln!("pgtls-doctor: give TARGET or --targets, not both");
+            say!("pgtls-doctor: give TARGET or --targets, not both");
             return ExitCode::from(exit::USAGE);
         }
         Some(file) => match plan::read_small_text(file) {
@@ -115,17 +124,20 @@ fn main() -> ExitCode {
                 .map(String::from)
                 .collect(),
             Err(e) => {
-                eprintln!(
+                say!(
                     "pgtls-doctor: could not read targets file \"{}\": {e}",
                     file.display()
                 );
                 return ExitCode::from(exit::USAGE);
             }
         },
-        None => vec![cli.target.clone().unwrap_or_default()],
+        // Bytes that are not UTF-8 are kept: libpq sends a Latin-1 password as it was given.
+        None => vec![pgtls_doctor::untrusted::decode_os(
+            cli.target.as_deref().unwrap_or_default(),
+        )],
     };
     if targets.is_empty() {
-        eprintln!("pgtls-doctor: the targets file names no target");
+        say!("pgtls-doctor: the targets file names no target");
         return ExitCode::from(exit::USAGE);
     }
     let mut plans = Vec::new();
@@ -135,9 +147,9 @@ fn main() -> ExitCode {
             Err(e) => {
                 match &cli.targets {
                     Some(file) => {
-                        eprintln!("pgtls-doctor: {}, line {}: {e}", file.display(), i + 1)
+                        say!("pgtls-doctor: {}, line {}: {e}", file.display(), i + 1)
                     }
-                    None => eprintln!("pgtls-doctor: {e}"),
+                    None => say!("pgtls-doctor: {e}"),
                 }
                 return ExitCode::from(exit::USAGE);
             }
@@ -146,7 +158,7 @@ fn main() -> ExitCode {
     let admin = match &cli.admin {
         None => None,
         Some(_) if cli.hba.is_some() => {
-            eprintln!(
+            say!(
                 "pgtls-doctor: --admin and --hba are two sources of the same rules; give one"
             );
             return ExitCode::from(exit::USAGE);
@@ -154,14 +166,14 @@ fn main() -> ExitCode {
         Some(conninfo) => match plan::resolve(conninfo, &FlagSettings::default(), &env) {
             Ok(p) => Some(p),
             Err(e) => {
-                eprintln!("pgtls-doctor: --admin: {e}");
+                say!("pgtls-doctor: --admin: {e}");
                 return ExitCode::from(exit::USAGE);
             }
         },
     };
-    if !(cli.timeout > 0.0 && cli.timeout.is_finite()) {
-        eprintln!(
-            "pgtls-doctor: invalid --timeout value \"{}\": must be a positive number of seconds",
+    if !(cli.timeout > 0.0 && cli.timeout <= MAX_TIMEOUT_SECS) {
+        say!(
+            "pgtls-doctor: invalid --timeout value \"{}\": must be a number of seconds above 0 and at most {MAX_TIMEOUT_SECS}",
             cli.timeout
         );
         return ExitCode::from(exit::USAGE);
@@ -184,6 +196,7 @@ fn main() -> ExitCode {
     // Several targets: one report each (JSON: one object per line); the worst exit status,
     // 2 before 1 before 0, is the run's.
     let mut worst = exit::OK;
+    let mut write_failed = false;
     let mut stdout = std::io::stdout().lock();
     for (i, plan) in plans.iter().enumerate() {
         let report = app::run(plan, &options);
@@ -197,17 +210,26 @@ fn main() -> ExitCode {
                 render::text(&report, &mut stdout)
             }
         };
-        let _ = stdout.flush();
+        // The verdict counts whether or not anyone reads it: a CI job piping into `head`
+        // must still fail on a broken database.
+        worst = worst_exit(worst, report.verdict.exit_code);
+        let written = written.and_then(|_| stdout.flush());
         if let Err(e) = written {
             if e.kind() == std::io::ErrorKind::BrokenPipe {
                 break;
             }
-            eprintln!("pgtls-doctor: could not write the report: {e}");
+            say!("pgtls-doctor: could not write the report: {e}");
+            write_failed = true;
         }
-        worst = worst_exit(worst, report.verdict.exit_code);
+    }
+    if write_failed {
+        return ExitCode::from(exit::USAGE);
     }
     ExitCode::from(worst)
 }
+
+/// The longest --timeout: a day. Larger values are refused, never turned into a panic.
+const MAX_TIMEOUT_SECS: f64 = 86_400.0;
 
 fn worst_exit(a: u8, b: u8) -> u8 {
     let rank = |c: u8| match c {
@@ -255,7 +277,7 @@ fn lint(
     let (hba_file, ident_file, conf) = match loaded {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("pgtls-doctor: {e}");
+            say!("pgtls-doctor: {e}");
             return ExitCode::from(exit::USAGE);
         }
     };
@@ -263,9 +285,16 @@ fn lint(
     let report =
         pgtls_doctor::report::lint_report(file, pg_version, hba_file.rules.len(), &findings);
     let mut stdout = std::io::stdout().lock();
-    let _ = match format {
+    let written = match format {
         Format::Json => render::lint_json(&report, &mut stdout),
         Format::Text => render::lint_text(&report, &mut stdout),
-    };
-    ExitCode::from(report.exit_code)
+    }
+    .and_then(|_| stdout.flush());
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            say!("pgtls-doctor: could not write the output: {e}");
+            ExitCode::from(exit::USAGE)
+        }
+        _ => ExitCode::from(report.exit_code),
+    }
 }

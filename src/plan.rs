@@ -56,8 +56,17 @@ pub struct Environment {
 }
 
 impl Environment {
+    /// The process environment, read as OS strings: a value that is not UTF-8 (a Latin-1
+    /// PGPASSWORD) keeps its bytes, and no variable can make the doctor panic.
     pub fn capture() -> Self {
-        let vars: BTreeMap<String, String> = std::env::vars().collect();
+        let vars: BTreeMap<String, String> = std::env::vars_os()
+            .map(|(k, v)| {
+                (
+                    crate::untrusted::decode_os(&k),
+                    crate::untrusted::decode_os(&v),
+                )
+            })
+            .collect();
         let (pw_home, pw_user) = passwd_entry();
         let home = vars
             .get("HOME")
@@ -156,6 +165,8 @@ impl FlagSettings {
 pub struct Endpoint {
     pub host: String,
     pub hostaddr: Option<IpAddr>,
+    /// The IPv6 zone of hostaddr (`fe80::1%eth0`), as an interface index; 0 for none.
+    pub scope_id: u32,
     pub port: u16,
 }
 
@@ -274,6 +285,11 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// The exact bytes libpq would send (a secret that was not UTF-8 stays as it was).
+    pub fn bytes(&self) -> Vec<u8> {
+        crate::untrusted::encode(&self.0)
+    }
 }
 
 impl std::fmt::Debug for Secret {
@@ -319,6 +335,9 @@ pub struct Plan {
     pub settings: BTreeMap<String, Setting>,
     /// Things libpq would say while resolving (for example an ignored passfile).
     pub notes: Vec<String>,
+    /// The passfile libpq would read could not be read here: why (cells needing a password
+    /// are then undetermined).
+    pub password_unknown: Option<String>,
 }
 
 /// A usage error: the wording follows libpq's where libpq has one.
@@ -330,6 +349,10 @@ fn err<T>(msg: impl Into<String>) -> Result<T, PlanError> {
 
 /// Resolves the target and flags against the environment into a [`Plan`].
 pub fn resolve(target: &str, flags: &FlagSettings, env: &Environment) -> Result<Plan, PlanError> {
+    // A key pasted as the target must not come back quoted in an error message.
+    if crate::files::holds_private_key(target.as_bytes()) {
+        return err("the target holds a private key (-----BEGIN ... PRIVATE KEY-----), not a connection string; it is not shown");
+    }
     let mut settings: BTreeMap<String, Setting> = BTreeMap::new();
     let (syntax, pairs) = conninfo::parse_target(target)?;
     for (key, value) in pairs {
@@ -481,7 +504,8 @@ pub fn resolve(target: &str, flags: &FlagSettings, env: &Environment) -> Result<
     let connect_timeout = match get(&settings, "connect_timeout") {
         None => None,
         Some(v) => {
-            let secs: i64 = v.trim().parse().map_err(|_| {
+            // libpq's parse_int_param: a C int, so anything beyond 2^31-1 is invalid.
+            let secs: i32 = v.trim().parse().map_err(|_| {
                 ConninfoError(format!(
                     "invalid integer value \"{v}\" for connection option \"connect_timeout\""
                 ))
@@ -562,6 +586,7 @@ pub fn resolve(target: &str, flags: &FlagSettings, env: &Environment) -> Result<
         .unwrap_or_else(|| "pgtls-doctor".into());
 
     let mut notes = Vec::new();
+    let mut password_unknown = None;
     let passfile = get(&settings, "passfile")
         .map(PathBuf::from)
         .or_else(|| env.home.as_ref().map(|h| h.join(".pgpass")));
@@ -586,7 +611,11 @@ pub fn resolve(target: &str, flags: &FlagSettings, env: &Environment) -> Result<
                     password = Some((Secret(pw), Source::Passfile(file.clone())));
                 }
                 Ok(None) => {}
-                Err(note) => notes.push(note),
+                Err(PassfileProblem::LibpqIgnores(note)) => notes.push(note),
+                Err(PassfileProblem::Unread(why)) => {
+                    notes.push(why.clone());
+                    password_unknown = Some(why);
+                }
             }
         }
     }
@@ -632,6 +661,7 @@ pub fn resolve(target: &str, flags: &FlagSettings, env: &Environment) -> Result<
         gss_cache,
         settings,
         notes,
+        password_unknown,
     })
 }
 
@@ -768,6 +798,29 @@ fn protocol_range(settings: &BTreeMap<String, Setting>) -> Result<ProtocolRange,
     Ok(ProtocolRange { min, max })
 }
 
+/// A numeric address as getaddrinfo(AI_NUMERICHOST) takes it, IPv6 zone included
+/// (`fe80::1%eth0` or `fe80::1%2`).
+fn parse_hostaddr(text: &str) -> Result<(IpAddr, u32), PlanError> {
+    let bad = || ConninfoError(format!("could not parse network address \"{text}\""));
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok((ip, 0));
+    }
+    let (addr, zone) = text.split_once('%').ok_or_else(bad)?;
+    let ip: std::net::Ipv6Addr = addr.parse().map_err(|_| bad())?;
+    let scope = match zone.parse::<u32>() {
+        Ok(n) => n,
+        Err(_) => {
+            let name = std::ffi::CString::new(zone).map_err(|_| bad())?;
+            // SAFETY: a valid NUL-terminated string; if_nametoindex only reads it.
+            unsafe { libc::if_nametoindex(name.as_ptr()) }
+        }
+    };
+    if scope == 0 {
+        return Err(bad());
+    }
+    Ok((IpAddr::V6(ip), scope))
+}
+
 fn endpoints(settings: &BTreeMap<String, Setting>) -> Result<Vec<Endpoint>, PlanError> {
     let split = |key: &str| -> Vec<String> {
         settings
@@ -801,17 +854,16 @@ fn endpoints(settings: &BTreeMap<String, Setting>) -> Result<Vec<Endpoint>, Plan
     let hostaddr_given = !hostaddrs.iter().all(String::is_empty);
     let mut out = Vec::with_capacity(count);
     for i in 0..count {
-        let hostaddr = if hostaddr_given {
+        let (hostaddr, scope_id) = if hostaddr_given {
             let text = hostaddrs.get(i).cloned().unwrap_or_default();
             if text.is_empty() {
-                None
+                (None, 0)
             } else {
-                Some(text.parse::<IpAddr>().map_err(|_| {
-                    ConninfoError(format!("could not parse network address \"{text}\""))
-                })?)
+                let (ip, scope) = parse_hostaddr(&text)?;
+                (Some(ip), scope)
             }
         } else {
-            None
+            (None, 0)
         };
         let host = match (hosts.get(i), hostaddr) {
             // With hostaddr, a defaulted host does not name the server.
@@ -822,6 +874,8 @@ fn endpoints(settings: &BTreeMap<String, Setting>) -> Result<Vec<Endpoint>, Plan
             {
                 String::new()
             }
+            // An empty entry of a host list is libpq's default: the Unix socket directory.
+            (Some(h), None) if h.is_empty() => DEFAULT_SOCKET_DIR.to_string(),
             (Some(h), _) => h.clone(),
             (None, _) => String::new(),
         };
@@ -843,6 +897,7 @@ fn endpoints(settings: &BTreeMap<String, Setting>) -> Result<Vec<Endpoint>, Plan
         out.push(Endpoint {
             host,
             hostaddr,
+            scope_id,
             port,
         });
     }
@@ -928,64 +983,51 @@ fn read_service(
     err(format!("definition of service \"{service}\" not found"))
 }
 
-/// Reads a configuration file of at most 1 MiB.
+/// Reads a configuration file of at most 1 MiB, byte for byte (see `files::read_text`).
 pub fn read_small_text(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let meta = std::fs::metadata(path)?;
-    if meta.is_dir() {
-        return Err(std::io::Error::other("is a directory"));
-    }
-    // Devices and FIFOs (an `@/dev/stdin` in pg_hba.conf) would block or never end.
-    if !meta.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    if meta.len() > 1 << 20 {
-        return Err(std::io::Error::other(format!(
-            "{} bytes is too large for a configuration file (the limit is 1 MiB)",
-            meta.len()
-        )));
-    }
-    let mut text = String::new();
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(1 << 20)
-        .read_to_end(&mut bytes)?;
-    if bytes.contains(&0) {
-        return Err(std::io::Error::other(
-            "binary data (a NUL byte): not a text configuration file",
-        ));
-    }
-    text.push_str(&String::from_utf8_lossy(&bytes));
-    Ok(text)
+    crate::files::read_text(path)
 }
 
 /// libpq's `passwordFromFile`: the first matching `host:port:db:user:password` line.
 /// An Err is a note libpq would print (the file is then ignored).
+/// Why a passfile gave no password.
+enum PassfileProblem {
+    /// libpq ignores the file too, with this warning: no password, determined.
+    LibpqIgnores(String),
+    /// The doctor could not read a file libpq would read: whether a password is there is unknown.
+    Unread(String),
+}
+
 fn password_from_file(
     file: &Path,
     host: &str,
     port: u16,
     dbname: &str,
     user: &str,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, PassfileProblem> {
     use std::os::unix::fs::PermissionsExt;
     let meta = match std::fs::metadata(file) {
         Ok(m) => m,
         Err(_) => return Ok(None),
     };
     if !meta.is_file() {
-        return Err(format!(
+        return Err(PassfileProblem::LibpqIgnores(format!(
             "password file \"{}\" is not a plain file",
             file.display()
-        ));
+        )));
     }
     if meta.permissions().mode() & 0o077 != 0 {
-        return Err(format!(
+        return Err(PassfileProblem::LibpqIgnores(format!(
             "password file \"{}\" has group or world access; permissions should be u=rw (0600) or less",
             file.display()
-        ));
+        )));
     }
-    let text = read_small_text(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let text = read_small_text(file).map_err(|e| {
+        PassfileProblem::Unread(format!(
+            "the doctor could not read password file \"{}\" ({e}); libpq would, so whether it holds a password is not known",
+            file.display()
+        ))
+    })?;
     let port = port.to_string();
     for line in text.lines() {
         if line.starts_with('#') || line.is_empty() {

@@ -62,7 +62,10 @@ impl Link {
     }
 
     fn begin_step(&mut self) {
-        self.step_deadline = self.deadlines.step.map(|d| Instant::now() + d);
+        self.step_deadline = self
+            .deadlines
+            .step
+            .and_then(|d| Instant::now().checked_add(d));
     }
 
     fn deadline(&self) -> (Instant, TimeoutKind) {
@@ -158,10 +161,66 @@ pub enum ConnectFailure {
         kind: TimeoutKind,
         addrs: Vec<SocketAddr>,
     },
+    /// The resolver did not answer within the deadline (a silent DNS server).
+    ResolveTimeout {
+        host: String,
+        kind: TimeoutKind,
+    },
     Socket {
         path: String,
         reason: String,
     },
+}
+
+/// How long the next network step may take, and which deadline that is.
+fn step_limit(deadlines: Deadlines) -> (Duration, TimeoutKind) {
+    let now = Instant::now();
+    match deadlines.step {
+        Some(step) if now.checked_add(step).is_some_and(|end| end < deadlines.overall) => {
+            (step, TimeoutKind::Step)
+        }
+        _ => (
+            deadlines.overall.saturating_duration_since(now),
+            TimeoutKind::Overall,
+        ),
+    }
+}
+
+/// getaddrinfo under the deadline: it blocks for as long as the resolver is silent, so it
+/// runs on its own thread, and the probe stops waiting when the step's time is up.
+fn resolve_within(
+    host: &str,
+    port: u16,
+    deadlines: Deadlines,
+) -> Result<Vec<SocketAddr>, ConnectFailure> {
+    let (limit, kind) = step_limit(deadlines);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let name = host.to_string();
+    let spawned = std::thread::Builder::new()
+        .name("resolve".into())
+        .spawn(move || {
+            let result = (name.as_str(), port)
+                .to_socket_addrs()
+                .map(|a| a.collect::<Vec<_>>());
+            let _ = tx.send(result);
+        });
+    if let Err(e) = spawned {
+        return Err(ConnectFailure::Resolve {
+            host: host.to_string(),
+            reason: format!("could not start the resolver: {e}"),
+        });
+    }
+    match rx.recv_timeout(limit) {
+        Ok(Ok(addrs)) => Ok(addrs),
+        Ok(Err(e)) => Err(ConnectFailure::Resolve {
+            host: host.to_string(),
+            reason: e.to_string(),
+        }),
+        Err(_) => Err(ConnectFailure::ResolveTimeout {
+            host: host.to_string(),
+            kind,
+        }),
+    }
 }
 
 /// Opens the connection libpq would open: each resolved address in turn, TCP_NODELAY set.
@@ -189,26 +248,16 @@ pub fn connect(
             });
     }
     let addrs: Vec<SocketAddr> = match endpoint.hostaddr {
+        Some(std::net::IpAddr::V6(ip)) if endpoint.scope_id != 0 => vec![SocketAddr::V6(
+            std::net::SocketAddrV6::new(ip, endpoint.port, 0, endpoint.scope_id),
+        )],
         Some(ip) => vec![SocketAddr::new(ip, endpoint.port)],
-        None => (endpoint.host.as_str(), endpoint.port)
-            .to_socket_addrs()
-            .map_err(|e| ConnectFailure::Resolve {
-                host: endpoint.host.clone(),
-                reason: e.to_string(),
-            })?
-            .collect(),
+        None => resolve_within(&endpoint.host, endpoint.port, deadlines)?,
     };
     let mut last_error = String::from("no addresses");
     let mut timed_out = None;
     for addr in &addrs {
-        let now = Instant::now();
-        let (limit, kind) = match deadlines.step {
-            Some(step) if now + step < deadlines.overall => (step, TimeoutKind::Step),
-            _ => (
-                deadlines.overall.saturating_duration_since(now),
-                TimeoutKind::Overall,
-            ),
-        };
+        let (limit, kind) = step_limit(deadlines);
         if limit.is_zero() {
             timed_out = Some(TimeoutKind::Overall);
             break;
@@ -338,6 +387,8 @@ pub enum StartupOutcome {
         channel_binding_used: bool,
         /// The result of `StartupParams::extra_query`, when one was asked.
         query: Option<QueryResult>,
+        /// The pg_stat_ssl query was answered with a flood of rows or errors.
+        flood: Option<Flood>,
     },
     /// libpq's channel_binding=require refused to continue (its reason).
     ChannelBinding(String),
@@ -365,7 +416,24 @@ pub enum StartupOutcome {
     UnsupportedAuth {
         method: String,
     },
+    /// More messages than any real server sends before the session is ready (a hostile peer
+    /// keeping the client busy); the doctor stopped reading.
+    Flood(Flood),
 }
+
+/// A flood of messages: what kind, and how many arrived before the doctor stopped counting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flood {
+    pub what: String,
+    pub count: usize,
+}
+
+/// PBKDF2 runs on the probe's thread, outside any socket deadline: a hostile server must not
+/// be able to buy minutes of CPU with one number.
+const MAX_SCRAM_ITERATIONS: u32 = 10_000_000;
+
+/// A real server sends about fifteen ParameterStatus messages and a few notices at startup.
+pub const MAX_STARTUP_CHATTER: usize = 1_000;
 
 /// Everything seen on the TLS connection.
 #[derive(Debug, Clone, Default)]
@@ -1054,11 +1122,24 @@ fn startup<S: Read + Write + TimedOut>(
     let mut scram: Option<ScramSha256> = None;
     let mut binding_used = false;
     let mut server_version = None;
+    let mut chatter = 0usize;
     loop {
         let msg = match reader.next(stream) {
             Ok(m) => m,
             Err(f) => return failure_outcome(stream, f),
         };
+        if matches!(
+            msg,
+            BackendMessage::ParameterStatus { .. } | BackendMessage::Notice(_) | BackendMessage::Other(_)
+        ) {
+            chatter += 1;
+            if chatter > MAX_STARTUP_CHATTER {
+                return StartupOutcome::Flood(Flood {
+                    what: "ParameterStatus, NoticeResponse or unknown messages before the session was ready".into(),
+                    count: chatter,
+                });
+            }
+        }
         match msg {
             BackendMessage::Error(fields) => {
                 return StartupOutcome::ServerError {
@@ -1108,12 +1189,12 @@ fn startup<S: Read + Write + TimedOut>(
                             )
                         }
                         AuthRequest::Cleartext => {
-                            wire::password_message(password.expose().as_bytes())
+                            wire::password_message(&password.bytes())
                         }
                         AuthRequest::Md5 { salt } => {
                             let hash = postgres_protocol::authentication::md5_hash(
                                 params.user.as_bytes(),
-                                password.expose().as_bytes(),
+                                &password.bytes(),
                                 *salt,
                             );
                             wire::password_message(hash.as_bytes())
@@ -1146,7 +1227,7 @@ fn startup<S: Read + Write + TimedOut>(
                                     method: format!("SASL ({})", mechanisms.join(", ")),
                                 };
                             }
-                            let s = ScramSha256::new(password.expose().as_bytes(), binding);
+                            let s = ScramSha256::new(&password.bytes(), binding);
                             let bytes = wire::sasl_initial_response(mechanism, s.message());
                             scram = Some(s);
                             bytes
@@ -1162,6 +1243,20 @@ fn startup<S: Read + Write + TimedOut>(
                     let Some(s) = scram.as_mut() else {
                         return StartupOutcome::Protocol("SASLContinue without SASL".into());
                     };
+                    match wire::scram_iterations(&data) {
+                        Some(i) if i > MAX_SCRAM_ITERATIONS => {
+                            return StartupOutcome::Protocol(format!(
+                                "the server demands {i} SCRAM iterations; the doctor stops at {MAX_SCRAM_ITERATIONS} to keep its deadline (PostgreSQL's default scram_iterations is 4096)"
+                            ))
+                        }
+                        Some(_) => {}
+                        // libpq: iterations must be a positive integer.
+                        None => {
+                            return StartupOutcome::Protocol(
+                                "malformed SCRAM message (invalid iteration count)".into(),
+                            )
+                        }
+                    }
                     if s.update(&data).is_err() {
                         return StartupOutcome::Protocol(
                             "invalid SCRAM server-first message".into(),
@@ -1191,14 +1286,14 @@ fn startup<S: Read + Write + TimedOut>(
                 server_version = Some(value);
             }
             BackendMessage::ReadyForQuery => {
-                let server_ssl = if on_tls {
+                let (server_ssl, flood) = if on_tls {
                     query_ssl_view(stream, &mut reader)
                 } else {
-                    None
+                    (None, None)
                 };
                 let query = params
                     .extra_query
-                    .and_then(|sql| run_query(stream, &mut reader, sql));
+                    .and_then(|sql| run_query(stream, &mut reader, sql, ADMIN_LIMITS));
                 let _ = stream.write_all(&wire::terminate());
                 let _ = stream.flush();
                 return StartupOutcome::Session {
@@ -1207,6 +1302,7 @@ fn startup<S: Read + Write + TimedOut>(
                     server_ssl,
                     channel_binding_used: binding_used,
                     query,
+                    flood,
                 };
             }
             _ => {}
@@ -1214,50 +1310,124 @@ fn startup<S: Read + Write + TimedOut>(
     }
 }
 
-/// The rows and errors of a simple query (several statements allowed).
+/// The rows and errors of a simple query (several statements allowed), as far as they are
+/// kept: what a hostile server sends beyond the limits is counted, not held.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueryResult {
     pub rows: Vec<Vec<Option<String>>>,
     pub errors: Vec<ErrorFields>,
+    /// Rows, errors and other messages beyond the limits.
+    pub rows_dropped: usize,
+    pub errors_dropped: usize,
+    pub other_messages: usize,
 }
 
-/// At most this many rows are kept from one query.
-const MAX_ROWS: usize = 10_000;
+impl QueryResult {
+    /// A flood, when the answer went past what the query can produce.
+    fn flood(&self, limits: QueryLimits) -> Option<Flood> {
+        if self.rows_dropped > 0 {
+            Some(Flood {
+                what: format!("rows in answer to a query that returns at most {}", limits.rows),
+                count: self.rows.len() + self.rows_dropped,
+            })
+        } else if self.errors_dropped > 0 {
+            Some(Flood {
+                what: "ErrorResponse messages in answer to one query".into(),
+                count: self.errors.len() + self.errors_dropped,
+            })
+        } else if self.other_messages > MAX_STARTUP_CHATTER {
+            Some(Flood {
+                what: "notices or unknown messages in answer to one query".into(),
+                count: self.other_messages,
+            })
+        } else {
+            None
+        }
+    }
+}
+
+/// What one query may keep.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryLimits {
+    pub rows: usize,
+    pub bytes: usize,
+    pub errors: usize,
+}
+
+/// pg_stat_ssl for the own backend: one row.
+const SSL_VIEW_LIMITS: QueryLimits = QueryLimits {
+    rows: 1,
+    bytes: 64 << 10,
+    errors: 4,
+};
+
+/// pg_hba_file_rules and pg_ident_file_mappings (--admin): a large file, not a flood.
+const ADMIN_LIMITS: QueryLimits = QueryLimits {
+    rows: 20_000,
+    bytes: 16 << 20,
+    errors: 16,
+};
 
 fn run_query<S: Read + Write>(
     stream: &mut S,
     reader: &mut MessageReader,
     sql: &str,
+    limits: QueryLimits,
 ) -> Option<QueryResult> {
     stream.write_all(&wire::query(sql)).ok()?;
     stream.flush().ok()?;
     let mut result = QueryResult::default();
+    let mut kept_bytes = 0usize;
     loop {
         match reader.next(stream).ok()? {
-            BackendMessage::DataRow(cols) if result.rows.len() < MAX_ROWS => result.rows.push(cols),
-            BackendMessage::Error(fields) => result.errors.push(fields),
+            BackendMessage::DataRow(cols) => {
+                let size: usize = cols.iter().map(|c| c.as_ref().map_or(0, |v| v.len())).sum();
+                if result.rows.len() < limits.rows && kept_bytes + size <= limits.bytes {
+                    kept_bytes += size;
+                    result.rows.push(cols);
+                } else {
+                    result.rows_dropped += 1;
+                }
+            }
+            BackendMessage::Error(fields) if result.errors.len() < limits.errors => {
+                result.errors.push(fields)
+            }
+            BackendMessage::Error(_) => result.errors_dropped += 1,
             BackendMessage::ReadyForQuery => return Some(result),
-            _ => {}
+            BackendMessage::RowDescription | BackendMessage::CommandComplete => {}
+            _ => {
+                result.other_messages += 1;
+                if result.other_messages > MAX_STARTUP_CHATTER * 10 {
+                    return Some(result);
+                }
+            }
         }
     }
 }
 
-/// What the server saw of this TLS session (pg_stat_ssl for the own backend).
+/// What the server saw of this TLS session (pg_stat_ssl for the own backend), and a flood
+/// if the answer was one.
 fn query_ssl_view<S: Read + Write>(
     stream: &mut S,
     reader: &mut MessageReader,
-) -> Option<ServerSslView> {
+) -> (Option<ServerSslView>, Option<Flood>) {
     let sql = "SELECT ssl, version, cipher, client_dn, client_serial::text, issuer_dn \
                FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
-    let result = run_query(stream, reader, sql)?;
-    let cols = result.rows.first()?;
+    let Some(result) = run_query(stream, reader, sql, SSL_VIEW_LIMITS) else {
+        return (None, None);
+    };
+    let flood = result.flood(SSL_VIEW_LIMITS);
+    let Some(cols) = result.rows.first() else {
+        return (None, flood);
+    };
     let col = |i: usize| cols.get(i).cloned().flatten();
-    Some(ServerSslView {
+    let view = Some(ServerSslView {
         ssl: col(0).as_deref() == Some("t"),
         version: col(1),
         cipher: col(2),
         client_dn: col(3),
         client_serial: col(4),
         issuer_dn: col(5),
-    })
+    });
+    (view, flood)
 }

@@ -5,15 +5,32 @@ use std::io::{self, Write};
 use colored::Colorize;
 
 use crate::report::{FindingOut, LintReport, Report};
+use crate::untrusted::for_terminal_short;
+
+/// Every value the text renderers did not write themselves goes through this: control
+/// characters and bidi overrides escaped, and a hostile value cut to a readable length.
+fn safe(text: &str) -> std::borrow::Cow<'_, str> {
+    for_terminal_short(text, MAX_SHOWN)
+}
+
+/// The most characters of one value a text report shows (JSON keeps the whole value).
+const MAX_SHOWN: usize = 2000;
+
+/// The report as JSON, with bytes that were not UTF-8 made visible (`\xNN`).
+fn json_value(report: &impl serde::Serialize) -> io::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(report).map_err(io::Error::other)?;
+    crate::untrusted::clean_json(&mut value);
+    Ok(value)
+}
 
 /// One report as a single line (JSON Lines), for --targets.
 pub fn json_line(report: &Report, out: &mut dyn Write) -> io::Result<()> {
-    serde_json::to_writer(&mut *out, report)?;
+    serde_json::to_writer(&mut *out, &json_value(report)?)?;
     writeln!(out)
 }
 
 pub fn json(report: &Report, out: &mut dyn Write) -> io::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, report)?;
+    serde_json::to_writer_pretty(&mut *out, &json_value(report)?)?;
     writeln!(out)
 }
 
@@ -36,16 +53,16 @@ pub fn text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         out,
         "{} {}  user={} dbname={} sslmode={}",
         "pgtls-doctor".bold(),
-        where_,
-        t.user,
-        t.dbname,
+        safe(&where_),
+        safe(&t.user),
+        safe(&t.dbname),
         t.sslmode
     )?;
     writeln!(out)?;
     let verdict = if report.verdict.ok {
-        format!("OK    {}", report.verdict.summary).green().bold()
+        format!("OK    {}", safe(&report.verdict.summary)).green().bold()
     } else {
-        format!("FAIL  {}", report.verdict.summary).red().bold()
+        format!("FAIL  {}", safe(&report.verdict.summary)).red().bold()
     };
     writeln!(out, "{verdict}")?;
     writeln!(out)?;
@@ -79,8 +96,8 @@ pub fn text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
                 out,
                 "  {} {}  {}",
                 if h.chosen { "▶" } else { " " },
-                h.endpoint,
-                h.why
+                safe(&h.endpoint),
+                safe(&h.why)
             )?;
         }
     }
@@ -95,15 +112,15 @@ pub fn text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out)?;
         writeln!(out, "{}", "Server certificate chain (as sent)".bold())?;
         for c in &report.server_chain {
-            writeln!(out, "  [{}] {}", c.depth, c.subject)?;
-            writeln!(out, "      issuer: {}", c.issuer)?;
+            writeln!(out, "  [{}] {}", c.depth, safe(&c.subject))?;
+            writeln!(out, "      issuer: {}", safe(&c.issuer))?;
             writeln!(out, "      valid:  {} .. {}", c.not_before, c.not_after)?;
             let mut names: Vec<String> = c.dns_names.iter().map(|n| format!("DNS:{n}")).collect();
             names.extend(c.ip_addresses.iter().map(|n| format!("IP:{n}")));
             if !names.is_empty() {
-                writeln!(out, "      names:  {}", names.join(", "))?;
+                writeln!(out, "      names:  {}", safe(&names.join(", ")))?;
             }
-            writeln!(out, "      key:    {}, {}", c.key, c.signature_algorithm)?;
+            writeln!(out, "      key:    {}, {}", safe(&c.key), safe(&c.signature_algorithm))?;
         }
     }
     if let Some(tls) = &report.tls {
@@ -112,9 +129,9 @@ pub fn text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             out,
             "{} {} {} {}",
             "TLS:".bold(),
-            tls.version,
-            tls.cipher_suite,
-            tls.key_exchange_group.clone().unwrap_or_default()
+            safe(&tls.version),
+            safe(&tls.cipher_suite),
+            safe(&tls.key_exchange_group.clone().unwrap_or_default())
         )?;
         match &tls.client_ca_names {
             None => writeln!(out, "  the server did not request a client certificate")?,
@@ -124,7 +141,7 @@ pub fn text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
                 if names.is_empty() {
                     "(any CA)".to_string()
                 } else {
-                    names.join("; ")
+                    safe(&names.join("; ")).into_owned()
                 },
                 if tls.client_cert_sent {
                     " (one was sent)"
@@ -140,13 +157,13 @@ pub fn text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         writeln!(
             out,
             "  {:<18} {:<40} {}",
-            s.name,
-            s.value,
-            format!("({})", s.source).dimmed()
+            safe(&s.name),
+            safe(&s.value),
+            format!("({})", safe(&s.source)).dimmed()
         )?;
     }
     for note in &report.notes {
-        writeln!(out, "  {} {note}", "note:".yellow())?;
+        writeln!(out, "  {} {}", "note:".yellow(), safe(note))?;
     }
     writeln!(out)?;
     writeln!(
@@ -179,24 +196,28 @@ fn findings(list: &[FindingOut], out: &mut dyn Write) -> io::Result<()> {
             f.code.bold(),
             modes.dimmed()
         )?;
-        writeln!(out, "        {}", f.summary)?;
+        writeln!(out, "        {}", safe(&f.summary))?;
         for (k, v) in &f.evidence {
+            let value = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
             writeln!(
                 out,
                 "        {} {}",
-                format!("{k}:").dimmed(),
-                v.as_str().unwrap_or_default()
+                format!("{}:", safe(k)).dimmed(),
+                safe(&value)
             )?;
         }
         if let Some(fix) = &f.fix {
-            writeln!(out, "        {} {}", "fix:".green().bold(), fix)?;
+            writeln!(out, "        {} {}", "fix:".green().bold(), safe(fix))?;
         }
     }
     Ok(())
 }
 
 pub fn lint_json(report: &LintReport, out: &mut dyn Write) -> io::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, report)?;
+    serde_json::to_writer_pretty(&mut *out, &json_value(report)?)?;
     writeln!(out)
 }
 
@@ -205,7 +226,7 @@ pub fn lint_text(report: &LintReport, out: &mut dyn Write) -> io::Result<()> {
         out,
         "{} hba lint {}  ({} rules, read as PostgreSQL {})",
         "pgtls-doctor".bold(),
-        report.file,
+        safe(&report.file),
         report.rules,
         report.pg_version
     )?;

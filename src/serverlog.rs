@@ -32,7 +32,7 @@ pub fn size(path: &Path) -> Option<u64> {
 /// Reads what was appended since `since` (a live log), or else the tail of the file (a copy
 /// taken later), keeping lines that mention `user`.
 pub fn read_excerpt(path: &Path, since: Option<u64>, user: &str) -> Result<LogExcerpt, String> {
-    let mut file = std::fs::File::open(path)
+    let mut file = crate::files::open_regular(path)
         .map_err(|e| format!("could not read \"{}\": {e}", path.display()))?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let (start, source) = match since {
@@ -52,10 +52,17 @@ pub fn read_excerpt(path: &Path, since: Option<u64>, user: &str) -> Result<LogEx
     file.seek(SeekFrom::Start(start))
         .map_err(|e| e.to_string())?;
     let mut bytes = Vec::new();
-    file.take(MAX_READ)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&bytes);
+    file.take(MAX_READ).read_to_end(&mut bytes).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            format!(
+                "could not read \"{}\": reading it would block (a special file such as /proc/kmsg)",
+                path.display()
+            )
+        } else {
+            e.to_string()
+        }
+    })?;
+    let text = crate::untrusted::decode(&bytes);
     let live = since.is_some_and(|s| s < len);
     let mut lines: Vec<String> = Vec::new();
     let mut keep_next_detail = false;

@@ -65,25 +65,105 @@ impl CrlState {
 
 /// Reads a PEM file with a size bound, naming the path in every error.
 pub fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
-    if meta.is_dir() {
-        return Err("is a directory".into());
+    crate::files::read_limited(path, MAX_PEM_FILE).map_err(|e| e.to_string())
+}
+
+/// At most this many files are read from the certificate directories of sslrootcert=system.
+const MAX_SYSTEM_CERT_FILES: usize = 4096;
+
+/// OpenSSL's default verify paths, as `SSL_CTX_set_default_verify_paths` finds them:
+/// `SSL_CERT_FILE` and `SSL_CERT_DIR` (colon-separated) when set, else the library's
+/// compiled-in file and directory.
+fn default_verify_paths() -> (PathBuf, Vec<PathBuf>) {
+    let compiled = |p: *const libc::c_char| -> String {
+        if p.is_null() {
+            return String::new();
+        }
+        // SAFETY: OpenSSL returns a pointer to a static NUL-terminated string.
+        unsafe { std::ffi::CStr::from_ptr(p) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    let file = std::env::var_os("SSL_CERT_FILE")
+        .map(PathBuf::from)
+        // SAFETY: no preconditions; returns static storage.
+        .unwrap_or_else(|| PathBuf::from(compiled(unsafe { openssl_sys::X509_get_default_cert_file() })));
+    let dirs = std::env::var_os("SSL_CERT_DIR")
+        .map(|v| std::env::split_paths(&v).collect())
+        // SAFETY: as above.
+        .unwrap_or_else(|| vec![PathBuf::from(compiled(unsafe { openssl_sys::X509_get_default_cert_dir() }))]);
+    (file, dirs)
+}
+
+/// The certificates of sslrootcert=system: OpenSSL's default file and the hashed files
+/// (`<hash>.<n>`) of its directories, each read through the bounded, non-blocking reader.
+fn load_system_roots() -> RootState {
+    let (file, dirs) = default_verify_paths();
+    let mut certs = Vec::new();
+    let mut problems = Vec::new();
+    if std::fs::metadata(&file).is_ok() {
+        match read_bounded(&file).and_then(|b| pem_certificates(&b)) {
+            Ok(found) => certs.extend(found),
+            Err(e) => problems.push(format!("{}: {e}", file.display())),
+        }
     }
-    if !meta.is_file() {
-        return Err("not a regular file (a device or FIFO could block forever)".into());
+    let hashed = |name: &str| {
+        name.split_once('.').is_some_and(|(h, n)| {
+            h.len() == 8
+                && h.bytes().all(|b| b.is_ascii_hexdigit())
+                && !n.is_empty()
+                && n.bytes().all(|b| b.is_ascii_digit())
+        })
+    };
+    let mut read = 0;
+    for dir in dirs.iter().filter(|d| !d.as_os_str().is_empty()) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if !hashed(&name.to_string_lossy()) {
+                continue;
+            }
+            read += 1;
+            if read > MAX_SYSTEM_CERT_FILES {
+                problems.push(format!(
+                    "{}: more than {MAX_SYSTEM_CERT_FILES} certificate files; the rest were not read",
+                    dir.display()
+                ));
+                break;
+            }
+            if let Ok(found) = read_bounded(&entry.path()).and_then(|b| pem_certificates(&b)) {
+                certs.extend(found);
+            }
+        }
     }
-    if meta.len() > MAX_PEM_FILE {
-        return Err(format!(
-            "{} bytes is too large for a certificate file",
-            meta.len()
-        ));
+    certs.sort();
+    certs.dedup();
+    if certs.is_empty() {
+        let detail = if problems.is_empty() {
+            format!(
+                "no certificates found in {} or {}",
+                file.display(),
+                dirs.iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(":")
+            )
+        } else {
+            problems.join("; ")
+        };
+        return RootState::Unreadable {
+            path: PathBuf::from("system"),
+            reason: format!(
+                "could not load system root certificate paths: {detail} (set SSL_CERT_FILE or SSL_CERT_DIR)"
+            ),
+        };
     }
-    let mut out = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_PEM_FILE + 1).read_to_end(&mut out))
-        .map_err(|e| e.to_string())?;
-    Ok(out)
+    RootState::Loaded {
+        source: RootSource::System,
+        certs,
+    }
 }
 
 /// PEM certificates in a file, in order. Fails with OpenSSL's words when there are none.
@@ -124,21 +204,7 @@ fn has_crl(bytes: &[u8]) -> bool {
 pub fn load_roots(spec: &RootSpec) -> RootState {
     match spec {
         RootSpec::Unknown => RootState::Absent { path: None },
-        RootSpec::System => {
-            let result = rustls_native_certs::load_native_certs();
-            let certs: Vec<Vec<u8>> = result.certs.iter().map(|c| c.to_vec()).collect();
-            if certs.is_empty() {
-                RootState::Unreadable {
-                    path: PathBuf::from("system"),
-                    reason: "could not load system root certificate paths: no certificates found (set SSL_CERT_FILE or SSL_CERT_DIR)".into(),
-                }
-            } else {
-                RootState::Loaded {
-                    source: RootSource::System,
-                    certs,
-                }
-            }
-        }
+        RootSpec::System => load_system_roots(),
         RootSpec::File(path) => {
             if std::fs::metadata(path).is_err() {
                 return RootState::Absent {

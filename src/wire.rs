@@ -27,7 +27,8 @@ pub fn startup_message(params: &[(&str, &str)]) -> Vec<u8> {
     for (key, value) in params {
         body.extend_from_slice(key.as_bytes());
         body.push(0);
-        body.extend_from_slice(value.as_bytes());
+        // Values keep the bytes they were given (a user name from a Latin-1 passfile).
+        body.extend_from_slice(&crate::untrusted::encode(value));
         body.push(0);
     }
     body.push(0);
@@ -220,6 +221,17 @@ pub enum BackendMessage {
     Other(u8),
 }
 
+/// The iteration count of a SCRAM server-first message (`r=...,s=...,i=4096`), when it is a
+/// positive integer as libpq requires.
+pub fn scram_iterations(server_first: &[u8]) -> Option<u32> {
+    let text = std::str::from_utf8(server_first).ok()?;
+    let value = text.split(',').find_map(|attr| attr.strip_prefix("i="))?;
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse::<u32>().ok().filter(|i| *i >= 1)
+}
+
 /// Parses the body of a message whose tag and body [`split_message`] returned.
 pub fn parse_backend(tag: u8, body: &[u8]) -> Result<BackendMessage, WireError> {
     Ok(match tag {
@@ -386,6 +398,21 @@ mod tests {
                 0x04, 0xd2, 0x16, 0x2f, // 1234 << 16 | 5679
             ]
         );
+    }
+
+    #[test]
+    fn scram_iteration_counts() {
+        assert_eq!(scram_iterations(b"r=abc,s=c2FsdA==,i=4096"), Some(4096));
+        for bad in [
+            &b"r=abc,s=c2FsdA==,i=0"[..],
+            b"r=abc,s=c2FsdA==,i=-1",
+            b"r=abc,s=c2FsdA==,i=",
+            b"r=abc,s=c2FsdA==",
+            b"r=abc,s=c2FsdA==,i=99999999999",
+            b"r=abc,s=c2FsdA==,i=4k",
+        ] {
+            assert_eq!(scram_iterations(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

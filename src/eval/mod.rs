@@ -84,6 +84,8 @@ pub struct EvalInput<'a> {
     pub dbname: &'a str,
     /// Where the password came from (never the password itself).
     pub password_source: Option<String>,
+    /// A passfile libpq would read that the doctor could not: why.
+    pub password_unknown: Option<&'a str>,
     /// pg_hba.conf and pg_ident.conf, when the user gave them.
     pub hba: Option<&'a crate::hba::HbaContext>,
     /// The server's own reasons, from its log (--server-log).
@@ -367,6 +369,22 @@ pub fn judge(input: &EvalInput) -> Judgement {
                 modes: vec![],
             });
         }
+        if let Some(StartupOutcome::Session {
+            flood: Some(flood), ..
+        }) = &tls.startup
+        {
+            findings.push(Finding {
+                code: "server_flood",
+                severity: Severity::Warning,
+                summary: format!(
+                    "the server answered the one-row pg_stat_ssl query with {} {}; the doctor kept what fits and counted the rest",
+                    flood.count, flood.what
+                ),
+                evidence: vec![("count".into(), flood.count.to_string())],
+                fix: Some("no PostgreSQL server does this: check what answers on this port (a proxy or a hostile peer)".into()),
+                modes: vec![],
+            });
+        }
     }
     // Errors first; among equals, the cause of the requested mode's failure first.
     let requested_code = cells[&input.requested].code;
@@ -592,6 +610,15 @@ fn connect_problem(err: &ConnectFailure, endpoint: &Endpoint) -> Problem {
         )
         .with("addresses", join_addrs(addrs))
         .fix("a firewall dropping packets, or the wrong address; check with `nc -vz host port`"),
+        ConnectFailure::ResolveTimeout { host, kind } => Problem::new(
+            "connect_timeout",
+            format!(
+                "the resolver did not translate host name \"{host}\" to an address within {}",
+                timeout_name(*kind)
+            ),
+        )
+        .with("host", host.clone())
+        .fix("the DNS server does not answer: check /etc/resolv.conf, or give hostaddr=<ip>"),
         ConnectFailure::Socket { path, reason } => Problem::new(
             "tcp_connect_failed",
             format!("connection to server on socket \"{path}\" failed: {reason}"),
@@ -619,8 +646,15 @@ fn timeout_name(kind: TimeoutKind) -> &'static str {
 /// The TLS path at `mode`: SSLRequest reply, local set-up, handshake, chain, host name, auth.
 fn tls_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResult {
     let Some(tls) = input.tls else {
+        // The plaintext connection could not even be made: the TLS one would fail the same way.
+        if let Some(err) = input.plain.and_then(|p| p.connect_error.as_ref()) {
+            return Err(plain_failure(connect_problem(err, input.endpoint), false));
+        }
         return Err(Failure {
-            problem: Problem::new("credentials_withheld", "no TLS attempt was made"),
+            problem: Problem::new(
+                "not_probed",
+                format!("the doctor made no TLS connection, so sslmode={mode} is not determined"),
+            ),
             falls_back: false,
             server_error: false,
             undetermined: true,
@@ -1286,6 +1320,24 @@ fn startup_result(outcome: &StartupOutcome, input: &EvalInput, on_tls: bool) -> 
             }
         }
         StartupOutcome::Session { .. } => Ok(on_tls),
+        StartupOutcome::PasswordNeeded { method } if input.password_unknown.is_some() => {
+            Err(Failure {
+                problem: Problem::new(
+                    "passfile_unread",
+                    format!(
+                        "the server asks for a password ({method}); {}",
+                        input.password_unknown.unwrap_or_default()
+                    ),
+                )
+                .with("method", method.clone())
+                .fix("make the passfile smaller than 1 MiB and a regular file, or give the password with PGPASSWORD for this check"),
+                falls_back: false,
+                server_error: false,
+                undetermined: true,
+                on_tls,
+                also: Vec::new(),
+            })
+        }
         StartupOutcome::PasswordNeeded { method } => Err(fail(
             Problem::new(
                 "password_required",
@@ -1374,6 +1426,18 @@ fn startup_result(outcome: &StartupOutcome, input: &EvalInput, on_tls: bool) -> 
             "protocol_violation",
             format!("the server broke the protocol: {e}"),
         ))),
+        StartupOutcome::Flood(flood) => Err(fail(
+            Problem::new(
+                "server_flood",
+                format!(
+                    "the server sent more than {} {}; no real server does, and libpq would wait until it stopped",
+                    flood.count - 1,
+                    flood.what
+                ),
+            )
+            .with("count", flood.count.to_string())
+            .fix("check what answers on this port: a proxy or a hostile peer is keeping the client busy"),
+        )),
         StartupOutcome::ServerProofInvalid => Err(fail(
             Problem::new(
                 "scram_server_proof_invalid",

@@ -9,6 +9,8 @@ pub mod server_conf;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use std::cell::Cell;
+
 use crate::plan::read_small_text;
 
 /// One token of a field: its text, and whether it was quoted (which removes keyword meaning).
@@ -170,9 +172,66 @@ pub struct HbaContext {
 /// How deep include directives and @files may nest before it is surely a loop.
 const MAX_DEPTH: usize = 10;
 
+/// What one load may expand in all. Depth alone does not bound a file that includes
+/// itself four times (4^10 files), nor six `@list` entries that each name six more.
+const MAX_FILES: usize = 256;
+const MAX_TOKENS: usize = 200_000;
+const MAX_BYTES: usize = 16 << 20;
+
+/// The expansion budget of one load, shared by every include and `@file` it follows.
+#[derive(Default)]
+struct Budget {
+    files: Cell<usize>,
+    tokens: Cell<usize>,
+    bytes: Cell<usize>,
+}
+
+impl Budget {
+    /// Reads an included or `@` file, counting it against the budget.
+    fn read(&self, path: &Path) -> Result<String, String> {
+        self.files.set(self.files.get() + 1);
+        if self.files.get() > MAX_FILES {
+            return Err(format!(
+                "could not open file \"{}\": more than {MAX_FILES} files included in all",
+                path.display()
+            ));
+        }
+        let text = read_small_text(path)
+            .map_err(|e| format!("could not open file \"{}\": {e}", path.display()))?;
+        self.bytes.set(self.bytes.get() + text.len());
+        if self.bytes.get() > MAX_BYTES {
+            return Err(format!(
+                "could not open file \"{}\": more than {} MiB included in all",
+                path.display(),
+                MAX_BYTES >> 20
+            ));
+        }
+        Ok(text)
+    }
+
+    fn tokens(&self, n: usize) -> Result<(), String> {
+        self.tokens.set(self.tokens.get() + n);
+        if self.tokens.get() > MAX_TOKENS {
+            return Err(format!(
+                "more than {MAX_TOKENS} tokens after expanding @files and includes"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Splits a configuration file into token lines, following `@file` references
 /// (and, for pg_hba.conf, `include` directives via [`parse_hba`]).
 pub fn tokenize(text: &str, file: &Path, depth: usize) -> (Vec<TokenLine>, Vec<ParseError>) {
+    tokenize_with(text, file, depth, &Budget::default())
+}
+
+fn tokenize_with(
+    text: &str,
+    file: &Path,
+    depth: usize,
+    budget: &Budget,
+) -> (Vec<TokenLine>, Vec<ParseError>) {
     let mut lines = Vec::new();
     let mut errors = Vec::new();
     let mut physical = text.lines().enumerate().peekable();
@@ -187,7 +246,7 @@ pub fn tokenize(text: &str, file: &Path, depth: usize) -> (Vec<TokenLine>, Vec<P
                 None => break,
             }
         }
-        match tokenize_line(&joined, file, depth) {
+        match tokenize_line(&joined, file, depth, budget) {
             Ok(fields) if fields.is_empty() => {}
             Ok(fields) => lines.push(TokenLine {
                 file: file.to_path_buf(),
@@ -208,7 +267,12 @@ pub fn tokenize(text: &str, file: &Path, depth: usize) -> (Vec<TokenLine>, Vec<P
 }
 
 /// One logical line into fields of comma-separated tokens (`next_field_expand`).
-fn tokenize_line(line: &str, file: &Path, depth: usize) -> Result<Vec<Vec<Token>>, String> {
+fn tokenize_line(
+    line: &str,
+    file: &Path,
+    depth: usize,
+    budget: &Budget,
+) -> Result<Vec<Vec<Token>>, String> {
     let mut fields: Vec<Vec<Token>> = Vec::new();
     let mut chars = line.chars().peekable();
     loop {
@@ -224,8 +288,9 @@ fn tokenize_line(line: &str, file: &Path, depth: usize) -> Result<Vec<Vec<Token>
         loop {
             let (token, more) = next_token(&mut chars)?;
             if let Some(token) = token {
+                budget.tokens(1)?;
                 if !token.quoted && token.text.starts_with('@') && token.text.len() > 1 {
-                    field.extend(expand_at_file(&token.text[1..], file, depth)?);
+                    field.extend(expand_at_file(&token.text[1..], file, depth, budget)?);
                 } else {
                     field.push(token);
                 }
@@ -297,16 +362,20 @@ fn resolve_relative(name: &str, file: &Path) -> PathBuf {
 }
 
 /// `@file`: every token in the file becomes an item of the current field.
-fn expand_at_file(name: &str, file: &Path, depth: usize) -> Result<Vec<Token>, String> {
+fn expand_at_file(
+    name: &str,
+    file: &Path,
+    depth: usize,
+    budget: &Budget,
+) -> Result<Vec<Token>, String> {
     if depth >= MAX_DEPTH {
         return Err(format!(
             "could not open file \"{name}\": maximum nesting depth exceeded"
         ));
     }
     let path = resolve_relative(name, file);
-    let text = read_small_text(&path)
-        .map_err(|e| format!("could not open file \"{}\": {e}", path.display()))?;
-    let (lines, errors) = tokenize(&text, &path, depth + 1);
+    let text = budget.read(&path)?;
+    let (lines, errors) = tokenize_with(&text, &path, depth + 1, budget);
     if let Some(e) = errors.first() {
         return Err(e.message.clone());
     }
@@ -352,7 +421,7 @@ pub fn load_hba(path: &Path, pg_version: u32) -> Result<HbaFile, String> {
 
 pub fn parse_hba(text: &str, file: &Path, pg_version: u32) -> HbaFile {
     let mut out = HbaFile::default();
-    parse_hba_into(text, file, pg_version, 0, &mut out);
+    parse_hba_into(text, file, pg_version, 0, &Budget::default(), &mut out);
     if out.rules.is_empty() && out.errors.is_empty() {
         out.errors.push(ParseError {
             file: file.to_path_buf(),
@@ -368,8 +437,15 @@ pub fn parse_hba(text: &str, file: &Path, pg_version: u32) -> HbaFile {
     out
 }
 
-fn parse_hba_into(text: &str, file: &Path, pg_version: u32, depth: usize, out: &mut HbaFile) {
-    let (lines, errors) = tokenize(text, file, depth);
+fn parse_hba_into(
+    text: &str,
+    file: &Path,
+    pg_version: u32,
+    depth: usize,
+    budget: &Budget,
+    out: &mut HbaFile,
+) {
+    let (lines, errors) = tokenize_with(text, file, depth, budget);
     out.errors.extend(errors);
     for line in lines {
         let first = &line.fields[0][0];
@@ -387,7 +463,7 @@ fn parse_hba_into(text: &str, file: &Path, pg_version: u32, depth: usize, out: &
                 ));
                 continue;
             }
-            include(&line, pg_version, depth, out);
+            include(&line, pg_version, depth, budget, out);
             continue;
         }
         match parse_hba_line(&line, pg_version) {
@@ -402,7 +478,7 @@ fn parse_hba_into(text: &str, file: &Path, pg_version: u32, depth: usize, out: &
     }
 }
 
-fn include(line: &TokenLine, pg_version: u32, depth: usize, out: &mut HbaFile) {
+fn include(line: &TokenLine, pg_version: u32, depth: usize, budget: &Budget, out: &mut HbaFile) {
     let kind = line.fields[0][0].text.clone();
     let Some(target) = line.fields.get(1).and_then(|f| f.first()) else {
         out.errors.push(error(
@@ -443,25 +519,24 @@ fn include(line: &TokenLine, pg_version: u32, depth: usize, out: &mut HbaFile) {
         };
         entries.sort();
         for entry in entries {
-            match read_small_text(&entry) {
-                Ok(text) => parse_hba_into(&text, &entry, pg_version, depth + 1, out),
-                Err(e) => out.errors.push(error(
-                    line,
-                    format!("could not open file \"{}\": {e}", entry.display()),
-                    None,
-                )),
+            match budget.read(&entry) {
+                Ok(text) => parse_hba_into(&text, &entry, pg_version, depth + 1, budget, out),
+                Err(e) => {
+                    out.errors.push(error(line, e, None));
+                    if budget.files.get() > MAX_FILES {
+                        return;
+                    }
+                }
             }
         }
         return;
     }
-    match read_small_text(&path) {
-        Ok(text) => parse_hba_into(&text, &path, pg_version, depth + 1, out),
-        Err(_) if kind == "include_if_exists" => {}
-        Err(e) => out.errors.push(error(
-            line,
-            format!("could not open file \"{}\": {e}", path.display()),
-            None,
-        )),
+    if kind == "include_if_exists" && std::fs::metadata(&path).is_err() {
+        return;
+    }
+    match budget.read(&path) {
+        Ok(text) => parse_hba_into(&text, &path, pg_version, depth + 1, budget, out),
+        Err(e) => out.errors.push(error(line, e, None)),
     }
 }
 

@@ -1,0 +1,162 @@
+//! The one way the doctor reads a file: opened non-blocking, the opened descriptor checked
+//! (a regular file, not too large), the read capped. A FIFO, a device, `/proc/kmsg` (a
+//! regular file that blocks) or a file that grows while it is read can neither hang the
+//! doctor nor make it allocate without bound. Text files are kept byte for byte
+//! (`untrusted::decode`), and a text file that holds a private key is refused without
+//! echoing it.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+
+/// Configuration files (pg_hba.conf, the service file, a passfile, a targets file).
+pub const MAX_TEXT_FILE: u64 = 1 << 20;
+
+fn error(text: impl Into<String>) -> io::Error {
+    io::Error::other(text.into())
+}
+
+/// Opens `path` for reading without blocking and checks what was opened.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let meta = file.metadata()?;
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        return Err(error("is a directory"));
+    }
+    if !kind.is_file() {
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(error(format!(
+            "{what}, not a regular file (reading it could block forever)"
+        )));
+    }
+    Ok(file)
+}
+
+/// Reads a whole regular file of at most `limit` bytes.
+pub fn read_limited(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    let file = open_regular(path)?;
+    let len = file.metadata()?.len();
+    if len > limit {
+        return Err(error(format!(
+            "{len} bytes is too large (the limit is {limit} bytes)"
+        )));
+    }
+    read_capped(file, limit)
+}
+
+/// Reads at most `limit` bytes from an opened file; more is an error, and so is a read that
+/// would block (a special file that claims to be regular).
+pub fn read_capped(file: File, limit: u64) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    match file.take(limit + 1).read_to_end(&mut out) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            return Err(error(
+                "reading it would block (a special file such as /proc/kmsg)",
+            ))
+        }
+        Err(e) => return Err(e),
+    }
+    if out.len() as u64 > limit {
+        return Err(error(format!(
+            "it grew past the limit of {limit} bytes while it was read"
+        )));
+    }
+    Ok(out)
+}
+
+/// Whether bytes hold a PEM private key (of any kind, encrypted or not).
+pub fn holds_private_key(bytes: &[u8]) -> bool {
+    let find = |needle: &[u8]| bytes.windows(needle.len()).position(|w| w == needle);
+    let Some(begin) = find(b"-----BEGIN ") else {
+        return false;
+    };
+    bytes[begin..]
+        .windows(b"PRIVATE KEY-----".len())
+        .take(64)
+        .any(|w| w == b"PRIVATE KEY-----")
+}
+
+/// Reads a text configuration file of at most 1 MiB, kept byte for byte. Binary data and
+/// private keys are refused (a key passed by mistake must never be printed line by line).
+pub fn read_text(path: &Path) -> io::Result<String> {
+    let bytes = read_limited(path, MAX_TEXT_FILE)?;
+    if holds_private_key(&bytes) {
+        return Err(error(
+            "it holds a private key, not configuration text; its contents are not shown",
+        ));
+    }
+    if bytes.contains(&0) {
+        return Err(error(
+            "binary data (a NUL byte): not a text configuration file",
+        ));
+    }
+    Ok(crate::untrusted::decode(&bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn special_files_are_refused_without_blocking() {
+        for path in ["/dev/zero", "/dev/null", "/dev/stdin"] {
+            if Path::new(path).exists() {
+                assert!(read_limited(Path::new(path), 10).is_err(), "{path}");
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let err = read_limited(&fifo, 10).unwrap_err();
+        assert!(err.to_string().contains("FIFO"), "{err}");
+        assert!(read_limited(dir.path(), 10)
+            .unwrap_err()
+            .to_string()
+            .contains("directory"));
+        // /proc/kmsg is regular and empty, and a blocking read would wait for kernel messages.
+        if Path::new("/proc/kmsg").exists() {
+            let started = std::time::Instant::now();
+            let _ = read_limited(Path::new("/proc/kmsg"), MAX_TEXT_FILE);
+            assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        }
+    }
+
+    #[test]
+    fn limits_and_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'a'; 100]).unwrap();
+        assert!(read_limited(&big, 99).is_err());
+        assert_eq!(read_limited(&big, 100).unwrap().len(), 100);
+        let key = dir.path().join("key.pem");
+        std::fs::write(
+            &key,
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let err = read_text(&key).unwrap_err().to_string();
+        assert!(err.contains("private key") && !err.contains("MIIB"), "{err}");
+        assert!(holds_private_key(b"x\n-----BEGIN RSA PRIVATE KEY-----\n"));
+        assert!(!holds_private_key(b"-----BEGIN CERTIFICATE-----\n"));
+        let raw = dir.path().join("raw");
+        std::fs::write(&raw, b"password=Gr\xfcn\n").unwrap();
+        let text = read_text(&raw).unwrap();
+        assert_eq!(crate::untrusted::encode(&text), b"password=Gr\xfcn\n");
+    }
+}
