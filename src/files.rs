@@ -45,6 +45,20 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// Opens a file that will be read later (a live server log): regular, and a first read
+/// does not block (`/proc/kmsg` passes the regular-file check and then blocks).
+pub fn check_readable(path: &Path) -> io::Result<()> {
+    let mut file = open_regular(path)?;
+    let mut byte = [0u8; 1];
+    match file.read(&mut byte) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(error(
+            "reading it would block (a special file such as /proc/kmsg)",
+        )),
+        Err(e) => Err(e),
+    }
+}
+
 /// Reads a whole regular file of at most `limit` bytes.
 pub fn read_limited(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     let file = open_regular(path)?;
@@ -151,7 +165,10 @@ mod tests {
         )
         .unwrap();
         let err = read_text(&key).unwrap_err().to_string();
-        assert!(err.contains("private key") && !err.contains("MIIB"), "{err}");
+        assert!(
+            err.contains("private key") && !err.contains("MIIB"),
+            "{err}"
+        );
         assert!(holds_private_key(b"x\n-----BEGIN RSA PRIVATE KEY-----\n"));
         assert!(!holds_private_key(b"-----BEGIN CERTIFICATE-----\n"));
         let raw = dir.path().join("raw");

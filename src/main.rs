@@ -29,6 +29,17 @@ fn main() -> ExitCode {
                 }
                 _ => exit::USAGE,
             };
+            if code == exit::USAGE {
+                // clap quotes the arguments it refused: escape them, and never echo a key.
+                let pasted_key = std::env::args_os()
+                    .any(|a| pgtls_doctor::files::holds_private_key(a.as_encoded_bytes()));
+                if pasted_key {
+                    say!("pgtls-doctor: an argument holds a private key (-----BEGIN ... PRIVATE KEY-----); it is not shown. Give TARGET as a connection string");
+                } else {
+                    say!("{}", e.render().to_string().trim_end());
+                }
+                return ExitCode::from(code);
+            }
             // Help goes to stdout: a full disk or closed pipe there is an error, not success.
             let printed = e.print().and_then(|_| std::io::stdout().flush());
             if let Err(err) = printed {
@@ -71,7 +82,7 @@ fn main() -> ExitCode {
     }
 
     if let Some(log) = &cli.server_log {
-        let readable = pgtls_doctor::files::open_regular(log).map(|_| ());
+        let readable = pgtls_doctor::files::check_readable(log);
         if let Err(e) = readable {
             say!(
                 "pgtls-doctor: could not read server log \"{}\": {e}",
@@ -158,9 +169,7 @@ fn main() -> ExitCode {
     let admin = match &cli.admin {
         None => None,
         Some(_) if cli.hba.is_some() => {
-            say!(
-                "pgtls-doctor: --admin and --hba are two sources of the same rules; give one"
-            );
+            say!("pgtls-doctor: --admin and --hba are two sources of the same rules; give one");
             return ExitCode::from(exit::USAGE);
         }
         Some(conninfo) => match plan::resolve(conninfo, &FlagSettings::default(), &env) {

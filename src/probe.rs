@@ -176,7 +176,11 @@ pub enum ConnectFailure {
 fn step_limit(deadlines: Deadlines) -> (Duration, TimeoutKind) {
     let now = Instant::now();
     match deadlines.step {
-        Some(step) if now.checked_add(step).is_some_and(|end| end < deadlines.overall) => {
+        Some(step)
+            if now
+                .checked_add(step)
+                .is_some_and(|end| end < deadlines.overall) =>
+        {
             (step, TimeoutKind::Step)
         }
         _ => (
@@ -1130,7 +1134,9 @@ fn startup<S: Read + Write + TimedOut>(
         };
         if matches!(
             msg,
-            BackendMessage::ParameterStatus { .. } | BackendMessage::Notice(_) | BackendMessage::Other(_)
+            BackendMessage::ParameterStatus { .. }
+                | BackendMessage::Notice(_)
+                | BackendMessage::Other(_)
         ) {
             chatter += 1;
             if chatter > MAX_STARTUP_CHATTER {
@@ -1327,7 +1333,10 @@ impl QueryResult {
     fn flood(&self, limits: QueryLimits) -> Option<Flood> {
         if self.rows_dropped > 0 {
             Some(Flood {
-                what: format!("rows in answer to a query that returns at most {}", limits.rows),
+                what: format!(
+                    "rows in answer to a query that returns at most {}",
+                    limits.rows
+                ),
                 count: self.rows.len() + self.rows_dropped,
             })
         } else if self.errors_dropped > 0 {

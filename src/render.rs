@@ -60,9 +60,13 @@ pub fn text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     )?;
     writeln!(out)?;
     let verdict = if report.verdict.ok {
-        format!("OK    {}", safe(&report.verdict.summary)).green().bold()
+        format!("OK    {}", safe(&report.verdict.summary))
+            .green()
+            .bold()
     } else {
-        format!("FAIL  {}", safe(&report.verdict.summary)).red().bold()
+        format!("FAIL  {}", safe(&report.verdict.summary))
+            .red()
+            .bold()
     };
     writeln!(out, "{verdict}")?;
     writeln!(out)?;
@@ -120,7 +124,12 @@ pub fn text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             if !names.is_empty() {
                 writeln!(out, "      names:  {}", safe(&names.join(", ")))?;
             }
-            writeln!(out, "      key:    {}, {}", safe(&c.key), safe(&c.signature_algorithm))?;
+            writeln!(
+                out,
+                "      key:    {}, {}",
+                safe(&c.key),
+                safe(&c.signature_algorithm)
+            )?;
         }
     }
     if let Some(tls) = &report.tls {

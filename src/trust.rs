@@ -87,11 +87,19 @@ fn default_verify_paths() -> (PathBuf, Vec<PathBuf>) {
     let file = std::env::var_os("SSL_CERT_FILE")
         .map(PathBuf::from)
         // SAFETY: no preconditions; returns static storage.
-        .unwrap_or_else(|| PathBuf::from(compiled(unsafe { openssl_sys::X509_get_default_cert_file() })));
+        .unwrap_or_else(|| {
+            PathBuf::from(compiled(unsafe {
+                openssl_sys::X509_get_default_cert_file()
+            }))
+        });
     let dirs = std::env::var_os("SSL_CERT_DIR")
         .map(|v| std::env::split_paths(&v).collect())
         // SAFETY: as above.
-        .unwrap_or_else(|| vec![PathBuf::from(compiled(unsafe { openssl_sys::X509_get_default_cert_dir() }))]);
+        .unwrap_or_else(|| {
+            vec![PathBuf::from(compiled(unsafe {
+                openssl_sys::X509_get_default_cert_dir()
+            }))]
+        });
     (file, dirs)
 }
 

@@ -183,13 +183,19 @@ mod tests {
         assert_eq!(for_terminal("ok"), Cow::Borrowed("ok"));
         assert_eq!(for_terminal("a\x1b[2Jb"), "a\\x1b[2Jb");
         assert_eq!(for_terminal("x\ry\u{8}"), "x\\ry\\x08");
-        assert_eq!(for_terminal("\x1b]52;c;SGVsbG8=\x07"), "\\x1b]52;c;SGVsbG8=\\x07");
+        assert_eq!(
+            for_terminal("\x1b]52;c;SGVsbG8=\x07"),
+            "\\x1b]52;c;SGVsbG8=\\x07"
+        );
         assert_eq!(for_terminal("\u{9b}31m"), "\\x9b31m");
         assert_eq!(for_terminal("abc\u{202e}fed"), "abc\\u{202e}fed");
         assert_eq!(for_terminal(&decode(b"Gr\xfcn")), "Gr\\xfcn");
         assert_eq!(for_terminal("l1\nl2"), "l1\\nl2");
         assert_eq!(for_terminal("Grün ü"), "Grün ü");
         let long = "x".repeat(100);
-        assert_eq!(for_terminal_short(&long, 10), "xxxxxxxxxx… (90 more characters)");
+        assert_eq!(
+            for_terminal_short(&long, 10),
+            "xxxxxxxxxx… (90 more characters)"
+        );
     }
 }

@@ -26,6 +26,8 @@ pub struct DoctorRun {
     pub stdout: String,
     pub stderr: String,
     pub elapsed: Duration,
+    /// Peak resident memory of the doctor, KiB.
+    pub max_rss_kb: u64,
 }
 
 impl DoctorRun {
@@ -74,8 +76,12 @@ pub fn assert_within_deadline(run: &DoctorRun, args: &[&str]) {
     );
 }
 
+/// The doctor under test; PGTLS_DOCTOR_BIN runs the same tests against another build (to
+/// show that a test fails without the fix it guards).
 pub fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_pgtls-doctor"))
+    std::env::var_os("PGTLS_DOCTOR_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_pgtls-doctor")))
 }
 
 /// Runs the doctor with a clean PG* environment, HOME=home, and optional PGPASSFILE.
@@ -85,7 +91,45 @@ pub fn run_doctor(
     passfile: Option<&Path>,
     extra_env: &[(&str, &str)],
 ) -> DoctorRun {
+    run_doctor_with(args, home, passfile, extra_env, |_| {})
+}
+
+/// [`run_doctor`] with the address space capped at `max_bytes` (RLIMIT_AS): a run that tries
+/// to hold more fails its allocation and aborts, so a test sees it.
+pub fn run_doctor_capped(
+    args: &[&str],
+    home: &Path,
+    extra_env: &[(&str, &str)],
+    max_bytes: u64,
+) -> DoctorRun {
+    run_doctor_with(args, home, None, extra_env, |cmd| {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: max_bytes,
+                    rlim_max: max_bytes,
+                };
+                if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    })
+}
+
+/// [`run_doctor`], letting the caller adjust the command first.
+pub fn run_doctor_with(
+    args: &[&str],
+    home: &Path,
+    passfile: Option<&Path>,
+    extra_env: &[(&str, &str)],
+    configure: impl FnOnce(&mut Command),
+) -> DoctorRun {
     let mut cmd = Command::new(binary());
+    configure(&mut cmd);
     scrub_pg_env(&mut cmd);
     cmd.env("HOME", home).env("NO_COLOR", "1");
     match passfile {
@@ -120,6 +164,7 @@ pub fn run_doctor(
         stdout: out.stdout,
         stderr: out.stderr,
         elapsed,
+        max_rss_kb: out.max_rss_kb,
     }
 }
 

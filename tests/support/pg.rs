@@ -48,6 +48,8 @@ pub struct CmdOutput {
     pub stdout: String,
     pub stderr: String,
     pub timed_out: bool,
+    /// The child's peak resident set size in KiB (getrusage of the reaped child).
+    pub max_rss_kb: u64,
 }
 
 impl CmdOutput {
@@ -72,8 +74,26 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> CmdOutput {
         .unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
     let deadline = Instant::now() + timeout;
     let mut timed_out = false;
+    let mut max_rss_kb = 0;
+    // wait4 rather than Child::try_wait: it also gives the child's peak memory.
+    let mut reap = || -> std::io::Result<Option<ExitStatus>> {
+        use std::os::unix::process::ExitStatusExt;
+        let mut status = 0;
+        // SAFETY: a zeroed rusage is a valid out-parameter.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: waits for our own child only, without blocking.
+        let pid = unsafe { libc::wait4(child.id() as i32, &mut status, libc::WNOHANG, &mut usage) };
+        match pid {
+            0 => Ok(None),
+            p if p < 0 => Err(std::io::Error::last_os_error()),
+            _ => {
+                max_rss_kb = usage.ru_maxrss as u64;
+                Ok(Some(ExitStatus::from_raw(status)))
+            }
+        }
+    };
     let status = loop {
-        match child.try_wait() {
+        match reap() {
             Ok(Some(st)) => break Some(st),
             Ok(None) if Instant::now() >= deadline => {
                 timed_out = true;
@@ -103,6 +123,7 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> CmdOutput {
         stdout: read_all(&mut out),
         stderr: read_all(&mut err),
         timed_out,
+        max_rss_kb,
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum After {
     /// Close once the handshake is done.
     Close,
@@ -17,6 +17,15 @@ pub enum After {
     UnknownSasl,
     /// A SCRAM exchange whose server-final signature is wrong.
     BadScramSignature,
+    /// A SCRAM server-first message with this iteration count (`i=`), then close.
+    ScramIterations(String),
+    /// Send `startup` after the StartupMessage; answer each Query with `on_query` repeated
+    /// `repeat` times and then ReadyForQuery; stop at Terminate.
+    Script {
+        startup: Vec<u8>,
+        on_query: Vec<u8>,
+        repeat: usize,
+    },
 }
 
 pub fn spawn(chain_der: Vec<Vec<u8>>, key_pkcs8_pem: String, after: After) -> u16 {
@@ -44,6 +53,7 @@ pub fn spawn(chain_der: Vec<Vec<u8>>, key_pkcs8_pem: String, after: After) -> u1
                 return;
             };
             let config = config.clone();
+            let after = after.clone();
             thread::spawn(move || {
                 let _ = tcp.set_read_timeout(Some(Duration::from_secs(20)));
                 let mut req = [0u8; 8];
@@ -97,6 +107,56 @@ fn play<S: Read + Write>(s: &mut S, after: After) {
     }
     match after {
         After::Close => {}
+        After::Script {
+            startup,
+            on_query,
+            repeat,
+        } => {
+            if s.write_all(&startup).and_then(|_| s.flush()).is_err() {
+                return;
+            }
+            loop {
+                let mut tag = [0u8; 1];
+                if s.read_exact(&mut tag).is_err() {
+                    return;
+                }
+                let Some(_) = read_message(s, false) else {
+                    return;
+                };
+                match tag[0] {
+                    b'Q' => {
+                        for _ in 0..repeat {
+                            if s.write_all(&on_query).is_err() {
+                                return;
+                            }
+                        }
+                        let _ = s.write_all(b"Z\0\0\0\x05I");
+                        let _ = s.flush();
+                    }
+                    b'X' => return,
+                    _ => {}
+                }
+            }
+        }
+        After::ScramIterations(iterations) => {
+            let _ = s.write_all(&auth(10, b"SCRAM-SHA-256\0\0"));
+            let _ = s.flush();
+            let Some(initial) = read_message(s, true) else {
+                return;
+            };
+            let text = String::from_utf8_lossy(&initial).into_owned();
+            let nonce = text
+                .split("r=")
+                .nth(1)
+                .and_then(|n| n.split(',').next())
+                .unwrap_or("")
+                .trim_end_matches('\0')
+                .to_string();
+            let server_first = format!("r={nonce}SERVERPART,s=c2FsdHNhbHRzYWx0,i={iterations}");
+            let _ = s.write_all(&auth(11, server_first.as_bytes()));
+            let _ = s.flush();
+            let _ = read_message(s, true);
+        }
         After::UnknownSasl => {
             let _ = s.write_all(&auth(10, b"FOO-MECH\0\0"));
             let _ = s.flush();
