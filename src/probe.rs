@@ -1060,6 +1060,55 @@ trait TimedOut {
     fn timed_out(&self) -> Option<TimeoutKind>;
 }
 
+/// A peer in memory: reads come from `server`, writes are counted and dropped.
+struct Replay<R> {
+    server: R,
+}
+
+impl<R: Read> Read for Replay<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.server.read(buf)
+    }
+}
+
+impl<R> Write for Replay<R> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<R> TimedOut for Replay<R> {
+    fn timed_out(&self) -> Option<TimeoutKind> {
+        None
+    }
+}
+
+/// The startup exchange (authentication, then the pg_stat_ssl query as on TLS) against a
+/// server whose bytes `server` yields, with no network: for the fuzz targets and tests that
+/// need a hostile server's every possible answer, floods included.
+pub fn startup_against<R: Read>(server: R, password: Option<&Secret>) -> StartupOutcome {
+    let params = StartupParams {
+        user: "alice",
+        dbname: "app",
+        application_name: "pgtls-doctor",
+        options: None,
+        password,
+        allow_cleartext_on_plaintext: false,
+        channel_binding: ChannelBindingMode::Prefer,
+        extra_query: Some("SELECT 1"),
+    };
+    startup(
+        &mut Replay { server },
+        &params,
+        PasswordPermit::Send,
+        None,
+        true,
+    )
+}
+
 impl TimedOut for Link {
     fn timed_out(&self) -> Option<TimeoutKind> {
         self.timed_out
