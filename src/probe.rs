@@ -1060,7 +1060,7 @@ trait TimedOut {
     fn timed_out(&self) -> Option<TimeoutKind>;
 }
 
-/// A peer in memory: reads come from `server`, writes are counted and dropped.
+/// A peer in memory: reads come from `server`, writes are discarded.
 struct Replay<R> {
     server: R,
 }
