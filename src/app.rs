@@ -1,6 +1,7 @@
 //! Drives the pipeline: plan, local files, probe each host (at most two connections each),
 //! judge, report. No formatting here.
 
+use crate::catalogue::Code;
 use std::time::{Duration, Instant};
 
 use crate::client_cert::{self, ClientIdentity, ClientRequest};
@@ -57,9 +58,9 @@ pub fn local_setup(plan: &Plan) -> (LocalSetup, ClientIdentity) {
                     "libpq reads only PEM: `openssl pkcs12 -in {0} -clcerts -nokeys -out postgresql.crt` and `openssl pkcs12 -in {0} -nocerts -nodes -out postgresql.key`, then point sslcert/sslkey at them",
                     path.display()
                 ),
-                None => client_fix(code, path),
+                None => client_fix(*code, path),
             };
-            let mut problem = Problem::new(code, message.clone())
+            let mut problem = Problem::new(*code, message.clone())
                 .with("file", path.display().to_string())
                 .fix(fix);
             if let Some(leaf) = leaf {
@@ -95,19 +96,19 @@ pub fn local_setup(plan: &Plan) -> (LocalSetup, ClientIdentity) {
     )
 }
 
-fn client_fix(code: &str, path: &std::path::Path) -> String {
+fn client_fix(code: Code, path: &std::path::Path) -> String {
     match code {
-        "client_key_permissions" => format!("chmod 0600 {}", path.display()),
-        "client_key_missing" => format!(
+        Code::ClientKeyPermissions => format!("chmod 0600 {}", path.display()),
+        Code::ClientKeyMissing => format!(
             "put the private key next to the certificate ({}), or set sslkey=/path/to/key",
             path.display()
         ),
-        "client_key_encrypted" => format!(
+        Code::ClientKeyEncrypted => format!(
             "give the passphrase as sslpassword=... in a service file (~/.pg_service.conf, chmod 0600; then service=NAME) rather than on the command line, where `ps` shows it (libpq reads no environment variable for it); or store the key decrypted: `openssl pkey -in {0} -out {0}.plain && chmod 0600 {0}.plain`",
             path.display()
         ),
-        "client_key_mismatch" => "give the key that belongs to the certificate; compare `openssl x509 -in CERT -noout -pubkey` with `openssl pkey -in KEY -pubout`".into(),
-        "client_key_weak" => "issue a new client key and certificate with RSA 2048+ or EC P-256 (Debian's OpenSSL runs at security level 2)".into(),
+        Code::ClientKeyMismatch => "give the key that belongs to the certificate; compare `openssl x509 -in CERT -noout -pubkey` with `openssl pkey -in KEY -pubout`".into(),
+        Code::ClientKeyWeak => "issue a new client key and certificate with RSA 2048+ or EC P-256 (Debian's OpenSSL runs at security level 2)".into(),
         _ => format!(
             "the file must hold a PEM certificate (and a PEM key); check it with `openssl x509 -in {} -noout -subject`",
             path.display()
@@ -134,7 +135,7 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Report {
         }
         Some(Err(e)) => {
             extra_findings.push(Finding {
-                code: "admin_connection_failed",
+                code: Code::AdminConnectionFailed,
                 severity: Severity::Warning,
                 summary: format!("the --admin connection could not read the rules: {e}"),
                 evidence: vec![],
@@ -384,7 +385,7 @@ fn admin_findings(rules: &crate::admin::AdminRules) -> Vec<Finding> {
     let errors = &rules.context.hba.errors;
     if rules.stale == Some(true) || !errors.is_empty() {
         out.push(Finding {
-            code: "hba_rules_stale",
+            code: Code::HbaRulesStale,
             severity: Severity::Warning,
             summary: if rules.stale == Some(true) {
                 "pg_hba.conf changed after the server last loaded it: the server still runs the old rules, and the lines named here are the file's, not necessarily the ones in force".into()
@@ -405,7 +406,7 @@ fn hba_file_findings(errors: &[crate::hba::ParseError]) -> Vec<Finding> {
     let mut out = Vec::new();
     for e in errors {
         out.push(Finding {
-            code: "hba_parse_error",
+            code: Code::HbaParseError,
             severity: Severity::Error,
             summary: format!(
                 "{} (line {} of {})",

@@ -5,6 +5,7 @@
 //! Any failure here is a client-side TLS set-up failure: allow and prefer then fall back to
 //! plaintext. PKCS#12 bundles, which libpq cannot read, are opened to say what they would get.
 
+use crate::catalogue::Code;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -68,7 +69,7 @@ pub enum ClientIdentity {
     Loaded(Box<ClientMaterial>),
     /// libpq would fail to set up TLS: `code` is the finding, `message` libpq's words.
     Failed {
-        code: &'static str,
+        code: Code,
         path: PathBuf,
         message: String,
         /// The certificate, when it was readable (for evidence).
@@ -103,7 +104,7 @@ pub fn load(req: &ClientRequest) -> ClientIdentity {
     let Some(cert_path) = req.cert else {
         return ClientIdentity::NotConfigured(NoCertificate::NoPath);
     };
-    let fail = |code: &'static str, path: &Path, message: String, leaf: Option<CertSummary>| {
+    let fail = |code: Code, path: &Path, message: String, leaf: Option<CertSummary>| {
         ClientIdentity::Failed {
             code,
             path: path.to_path_buf(),
@@ -125,7 +126,7 @@ pub fn load(req: &ClientRequest) -> ClientIdentity {
         }
         Err(e) => {
             return fail(
-                "client_cert_unreadable",
+                Code::ClientCertUnreadable,
                 cert_path,
                 format!(
                     "could not open certificate file \"{}\": {e}",
@@ -138,7 +139,7 @@ pub fn load(req: &ClientRequest) -> ClientIdentity {
     }
     let unreadable = |reason: String| {
         fail(
-            "client_cert_unreadable",
+            Code::ClientCertUnreadable,
             cert_path,
             format!(
                 "could not read certificate file \"{}\": {reason}",
@@ -156,7 +157,7 @@ pub fn load(req: &ClientRequest) -> ClientIdentity {
         Ok(_) => {
             if let Some(contents) = open_pkcs12(cert_path, &bytes, req.sslpassword) {
                 return ClientIdentity::Failed {
-                    code: "client_cert_unreadable",
+                    code: Code::ClientCertUnreadable,
                     path: cert_path.to_path_buf(),
                     message: format!(
                         "could not read certificate file \"{}\": no start line (it is a PKCS#12 bundle, which libpq cannot read)",
@@ -177,7 +178,7 @@ pub fn load(req: &ClientRequest) -> ClientIdentity {
     // OpenSSL's security level 2 refuses the certificate itself ("ee key too small").
     if let Some(reason) = weak_key_reason(&leaf) {
         return fail(
-            "client_key_weak",
+            Code::ClientKeyWeak,
             cert_path,
             format!(
                 "could not read certificate file \"{}\": ee key too small ({reason})",
@@ -189,7 +190,7 @@ pub fn load(req: &ClientRequest) -> ClientIdentity {
 
     let Some(key_path) = req.key else {
         return fail(
-            "client_key_missing",
+            Code::ClientKeyMissing,
             cert_path,
             "certificate present, but no private key file configured".into(),
             Some(leaf),
@@ -199,7 +200,7 @@ pub fn load(req: &ClientRequest) -> ClientIdentity {
         Ok(m) => m,
         Err(_) => {
             return fail(
-                "client_key_missing",
+                Code::ClientKeyMissing,
                 key_path,
                 format!(
                     "certificate present, but not private key file \"{}\"",
@@ -211,7 +212,7 @@ pub fn load(req: &ClientRequest) -> ClientIdentity {
     };
     if !meta.is_file() {
         return fail(
-            "client_key_unreadable",
+            Code::ClientKeyUnreadable,
             key_path,
             format!(
                 "private key file \"{}\" is not a regular file",
@@ -224,7 +225,7 @@ pub fn load(req: &ClientRequest) -> ClientIdentity {
     let forbidden = if meta.uid() == 0 { 0o037 } else { 0o077 };
     if meta.permissions().mode() & forbidden != 0 {
         return fail(
-            "client_key_permissions",
+            Code::ClientKeyPermissions,
             key_path,
             format!(
                 "private key file \"{}\" has group or world access; file must have permissions u=rw (0600) or less if owned by the current user, or permissions u=rw,g=r (0640) or less if owned by root",
@@ -237,7 +238,7 @@ pub fn load(req: &ClientRequest) -> ClientIdentity {
         Ok(b) => b,
         Err(e) => {
             return fail(
-                "client_key_unreadable",
+                Code::ClientKeyUnreadable,
                 key_path,
                 format!(
                     "could not load private key file \"{}\": {e}",
@@ -252,9 +253,9 @@ pub fn load(req: &ClientRequest) -> ClientIdentity {
         Ok(k) => k,
         Err(reason) => {
             let (code, reason) = match (encrypted, req.sslpassword) {
-                (true, None) => ("client_key_encrypted", "the key is encrypted and no sslpassword was given (psql would prompt; a script fails with \"processing error\")".to_string()),
-                (true, Some(_)) => ("client_key_encrypted", "bad decrypt (the sslpassword does not decrypt this key)".to_string()),
-                (false, _) => ("client_key_unreadable", reason),
+                (true, None) => (Code::ClientKeyEncrypted, "the key is encrypted and no sslpassword was given (psql would prompt; a script fails with \"processing error\")".to_string()),
+                (true, Some(_)) => (Code::ClientKeyEncrypted, "bad decrypt (the sslpassword does not decrypt this key)".to_string()),
+                (false, _) => (Code::ClientKeyUnreadable, reason),
             };
             return fail(
                 code,
@@ -273,7 +274,7 @@ pub fn load(req: &ClientRequest) -> ClientIdentity {
         .is_some_and(|public| public.public_eq(&pkey));
     if !matches {
         return fail(
-            "client_key_mismatch",
+            Code::ClientKeyMismatch,
             key_path,
             format!(
                 "could not load private key file \"{}\": key values mismatch (the key does not belong to the certificate {})",
@@ -285,7 +286,7 @@ pub fn load(req: &ClientRequest) -> ClientIdentity {
     }
     let Ok(pkcs8) = pkey.private_key_to_pkcs8() else {
         return fail(
-            "client_key_unreadable",
+            Code::ClientKeyUnreadable,
             key_path,
             format!(
                 "could not load private key file \"{}\": unsupported key type",

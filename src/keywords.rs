@@ -4,6 +4,7 @@
 //! settings use it carries `setting_not_emulated`. docs/libpq-keywords.md is generated from
 //! this table (a unit test fails when it is stale), so the two cannot disagree.
 
+use crate::catalogue::Code;
 use crate::finding::{Finding, Severity};
 use crate::plan::Plan;
 
@@ -204,7 +205,7 @@ pub fn unemulated_findings(plan: &Plan) -> Vec<Finding> {
             }
             evidence.push(("why".into(), why.to_string()));
             Some(Finding {
-                code: "setting_not_emulated",
+                code: Code::SettingNotEmulated,
                 severity: Severity::Warning,
                 summary: format!(
                     "libpq would act on {}={value}, which the doctor does not emulate: its verdicts may differ from libpq's",
@@ -264,16 +265,7 @@ mod tests {
 
     #[test]
     fn docs_table_is_current() {
-        let path = root().join("docs/libpq-keywords.md");
-        let want = markdown();
-        if std::env::var_os("PGTLS_BLESS").is_some() {
-            std::fs::write(&path, &want).unwrap();
-        }
-        let have = std::fs::read_to_string(&path).unwrap_or_default();
-        assert_eq!(
-            have, want,
-            "docs/libpq-keywords.md is stale: PGTLS_BLESS=1 cargo test --lib keywords"
-        );
+        crate::testing::check_generated("docs/libpq-keywords.md", &markdown());
     }
 
     #[test]

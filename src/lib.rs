@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod catalogue;
 pub mod cli;
 pub mod client_cert;
 pub mod conninfo;
@@ -22,6 +23,8 @@ pub mod report;
 pub mod serverlog;
 pub mod sigalgs;
 pub mod sslmode;
+#[cfg(test)]
+mod testing;
 pub mod trust;
 pub mod untrusted;
 pub mod wire;

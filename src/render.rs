@@ -202,7 +202,7 @@ fn findings(list: &[FindingOut], out: &mut dyn Write) -> io::Result<()> {
             out,
             "{} {}{}",
             severity_label(f.severity),
-            f.code.bold(),
+            f.code.as_str().bold(),
             modes.dimmed()
         )?;
         writeln!(out, "        {}", safe(&f.summary))?;

@@ -1,6 +1,7 @@
 //! The one report every output format renders. It owns the JSON shape (documented in
 //! docs/report.schema.json); analysis types stay free of serde and are converted here.
 
+use crate::catalogue::Code;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -73,7 +74,7 @@ pub struct Verdict {
 
 #[derive(Debug, Serialize, Clone)]
 pub struct FindingOut {
-    pub code: &'static str,
+    pub code: Code,
     pub severity: &'static str,
     pub summary: String,
     pub evidence: Map<String, Value>,
@@ -219,12 +220,12 @@ pub fn choose_host(hosts: &[HostResult], requested: SslMode) -> (usize, Vec<Stri
         let cell = &h.judgement.cells[&requested];
         let skip = matches!(
             cell.code,
-            Some("tcp_connect_failed") | Some("connect_timeout") | Some("server_not_ready")
+            Some(Code::TcpConnectFailed) | Some(Code::ConnectTimeout) | Some(Code::ServerNotReady)
         );
         if skip && i + 1 < hosts.len() {
             reasons[i] = format!(
                 "skipped: {} at sslmode={requested}, so libpq tries the next host",
-                cell.code.unwrap_or_default()
+                cell.code.map(Code::as_str).unwrap_or_default()
             );
             continue;
         }
@@ -232,7 +233,7 @@ pub fn choose_host(hosts: &[HostResult], requested: SslMode) -> (usize, Vec<Stri
             Some(true) => format!("libpq ends here: sslmode={requested} gets a session"),
             _ => format!(
                 "libpq ends here: {} stops the host loop",
-                cell.code.unwrap_or("the failure")
+                cell.code.map(Code::as_str).unwrap_or("the failure")
             ),
         };
         for r in reasons.iter_mut().skip(i + 1) {
@@ -288,13 +289,13 @@ pub fn build(input: &BuildInput) -> Report {
                 .iter()
                 .find(|f| Some(f.code) == code)
                 .map(|f| f.summary.clone())
-                .unwrap_or_else(|| code.unwrap_or("unknown").to_string())
+                .unwrap_or_else(|| code.map(Code::as_str).unwrap_or("unknown").to_string())
         ),
         (None, code) => format!(
             "sslmode={} could not be determined at {}: {}",
             plan.sslmode,
             host.endpoint.display(),
-            code.unwrap_or("unknown")
+            code.map(Code::as_str).unwrap_or("unknown")
         ),
     };
     let settings = plan

@@ -1,6 +1,7 @@
 //! Judging the client certificate: the local checks libpq and the server's OpenSSL make, the
 //! server's refusal read back into a cause, and the CN/DN comparison the server only logs.
 
+use crate::catalogue::Code;
 use crate::client_cert::{weak_key_reason, NoCertificate, Pkcs12Contents};
 use crate::finding::{Finding, Problem, Severity};
 use crate::plan::CertMode;
@@ -63,7 +64,7 @@ pub fn refusal_problem(
         "unknown_ca" => {
             let names = ca_names(tls).unwrap_or_default();
             Problem::new(
-                "client_cert_unknown_ca",
+                Code::ClientCertUnknownCa,
                 format!(
                     "the server does not trust the issuer of the client certificate \"{subject}\" (alert unknown_ca {when})"
                 ),
@@ -79,20 +80,20 @@ pub fn refusal_problem(
         "certificate_expired" => {
             let until = leaf.map(|l| l.not_after).unwrap_or(now);
             Problem::new(
-                "client_cert_expired",
+                Code::ClientCertExpired,
                 format!("the client certificate \"{subject}\" expired on {} ({}); the server refused it {when}", date(until), relative(until, now)),
             )
             .with("not_after", date(until))
             .fix("issue a new client certificate (the server's CA must sign it) and replace sslcert/sslkey")
         }
         "certificate_revoked" => Problem::new(
-            "client_cert_revoked",
+            Code::ClientCertRevoked,
             format!("the server's CRL (ssl_crl_file) revokes the client certificate \"{subject}\" (alert {when})"),
         )
         .with("serial", leaf.map(|l| l.serial.clone()).unwrap_or_default())
         .fix("issue a new client certificate; the revoked one will not be accepted again"),
         "unsupported_certificate" => Problem::new(
-            "client_cert_wrong_purpose",
+            Code::ClientCertWrongPurpose,
             format!("the server refuses the client certificate \"{subject}\" for TLS client authentication (alert unsupported_certificate {when})"),
         )
         .with(
@@ -107,19 +108,19 @@ pub fn refusal_problem(
         "bad_certificate" if leaf.is_some_and(|l| l.not_before > now) => {
             let from = leaf.map(|l| l.not_before).unwrap_or(now);
             Problem::new(
-                "client_cert_not_yet_valid",
+                Code::ClientCertNotYetValid,
                 format!("the client certificate \"{subject}\" is not valid until {} ({}); the server refused it {when}", date(from), relative(from, now)),
             )
             .with("not_before", date(from))
             .fix("check the clocks of this machine, the server and the CA that issued the certificate")
         }
         "bad_certificate" if leaf.and_then(weak_key_reason).is_some() => Problem::new(
-            "client_key_weak",
+            Code::ClientKeyWeak,
             format!("the server refused the client certificate \"{subject}\": its key is too small for OpenSSL security level 2"),
         )
         .fix("issue a new client key of RSA 2048+ or EC P-256: `openssl req -new -newkey rsa:3072 ...`"),
         other => Problem::new(
-            "client_cert_rejected",
+            Code::ClientCertRejected,
             format!("the server refused the client certificate \"{subject}\" with alert {other} {when}"),
         )
         .fix("the server log says why (\"could not accept SSL connection: ...\")"),
@@ -192,7 +193,7 @@ pub fn local_findings(
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     let warn =
-        |code: &'static str, summary: String, evidence: Vec<(String, String)>, fix: &str| Finding {
+        |code: Code, summary: String, evidence: Vec<(String, String)>, fix: &str| Finding {
             code,
             severity: Severity::Warning,
             summary,
@@ -202,7 +203,7 @@ pub fn local_findings(
         };
     if let Some(NoCertificate::ExplicitMissing(path)) = &view.none {
         out.push(Finding {
-            code: "client_cert_missing",
+            code: Code::ClientCertMissing,
             severity: Severity::Info,
             summary: format!("sslcert {} does not exist, so no client certificate is sent (libpq does the same, silently)", path.display()),
             evidence: vec![("sslcert".into(), path.display().to_string())],
@@ -252,7 +253,7 @@ pub fn local_findings(
         };
         let path = p12.path.display();
         out.push(Finding {
-            code: "client_cert_pkcs12",
+            code: Code::ClientCertPkcs12,
             severity: Severity::Info,
             summary,
             evidence,
@@ -270,14 +271,14 @@ pub fn local_findings(
     }
     if leaf.not_after < now {
         out.push(warn(
-            "client_cert_expired",
+            Code::ClientCertExpired,
             format!("the client certificate \"{}\" expired on {} ({})", leaf.subject, date(leaf.not_after), relative(leaf.not_after, now)),
             vec![("not_after".into(), date(leaf.not_after))],
             "issue a new client certificate; a server that checks client certificates (ssl_ca_file set) refuses this one",
         ));
     } else if leaf.not_after - now <= warn_days * 86_400 {
         out.push(warn(
-            "client_cert_expiring_soon",
+            Code::ClientCertExpiringSoon,
             format!(
                 "the client certificate \"{}\" expires on {} ({})",
                 leaf.subject,
@@ -293,7 +294,7 @@ pub fn local_findings(
     }
     if leaf.not_before > now {
         out.push(warn(
-            "client_cert_not_yet_valid",
+            Code::ClientCertNotYetValid,
             format!(
                 "the client certificate \"{}\" is not valid until {} ({})",
                 leaf.subject,
@@ -314,7 +315,7 @@ pub fn local_findings(
         .is_some_and(|k| !k.iter().any(|u| u == "digitalSignature"));
     if eku_bad || ku_bad {
         out.push(warn(
-            "client_cert_wrong_purpose",
+            Code::ClientCertWrongPurpose,
             format!(
                 "the client certificate \"{}\" is not valid for TLS client authentication: {}",
                 leaf.subject,
@@ -331,13 +332,13 @@ pub fn local_findings(
         if tls.handshake.as_ref().is_some_and(|h| h.is_ok()) {
             match ca_names(tls) {
                 None => out.push(warn(
-                    "server_no_client_ca",
+                    Code::ServerNoClientCa,
                     "the server did not ask for a client certificate, so yours was not sent: the server has no ssl_ca_file and ignores client certificates".into(),
                     vec![("sslcert".into(), leaf.subject.clone())],
                     "on the server, set ssl_ca_file to the CA that issues client certificates, then reload; until then only passwords or trust authenticate",
                 )),
                 Some(names) if !names.is_empty() && !issued_by_named_ca(leaf, &names) => out.push(warn(
-                    "client_cert_unknown_ca",
+                    Code::ClientCertUnknownCa,
                     format!("the client certificate's issuer \"{}\" is not among the CAs the server asks for", leaf.issuer),
                     vec![("server_accepts_issuers".into(), names.join("; ")), ("certificate_issuer".into(), leaf.issuer.clone())],
                     "use a client certificate signed by a CA in the server's ssl_ca_file (or send the intermediate in the sslcert file)",
@@ -348,7 +349,7 @@ pub fn local_findings(
     }
     if !session_ok && leaf.common_name.as_deref() != Some(user) {
         out.push(warn(
-            "client_cert_cn_mismatch",
+            Code::ClientCertCnMismatch,
             format!(
                 "the client certificate's CN \"{}\" differs from the user \"{user}\": a cert line or clientcert=verify-full refuses it unless pg_ident.conf maps it",
                 leaf.common_name.clone().unwrap_or_default()

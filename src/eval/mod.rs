@@ -4,6 +4,7 @@
 
 pub mod client;
 
+use crate::catalogue::Code;
 use std::collections::BTreeMap;
 
 use client::ClientView;
@@ -41,7 +42,7 @@ pub struct Cell {
     pub ok: Option<bool>,
     /// libpq's last attempt at this mode used TLS.
     pub encrypted: bool,
-    pub code: Option<&'static str>,
+    pub code: Option<Code>,
 }
 
 /// A failed path, with whether allow/prefer would still fall back to plaintext after it.
@@ -206,7 +207,7 @@ pub fn judge(input: &EvalInput) -> Judgement {
     let requested_cell = &cells[&input.requested];
     if unix {
         findings.push(Finding {
-            code: "unix_socket",
+            code: Code::UnixSocket,
             severity: Severity::Info,
             summary: format!(
                 "{} is a Unix-domain socket: libpq never uses TLS there, whatever the sslmode",
@@ -225,7 +226,7 @@ pub fn judge(input: &EvalInput) -> Judgement {
         && !unix
     {
         findings.push(Finding {
-            code: "plaintext_fallback",
+            code: Code::PlaintextFallback,
             severity: Severity::Warning,
             summary: format!(
                 "sslmode={} connects, but without TLS: passwords and data cross the network in plaintext",
@@ -239,7 +240,7 @@ pub fn judge(input: &EvalInput) -> Judgement {
     expiry_findings(&chain, input.now, input.warn_days, &mut findings);
     if let Some((path, reason)) = &input.local.crl_ignored {
         findings.push(Finding {
-            code: "crl_ignored",
+            code: Code::CrlIgnored,
             severity: Severity::Warning,
             summary: format!("libpq silently ignores the CRL file {}: {reason}; revocation is not checked", path.display()),
             evidence: vec![("file".into(), path.display().to_string())],
@@ -265,7 +266,7 @@ pub fn judge(input: &EvalInput) -> Judgement {
                 evidence.push(("hba_assumptions".into(), decision.assumptions.join("; ")));
             }
             findings.push(Finding {
-                code: "hba_rule",
+                code: Code::HbaRule,
                 severity: Severity::Info,
                 summary: format!(
                     "sslmode={}'s {} connection is decided by line {} of {}: {}",
@@ -309,7 +310,7 @@ pub fn judge(input: &EvalInput) -> Judgement {
                 trust::webpki_refusal(&tls.chain, certs, host.filter(|_| host_ok), input.now)
             {
                 findings.push(Finding {
-                    code: "server_cert_rustls_differs",
+                    code: Code::ServerCertRustlsDiffers,
                     severity: Severity::Warning,
                     summary: format!("libpq accepts this chain, but clients built on rustls/webpki (tokio-postgres-rustls, sqlx, many Rust and Go-style strict verifiers) refuse it: {reason}"),
                     evidence: vec![("webpki_error".into(), reason.clone())],
@@ -358,7 +359,7 @@ pub fn judge(input: &EvalInput) -> Judgement {
                 }
             }
             findings.push(Finding {
-                code: "tls_session",
+                code: Code::TlsSession,
                 severity: Severity::Info,
                 summary: format!(
                     "TLS session established ({}, {})",
@@ -374,7 +375,7 @@ pub fn judge(input: &EvalInput) -> Judgement {
         }) = &tls.startup
         {
             findings.push(Finding {
-                code: "server_flood",
+                code: Code::ServerFlood,
                 severity: Severity::Warning,
                 summary: format!(
                     "the server answered the one-row pg_stat_ssl query with {} {}; the doctor kept what fits and counted the rest",
@@ -403,8 +404,8 @@ pub fn judge(input: &EvalInput) -> Judgement {
     }
 }
 
-fn is_chain_code(code: &str) -> bool {
-    code.starts_with("server_cert_") || code == "crl_incomplete" || code == "root_cert_missing"
+fn is_chain_code(code: Code) -> bool {
+    code.phase() == crate::catalogue::Phase::Chain
 }
 
 fn postgres_replied(input: &EvalInput) -> bool {
@@ -438,7 +439,7 @@ fn mode_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathRes
     if input.local.system_roots && mode != SslMode::VerifyFull {
         return Err(plain_failure(
             Problem::new(
-                "system_root_weak_sslmode",
+                Code::SystemRootWeakSslmode,
                 format!("weak sslmode \"{mode}\" may not be used with sslrootcert=system (use \"verify-full\")"),
             )
             .with("libpq", "16 and later refuse the connection before connecting; 15 and older read a file named \"system\"")
@@ -473,7 +474,7 @@ fn direct_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathR
     if !mode.requires_tls() {
         return Err(plain_failure(
             Problem::new(
-                "direct_tls_weak_sslmode",
+                Code::DirectTlsWeakSslmode,
                 format!("weak sslmode \"{mode}\" may not be used with sslnegotiation=direct (use \"require\", \"verify-ca\", or \"verify-full\")"),
             )
             .fix("with sslnegotiation=direct use sslmode=require or stricter"),
@@ -489,7 +490,7 @@ fn direct_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathR
         if let Some(answer) = answer {
             return Err(plain_failure(
                 Problem::new(
-                    "direct_tls_unsupported",
+                    Code::DirectTlsUnsupported,
                     "the server closed the connection on the direct-TLS ClientHello (libpq 17: SSL SYSCALL error: EOF detected); it does not speak direct TLS",
                 )
                 .with("ssl_request_answer", format!("the same server answered an SSLRequest with {answer}"))
@@ -504,7 +505,7 @@ fn direct_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathR
             if facts.alpn.as_deref() != Some("postgresql") {
                 return Err(plain_failure(
                     Problem::new(
-                        "direct_tls_unsupported",
+                        Code::DirectTlsUnsupported,
                         match &facts.alpn {
                             None => "direct SSL connection was established without ALPN protocol negotiation extension".to_string(),
                             Some(other) => format!("SSL connection was established with unexpected ALPN protocol \"{other}\""),
@@ -565,7 +566,7 @@ fn plain_path(input: &EvalInput) -> PathResult {
         return Err(plain_failure(connect_problem(err, input.endpoint), false));
     }
     Err(Failure {
-        problem: Problem::new("credentials_withheld", "no plaintext attempt was made"),
+        problem: Problem::new(Code::CredentialsWithheld, "no plaintext attempt was made"),
         falls_back: false,
         server_error: false,
         undetermined: true,
@@ -588,20 +589,20 @@ fn plain_failure(problem: Problem, on_tls: bool) -> Failure {
 fn connect_problem(err: &ConnectFailure, endpoint: &Endpoint) -> Problem {
     match err {
         ConnectFailure::Resolve { host, reason } => Problem::new(
-            "tcp_connect_failed",
+            Code::TcpConnectFailed,
             format!("could not translate host name \"{host}\" to address: {reason}"),
         )
         .with("host", host.clone())
         .fix("check the host name (DNS, /etc/hosts) or give hostaddr=<ip>"),
         ConnectFailure::Refused { addrs, reason } => Problem::new(
-            "tcp_connect_failed",
+            Code::TcpConnectFailed,
             format!("connection to {} failed: {reason}", endpoint.display()),
         )
         .with("addresses", join_addrs(addrs))
         .with("error", reason.clone())
         .fix("is the server running on that host and accepting TCP/IP connections? Check listen_addresses and port in postgresql.conf, and firewalls"),
         ConnectFailure::Timeout { kind, addrs } => Problem::new(
-            "connect_timeout",
+            Code::ConnectTimeout,
             format!(
                 "no TCP connection to {} within {}",
                 endpoint.display(),
@@ -611,7 +612,7 @@ fn connect_problem(err: &ConnectFailure, endpoint: &Endpoint) -> Problem {
         .with("addresses", join_addrs(addrs))
         .fix("a firewall dropping packets, or the wrong address; check with `nc -vz host port`"),
         ConnectFailure::ResolveTimeout { host, kind } => Problem::new(
-            "connect_timeout",
+            Code::ConnectTimeout,
             format!(
                 "the resolver did not translate host name \"{host}\" to an address within {}",
                 timeout_name(*kind)
@@ -620,7 +621,7 @@ fn connect_problem(err: &ConnectFailure, endpoint: &Endpoint) -> Problem {
         .with("host", host.clone())
         .fix("the DNS server does not answer: check /etc/resolv.conf, or give hostaddr=<ip>"),
         ConnectFailure::Socket { path, reason } => Problem::new(
-            "tcp_connect_failed",
+            Code::TcpConnectFailed,
             format!("connection to server on socket \"{path}\" failed: {reason}"),
         )
         .with("socket", path.clone())
@@ -652,7 +653,7 @@ fn tls_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResu
         }
         return Err(Failure {
             problem: Problem::new(
-                "not_probed",
+                Code::NotProbed,
                 format!("the doctor made no TLS connection, so sslmode={mode} is not determined"),
             ),
             falls_back: false,
@@ -679,7 +680,7 @@ fn tls_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResu
             if mode.requires_tls() {
                 return Err(plain_failure(
                     Problem::new(
-                        "server_ssl_unsupported",
+                        Code::ServerSslUnsupported,
                         "server does not support SSL, but SSL was required",
                     )
                     .with("server_reply", "'N' to the SSLRequest")
@@ -696,7 +697,7 @@ fn tls_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResu
         Some(SslReply::ServerError { text }) => {
             return Err(plain_failure(
                 Problem::new(
-                    "server_ssl_error",
+                    Code::ServerSslError,
                     "server sent an error response during SSL exchange",
                 )
                 .with("server_text_unauthenticated", text.clone())
@@ -707,7 +708,7 @@ fn tls_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResu
         Some(SslReply::Injected { extra }) => {
             return Err(plain_failure(
                 Problem::new(
-                    "ssl_response_injected",
+                    Code::SslResponseInjected,
                     format!(
                         "{} unexpected byte(s) followed the server's 'S' before the TLS handshake",
                         extra.len()
@@ -721,7 +722,7 @@ fn tls_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResu
         Some(SslReply::Foreign { bytes, peer }) => {
             return Err(plain_failure(
                 Problem::new(
-                    "not_postgres",
+                    Code::NotPostgres,
                     format!("the peer at {} is {peer}, not PostgreSQL", input.endpoint.display()),
                 )
                 .with("first_bytes", hex_preview(bytes))
@@ -738,7 +739,7 @@ fn tls_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResu
             bytes.extend_from_slice(following);
             return Err(plain_failure(
                 Problem::new(
-                    "not_postgres",
+                    Code::NotPostgres,
                     format!(
                         "received invalid response to SSL negotiation: {}",
                         crate::wire::printable(*byte)
@@ -756,7 +757,7 @@ fn tls_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResu
             };
             return Err(plain_failure(
                 Problem::new(
-                    "not_postgres",
+                    Code::NotPostgres,
                     format!("the peer {how} in answer to the SSLRequest, which PostgreSQL never does"),
                 )
                 .fix("check host and port; a proxy in front of the server may be refusing the connection"),
@@ -766,7 +767,7 @@ fn tls_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResu
         Some(SslReply::Timeout(kind)) => {
             return Err(plain_failure(
                 Problem::new(
-                    "connect_timeout",
+                    Code::ConnectTimeout,
                     format!("no answer to the SSLRequest within {}", timeout_name(*kind)),
                 )
                 .fix("the port accepts connections but says nothing: not PostgreSQL, or an overloaded server or proxy"),
@@ -784,7 +785,7 @@ fn tls_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResu
                 .unwrap_or_else(|| "~/.postgresql/root.crt".into());
             return Err(plain_failure(
                 Problem::new(
-                    "root_cert_missing",
+                    Code::RootCertMissing,
                     format!("root certificate file \"{shown}\" does not exist"),
                 )
                 .with("looked_for", shown.clone())
@@ -798,7 +799,7 @@ fn tls_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResu
     if let RootState::Unreadable { path, reason } = &input.local.roots {
         return Err(fallback(
             Problem::new(
-                "root_cert_unreadable",
+                Code::RootCertUnreadable,
                 format!(
                     "could not read root certificate file \"{}\": {reason}",
                     path.display()
@@ -815,7 +816,7 @@ fn tls_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResu
     match &tls.handshake {
         None => {
             return Err(fallback(Problem::new(
-                "tls_handshake_failed",
+                Code::TlsHandshakeFailed,
                 "no TLS handshake took place",
             )))
         }
@@ -838,7 +839,7 @@ fn tls_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResu
     if let (Some(reason), Some(_)) = (&tls.client_key_unusable, &tls.client_ca_names) {
         return Err(Failure {
             problem: Problem::new(
-                "client_key_unsupported",
+                Code::ClientKeyUnsupported,
                 format!("libpq would present the client certificate, but the doctor's TLS library cannot sign with its key ({reason}); the TLS verdicts are left undetermined"),
             )
             .fix("a P-256, P-384 or RSA 2048+ client key works with every client; or check this connection with psql"),
@@ -885,7 +886,7 @@ fn tls_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResu
     match &tls.startup {
         Some(outcome) => startup_result(outcome, input, true),
         None => Err(fallback(Problem::new(
-            "connection_lost",
+            Code::ConnectionLost,
             "no startup took place",
         ))),
     }
@@ -896,7 +897,7 @@ fn hostname_problem(endpoint: &Endpoint, chain: &[CertSummary]) -> Option<Proble
     if endpoint.host.is_empty() {
         return Some(
             Problem::new(
-                "server_cert_hostname_mismatch",
+                Code::ServerCertHostnameMismatch,
                 "host name must be specified for a verified SSL connection",
             )
             .fix("verify-full checks the certificate against host=, never hostaddr=: add host=<name on the certificate> next to hostaddr"),
@@ -913,7 +914,7 @@ fn hostname_problem(endpoint: &Endpoint, chain: &[CertSummary]) -> Option<Proble
     if embedded_null {
         return Some(
             Problem::new(
-                "server_cert_hostname_mismatch",
+                Code::ServerCertHostnameMismatch,
                 "SSL certificate's name contains embedded null",
             )
             .with("host", endpoint.host.clone())
@@ -939,7 +940,7 @@ fn hostname_problem(endpoint: &Endpoint, chain: &[CertSummary]) -> Option<Proble
             endpoint.host
         ),
     };
-    let mut problem = Problem::new("server_cert_hostname_mismatch", message)
+    let mut problem = Problem::new(Code::ServerCertHostnameMismatch, message)
         .with("host", endpoint.host.clone())
         .with("certificate_names", names.join(", "))
         .with("certificate_subject", leaf.subject.clone());
@@ -977,13 +978,13 @@ fn hostname_problem(endpoint: &Endpoint, chain: &[CertSummary]) -> Option<Proble
 fn handshake_problem(failure: &TlsFailure, tls: &TlsAttempt, input: &EvalInput) -> Problem {
     match failure {
         TlsFailure::Alert(alert) if alert == "protocol_version" => Problem::new(
-            "tls_version_unsupported",
+            Code::TlsVersionUnsupported,
             "the server refused every TLS version the client offers (TLS 1.2 and 1.3)",
         )
         .with("alert", alert.clone())
         .fix("check ssl_min_protocol_version / ssl_max_protocol_version in postgresql.conf"),
         TlsFailure::Incompatible(why) => Problem::new(
-            "tls_version_unsupported",
+            Code::TlsVersionUnsupported,
             format!("no TLS version or cipher suite in common with the server: {why}"),
         )
         .fix("check ssl_min_protocol_version, ssl_max_protocol_version and ssl_ciphers in postgresql.conf"),
@@ -991,34 +992,34 @@ fn handshake_problem(failure: &TlsFailure, tls: &TlsAttempt, input: &EvalInput) 
             client::refusal_problem(alert, &input.local.client, tls, input.now, false)
         }
         TlsFailure::Alert(alert) if alert == "handshake_failure" && tls.chain.is_empty() => Problem::new(
-            "tls_handshake_failed",
+            Code::TlsHandshakeFailed,
             "the server ended the TLS handshake with alert handshake_failure before sending its certificate",
         )
         .with("alert", alert.clone())
         .with("likely_cause", "no cipher suite, key-exchange group or signature scheme in common (ssl_ciphers, ssl_ecdh_curve, or an unusual server key type)")
         .fix("check ssl_ciphers and ssl_ecdh_curve in postgresql.conf and the server key type (`openssl x509 -in server.crt -noout -text`)"),
         TlsFailure::Alert(alert) => Problem::new(
-            "tls_handshake_failed",
+            Code::TlsHandshakeFailed,
             format!("the server ended the TLS handshake with alert {alert}"),
         )
         .with("alert", alert.clone())
         .fix("the server log says why (\"could not accept SSL connection: ...\")"),
         TlsFailure::Eof => Problem::new(
-            "tls_handshake_failed",
+            Code::TlsHandshakeFailed,
             "the server closed the connection during the TLS handshake",
         )
         .fix("the server log says why (\"could not accept SSL connection: ...\")"),
         TlsFailure::Reset(e) => Problem::new(
-            "tls_handshake_failed",
+            Code::TlsHandshakeFailed,
             format!("the connection was reset during the TLS handshake: {e}"),
         ),
         TlsFailure::Timeout(kind) => Problem::new(
-            "connect_timeout",
+            Code::ConnectTimeout,
             format!("the TLS handshake did not finish within {}", timeout_name(*kind)),
         ),
-        TlsFailure::Other(e) => Problem::new("tls_handshake_failed", format!("TLS handshake failed: {e}")),
+        TlsFailure::Other(e) => Problem::new(Code::TlsHandshakeFailed, format!("TLS handshake failed: {e}")),
         TlsFailure::OnlyOldVersions { min, max } => Problem::new(
-            "tls_version_unsupported",
+            Code::TlsVersionUnsupported,
             format!("SSL error: tlsv1 alert protocol version: libpq offers only {min} to {max} (ssl_max_protocol_version), which the server refuses"),
         )
         .with("ssl_min_protocol_version", min.clone())
@@ -1027,7 +1028,7 @@ fn handshake_problem(failure: &TlsFailure, tls: &TlsAttempt, input: &EvalInput) 
         .with("note", "PostgreSQL 13+ refuses TLS below 1.2 by default, and OpenSSL 3 at security level 2 (Debian's default) speaks neither TLS 1.0 nor 1.1; the doctor cannot offer them either")
         .fix("remove ssl_max_protocol_version, or set it to TLSv1.2 or TLSv1.3"),
         TlsFailure::Unemulated(why) => Problem::new(
-            "tls_not_emulated",
+            Code::TlsNotEmulated,
             format!("the doctor's TLS library cannot complete this handshake where libpq (OpenSSL) can: {why}; the TLS verdicts are left undetermined"),
         )
         .fix("check this connection with psql; an ECDSA P-256 or RSA (rsaEncryption) server key, or TLS 1.3, works with every client"),
@@ -1098,7 +1099,7 @@ fn chain_problem(
             let c = subject_at.clone();
             let until = c.as_ref().map(|c| c.not_after).unwrap_or(now);
             Problem::new(
-                "server_cert_expired",
+                Code::ServerCertExpired,
                 format!(
                     "{which} expired on {} ({})",
                     date(until),
@@ -1115,7 +1116,7 @@ fn chain_problem(
         ChainFailureKind::NotYetValid => {
             let from = subject_at.as_ref().map(|c| c.not_before).unwrap_or(now);
             Problem::new(
-                "server_cert_not_yet_valid",
+                Code::ServerCertNotYetValid,
                 format!("{which} is not valid until {} ({})", date(from), relative(from, now)),
             )
             .with("not_before", date(from))
@@ -1123,12 +1124,12 @@ fn chain_problem(
         }
         ChainFailureKind::UnknownCa => unknown_ca_problem(chain, roots, &root_file, failure),
         ChainFailureKind::Revoked => Problem::new(
-            "server_cert_revoked",
+            Code::ServerCertRevoked,
             format!("{which} is revoked by the loaded CRL"),
         )
         .fix("install a new, unrevoked server certificate; or, if the revocation is stale, update the CRL (sslcrl, sslcrldir or ~/.postgresql/root.crl)"),
         ChainFailureKind::CrlIncomplete => Problem::new(
-            "crl_incomplete",
+            Code::CrlIncomplete,
             format!(
                 "a CRL is loaded, so OpenSSL checks every certificate in the chain, and for {which} it found {}",
                 failure.openssl_text
@@ -1136,7 +1137,7 @@ fn chain_problem(
         )
         .fix("put a current CRL from every CA in the chain (root and intermediates) in the sslcrl file or the sslcrldir directory (named by `openssl rehash`), or remove sslcrl, sslcrldir and root.crl"),
         ChainFailureKind::WeakKey => Problem::new(
-            "server_cert_weak_key",
+            Code::ServerCertWeakKey,
             format!(
                 "{which} is too weak for OpenSSL security level 2 ({})",
                 failure.openssl_text
@@ -1144,12 +1145,12 @@ fn chain_problem(
         )
         .fix("reissue with an RSA key of at least 2048 bits (or EC P-256) and a SHA-256 signature: `openssl req -new -newkey rsa:3072 -sha256 ...`"),
         ChainFailureKind::WrongPurpose => Problem::new(
-            "server_cert_wrong_purpose",
+            Code::ServerCertWrongPurpose,
             format!("{which} may not be used by a TLS server ({})", failure.openssl_text),
         )
         .fix("reissue with extendedKeyUsage=serverAuth (or without an extendedKeyUsage extension)"),
         ChainFailureKind::Other => Problem::new(
-            "server_cert_invalid",
+            Code::ServerCertInvalid,
             format!("OpenSSL refused {which}: {}", failure.openssl_text),
         ),
     };
@@ -1225,7 +1226,7 @@ fn unknown_ca_problem(
             None => ("the server sent no certificate".into(), "check ssl_cert_file".into()),
         }
     };
-    let mut p = Problem::new("server_cert_unknown_ca", summary)
+    let mut p = Problem::new(Code::ServerCertUnknownCa, summary)
         .with("presented_chain", presented)
         .with(
             "root_file_holds",
@@ -1247,7 +1248,7 @@ fn expiry_findings(chain: &[CertSummary], now: i64, warn_days: i64, findings: &m
         let left = cert.not_after - now;
         if left > 0 && left <= warn_days * 86_400 {
             findings.push(Finding {
-                code: "server_cert_expiring_soon",
+                code: Code::ServerCertExpiringSoon,
                 severity: Severity::Warning,
                 summary: format!(
                     "{} expires on {} ({})",
@@ -1307,12 +1308,12 @@ fn startup_result(outcome: &StartupOutcome, input: &EvalInput, on_tls: bool) -> 
             let tls = input.tls;
             if tls.is_some_and(|t| t.client_ca_names.is_none()) {
                 Err(fail(
-                    Problem::new("server_no_client_ca", "server did not request an SSL certificate (sslcertmode=require)")
+                    Problem::new(Code::ServerNoClientCa, "server did not request an SSL certificate (sslcertmode=require)")
                         .fix("on the server, set ssl_ca_file so it requests client certificates; or lower sslcertmode to allow"),
                 ))
             } else if tls.is_some_and(|t| !t.client_cert_sent) {
                 Err(fail(
-                    Problem::new("client_cert_missing", "server accepted connection without a valid SSL certificate (sslcertmode=require)")
+                    Problem::new(Code::ClientCertMissing, "server accepted connection without a valid SSL certificate (sslcertmode=require)")
                         .fix("configure sslcert and sslkey"),
                 ))
             } else {
@@ -1323,7 +1324,7 @@ fn startup_result(outcome: &StartupOutcome, input: &EvalInput, on_tls: bool) -> 
         StartupOutcome::PasswordNeeded { method } if input.password_unknown.is_some() => {
             Err(Failure {
                 problem: Problem::new(
-                    "passfile_unread",
+                    Code::PassfileUnread,
                     format!(
                         "the server asks for a password ({method}); {}",
                         input.password_unknown.unwrap_or_default()
@@ -1340,7 +1341,7 @@ fn startup_result(outcome: &StartupOutcome, input: &EvalInput, on_tls: bool) -> 
         }
         StartupOutcome::PasswordNeeded { method } => Err(fail(
             Problem::new(
-                "password_required",
+                Code::PasswordRequired,
                 format!("the server asks for a password ({method}) and none was given: fe_sendauth: no password supplied"),
             )
             .with("method", method.clone())
@@ -1355,7 +1356,7 @@ fn startup_result(outcome: &StartupOutcome, input: &EvalInput, on_tls: bool) -> 
         )),
         StartupOutcome::Withheld { method } => Err(Failure {
             problem: Problem::new(
-                "credentials_withheld",
+                Code::CredentialsWithheld,
                 format!(
                     "the server asks for a password ({method}) {}; the doctor did not send it because libpq at sslmode={} would not use this connection",
                     if on_tls { "over TLS" } else { "in plaintext" },
@@ -1388,7 +1389,7 @@ fn startup_result(outcome: &StartupOutcome, input: &EvalInput, on_tls: bool) -> 
                     client::refusal_problem(alert, &input.local.client, tls, input.now, true)
                 }
                 _ => Problem::new(
-                    "tls_handshake_failed",
+                    Code::TlsHandshakeFailed,
                     format!("the server sent TLS alert {alert} after the handshake"),
                 )
                 .with("alert", alert.clone()),
@@ -1396,13 +1397,13 @@ fn startup_result(outcome: &StartupOutcome, input: &EvalInput, on_tls: bool) -> 
             Err(fail(problem))
         }
         StartupOutcome::ChannelBinding(reason) => Err(fail(
-            Problem::new("channel_binding_failed", reason.clone())
+            Problem::new(Code::ChannelBindingFailed, reason.clone())
                 .with("channel_binding", "require")
                 .fix("channel binding needs TLS and SCRAM-SHA-256 on the server (password_encryption = scram-sha-256, a scram-sha-256 line in pg_hba.conf); or lower channel_binding to prefer"),
         )),
         StartupOutcome::Closed => {
             let mut problem = Problem::new(
-                "connection_lost",
+                Code::ConnectionLost,
                 "server closed the connection unexpectedly during startup",
             )
             .fix("the server log says why; under TLS 1.3 this can also be a refused client certificate");
@@ -1415,20 +1416,20 @@ fn startup_result(outcome: &StartupOutcome, input: &EvalInput, on_tls: bool) -> 
             Err(fail(problem))
         }
         StartupOutcome::Reset(e) => Err(fail(Problem::new(
-            "connection_lost",
+            Code::ConnectionLost,
             format!("the connection was reset during startup: {e}"),
         ))),
         StartupOutcome::Timeout(kind) => Err(fail(Problem::new(
-            "connect_timeout",
+            Code::ConnectTimeout,
             format!("no answer to the startup message within {}", timeout_name(*kind)),
         ))),
         StartupOutcome::Protocol(e) => Err(fail(Problem::new(
-            "protocol_violation",
+            Code::ProtocolViolation,
             format!("the server broke the protocol: {e}"),
         ))),
         StartupOutcome::Flood(flood) => Err(fail(
             Problem::new(
-                "server_flood",
+                Code::ServerFlood,
                 format!(
                     "the server sent more than {} {}; no real server does, and libpq would wait until it stopped",
                     flood.count - 1,
@@ -1440,13 +1441,13 @@ fn startup_result(outcome: &StartupOutcome, input: &EvalInput, on_tls: bool) -> 
         )),
         StartupOutcome::ServerProofInvalid => Err(fail(
             Problem::new(
-                "scram_server_proof_invalid",
+                Code::ScramServerProofInvalid,
                 "the server's SCRAM signature is wrong: it did not prove it knows the password (a man in the middle, or a broken proxy)",
             )
             .fix("do not trust this endpoint; connect with sslmode=verify-full and channel_binding=require"),
         )),
         StartupOutcome::UnsupportedAuth { method } => Err(fail(Problem::new(
-            "auth_method_unsupported",
+            Code::AuthMethodUnsupported,
             format!("the server asks for {method}, which the doctor cannot complete"),
         ))),
     }
@@ -1475,9 +1476,9 @@ fn server_error_problem(
     on_tls: bool,
 ) -> Problem {
     let msg = &fields.message;
-    let (code, fix): (&'static str, String) = match fields.code.as_str() {
+    let (code, fix): (Code, String) = match fields.code.as_str() {
         "28000" if msg.starts_with("no pg_hba.conf entry") => (
-            "hba_no_entry",
+            Code::HbaNoEntry,
             format!(
                 "add a line to pg_hba.conf, e.g. `{} {} {} <client-address>/32 scram-sha-256`, then `SELECT pg_reload_conf();`",
                 if on_tls { "hostssl" } else { "host" },
@@ -1486,53 +1487,53 @@ fn server_error_problem(
             ),
         ),
         "28000" if msg.starts_with("pg_hba.conf rejects") => (
-            "hba_reject",
+            Code::HbaReject,
             "a reject line in pg_hba.conf matches first; connect with the encryption an earlier line allows (hostssl lines need TLS), or change the rules".into(),
         ),
         "28000" if msg.starts_with("role ") && msg.ends_with("does not exist") => (
-            "role_missing",
+            Code::RoleMissing,
             format!("CREATE ROLE \"{}\" LOGIN; or connect as an existing role (user=...)", input_user(input)),
         ),
         "28000" if msg.contains("is not permitted to log in") => (
-            "server_refused",
+            Code::ServerRefused,
             format!("ALTER ROLE \"{}\" LOGIN;", input_user(input)),
         ),
         "3D000" => (
-            "database_missing",
+            Code::DatabaseMissing,
             format!(
                 "CREATE DATABASE \"{}\"; or name an existing database (dbname=...; libpq defaults it to the user name)",
                 input_db(input)
             ),
         ),
         "28P01" if stage == AuthStage::AfterSaslFinal => (
-            "client_cert_cn_mismatch",
+            Code::ClientCertCnMismatch,
             "the password was right (the server proved it with its SCRAM final message), so clientcert=verify-full refused the certificate's CN/DN: the CN must equal the user name, or use map= with pg_ident.conf".into(),
         ),
         "28P01" => (
-            "password_failed",
+            Code::PasswordFailed,
             "check the password (~/.pgpass, PGPASSWORD); the server hides a missing role behind the same error, its log says which (\"Role ... does not exist\" or \"Password does not match\")".into(),
         ),
         "53300" => (
-            "too_many_connections",
+            Code::TooManyConnections,
             "raise max_connections or the role/database CONNECTION LIMIT, or use a pooler".into(),
         ),
         "57P03" => (
-            "server_not_ready",
+            Code::ServerNotReady,
             "wait for the server to finish starting or recovering; check the server log".into(),
         ),
         "28000" if msg.starts_with("connection requires a valid client certificate") => (
-            "client_cert_missing",
+            Code::ClientCertMissing,
             "give the client certificate and key (sslcert=..., sslkey=..., or ~/.postgresql/postgresql.crt and .key)".into(),
         ),
         "F0000" if msg.contains("root certificate store") => (
-            "server_ca_missing",
+            Code::ServerCaMissing,
             "on the server, set ssl_ca_file to the CA that issues client certificates, then reload".into(),
         ),
         "28000" if msg.starts_with("certificate authentication failed") || msg.starts_with("\"trust\" authentication failed") => (
-            "client_cert_cn_mismatch",
+            Code::ClientCertCnMismatch,
             "the client certificate's CN must equal the user name (or be mapped with map= in pg_ident.conf)".into(),
         ),
-        _ => ("server_refused", "the server's message says why; its log has details".into()),
+        _ => (Code::ServerRefused, "the server's message says why; its log has details".into()),
     };
     let mut problem = Problem::new(code, format!("{}:  {}", fields.severity, msg))
         .with("sqlstate", fields.code.clone())
@@ -1551,7 +1552,7 @@ fn server_error_problem(
     }
     let cert_sent = on_tls && input.tls.is_some_and(|t| t.client_cert_sent);
     match code {
-        "client_cert_cn_mismatch" => {
+        Code::ClientCertCnMismatch => {
             problem = client::name_check(problem, &input.local.client, input.user);
             let certain = msg.starts_with("\"trust\" authentication failed")
                 || stage == AuthStage::AfterSaslFinal;
@@ -1567,7 +1568,7 @@ fn server_error_problem(
             };
             problem = problem.with("cause", verdict);
         }
-        "client_cert_missing" => {
+        Code::ClientCertMissing => {
             if let Some(tls) = input.tls {
                 problem = problem.with(
                     "why_none_was_sent",
@@ -1575,7 +1576,7 @@ fn server_error_problem(
                 );
             }
         }
-        "password_failed"
+        Code::PasswordFailed
             if cert_sent
                 && client::cert_name(&input.local.client).as_deref() != Some(input.user) =>
         {
@@ -1645,13 +1646,13 @@ fn hba_evidence(
                 .with("hba_file", rule.file.display().to_string())
                 .with("hba_line", rule.line_number.to_string())
                 .with("hba_rule", rule.raw.clone());
-            if problem.code == "hba_no_entry" {
+            if problem.code == Code::HbaNoEntry {
                 problem = problem.with(
                     "hba_disagrees",
                     format!("the server found no entry, but line {} of the given file matches: the server runs other rules (not reloaded, or a different file)", rule.line_number),
                 );
             }
-            if matches!(problem.code, "client_cert_cn_mismatch" | "password_failed") {
+            if matches!(problem.code, Code::ClientCertCnMismatch | Code::PasswordFailed) {
                 let view = &input.local.client;
                 let cn = view.leaf.as_ref().and_then(|l| l.common_name.as_deref());
                 let dn = view.leaf.as_ref().map(|l| rfc2253(&l.subject));
@@ -1669,7 +1670,7 @@ fn hba_evidence(
         }
         None => {
             problem = problem.with("hba_rule", format!("no line of {} matches", ctx.source));
-            if problem.code == "hba_no_entry" {
+            if problem.code == Code::HbaNoEntry {
                 for (i, (rule, why)) in matcher::near_misses(&ctx.hba.rules, &conn)
                     .iter()
                     .enumerate()
@@ -1787,7 +1788,7 @@ fn server_log_findings(
         evidence.push(("hba_rule".into(), rule.clone()));
         if input.hba.is_none() {
             findings.push(Finding {
-                code: "hba_rule",
+                code: Code::HbaRule,
                 severity: Severity::Info,
                 summary: format!(
                     "the server log says the connection matched line {line} of {file}: {rule}"
@@ -1816,7 +1817,7 @@ fn server_log_findings(
         }
     }
     findings.push(Finding {
-        code: "server_log_reason",
+        code: Code::ServerLogReason,
         severity: Severity::Info,
         summary: match log.reasons.first() {
             Some(r) => format!("the server's log says: {r}"),

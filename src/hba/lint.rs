@@ -1,6 +1,7 @@
 //! `pgtls-doctor hba lint`: what the server would refuse to load, rules that can never
 //! match, and rules that are weaker than they look.
 
+use crate::catalogue::Code;
 use std::path::Path;
 
 use super::{Address, ClientCert, ConnType, HbaFile, HbaRule, IdentFile, Token};
@@ -9,7 +10,7 @@ use crate::finding::{Finding, Severity};
 pub use super::server_conf::ServerConf;
 
 fn finding(
-    code: &'static str,
+    code: Code,
     severity: Severity,
     rule_file: &Path,
     line: usize,
@@ -40,7 +41,7 @@ pub fn lint(
     let mut out = Vec::new();
     for e in &hba.errors {
         let mut f = finding(
-            "hba_parse_error",
+            Code::HbaParseError,
             Severity::Error,
             &e.file,
             e.line_number,
@@ -59,7 +60,7 @@ pub fn lint(
     for (i, rule) in hba.rules.iter().enumerate() {
         if let Some(earlier) = hba.rules[..i].iter().find(|e| shadows(e, rule)) {
             let mut f = finding(
-                "hba_shadowed_rule",
+                Code::HbaShadowedRule,
                 Severity::Warning,
                 &rule.file,
                 rule.line_number,
@@ -81,7 +82,7 @@ pub fn lint(
             let wide = matches!(rule.address, Some(Address::All))
                 || matches!(rule.address, Some(Address::Net { prefix: 0, .. }));
             out.push(finding(
-                "hba_insecure_trust",
+                Code::HbaInsecureTrust,
                 if wide { Severity::Error } else { Severity::Warning },
                 &rule.file,
                 rule.line_number,
@@ -98,7 +99,7 @@ pub fn lint(
                 && rule.conn_type != ConnType::HostSsl
                 && rule.conn_type != ConnType::Local;
             out.push(finding(
-                "hba_weak_password_method",
+                Code::HbaWeakPasswordMethod,
                 Severity::Warning,
                 &rule.file,
                 rule.line_number,
@@ -113,7 +114,7 @@ pub fn lint(
         }
         if let Some(value) = &rule.obsolete_clientcert {
             out.push(finding(
-                "hba_obsolete_clientcert",
+                Code::HbaObsoleteClientcert,
                 Severity::Warning,
                 &rule.file,
                 rule.line_number,
@@ -126,7 +127,7 @@ pub fn lint(
         if let Some(conf) = conf {
             if needs_ca && conf.ssl_ca_file.as_deref().unwrap_or("").is_empty() {
                 out.push(finding(
-                    "hba_cert_needs_ca",
+                    Code::HbaCertNeedsCa,
                     Severity::Error,
                     &rule.file,
                     rule.line_number,
@@ -137,7 +138,7 @@ pub fn lint(
             }
             if rule.conn_type == ConnType::HostSsl && conf.ssl == Some(false) {
                 out.push(finding(
-                    "hba_shadowed_rule",
+                    Code::HbaShadowedRule,
                     Severity::Warning,
                     &rule.file,
                     rule.line_number,
@@ -161,7 +162,7 @@ pub fn lint(
             });
             if rule.conn_type == ConnType::Host && rule.method != "reject" && !guarded {
                 out.push(finding(
-                    "hba_plaintext_allowed",
+                    Code::HbaPlaintextAllowed,
                     Severity::Warning,
                     &rule.file,
                     rule.line_number,
@@ -176,7 +177,7 @@ pub fn lint(
     if let Some(ident) = ident {
         for e in &ident.errors {
             out.push(finding(
-                "hba_parse_error",
+                Code::HbaParseError,
                 Severity::Error,
                 &e.file,
                 e.line_number,
@@ -192,7 +193,7 @@ pub fn lint(
                     .unwrap_or(0);
                 if rule.pg_user.text.contains("\\1") && groups == 0 {
                     out.push(finding(
-                        "ident_no_match",
+                        Code::IdentNoMatch,
                         Severity::Error,
                         &rule.file,
                         rule.line_number,
@@ -207,7 +208,7 @@ pub fn lint(
             if let Some(map) = &rule.map {
                 if !ident.rules.iter().any(|r| &r.map == map) {
                     out.push(finding(
-                        "ident_no_match",
+                        Code::IdentNoMatch,
                         Severity::Error,
                         &rule.file,
                         rule.line_number,
