@@ -2,6 +2,7 @@
 //! judge, report. No formatting here.
 
 use crate::catalogue::Code;
+use crate::evidence::{Evidence, Value};
 use std::time::{Duration, Instant};
 
 use crate::client_cert::{self, ClientIdentity, ClientRequest};
@@ -61,10 +62,10 @@ pub fn local_setup(plan: &Plan) -> (LocalSetup, ClientIdentity) {
                 None => client_fix(*code, path),
             };
             let mut problem = Problem::new(*code, message.clone())
-                .with("file", path.display().to_string())
+                .with("file", Value::path(path))
                 .fix(fix);
             if let Some(leaf) = leaf {
-                problem = problem.with("certificate_subject", leaf.subject.clone());
+                problem = problem.with("certificate_subject", Value::name(leaf.subject.clone()));
             }
             Some(problem)
         }
@@ -189,7 +190,6 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Report {
             HostResult {
                 endpoint: o.endpoint,
                 judgement,
-                tls: o.tls,
                 connections: o.connections,
             }
         })
@@ -392,7 +392,7 @@ fn admin_findings(rules: &crate::admin::AdminRules) -> Vec<Finding> {
             } else {
                 "pg_hba.conf on disk has lines the server refuses: a reload would fail and the old rules stay in force".into()
             },
-            evidence: vec![("source".into(), rules.context.source.clone())],
+            evidence: vec![Evidence::new("source", rules.context.source.clone())],
             fix: Some("fix the file, then `SELECT pg_reload_conf();` and check the server log for \"pg_hba.conf was not reloaded\"".into()),
             modes: vec![],
         });
@@ -415,9 +415,9 @@ fn hba_file_findings(errors: &[crate::hba::ParseError]) -> Vec<Finding> {
                 e.file.display()
             ),
             evidence: vec![
-                ("file".into(), e.file.display().to_string()),
-                ("line".into(), e.line_number.to_string()),
-                ("rule".into(), e.raw.clone()),
+                Evidence::new("file", Value::path(&e.file)),
+                Evidence::new("line", Value::line(e.line_number)),
+                Evidence::new("rule", e.raw.clone()),
             ],
             fix: Some("fix the line; until then a reload keeps the old rules".into()),
             modes: vec![],

@@ -8,7 +8,9 @@ use serde::Serialize;
 use crate::finding::Severity;
 
 /// Where in the connection a finding arises, in the order libpq meets them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Name resolution, TCP or the Unix socket.
@@ -286,11 +288,18 @@ pub fn findings_markdown() -> String {
          severity from them; the default below is the severity of a finding that stands alone.\n",
     );
     for phase in Phase::ALL {
-        let codes: Vec<Code> = Code::ALL.iter().copied().filter(|c| c.phase() == phase).collect();
+        let codes: Vec<Code> = Code::ALL
+            .iter()
+            .copied()
+            .filter(|c| c.phase() == phase)
+            .collect();
         if codes.is_empty() {
             continue;
         }
-        out.push_str(&format!("\n## {}\n\n| code | default severity | meaning |\n|---|---|---|\n", capitalised(phase.as_str())));
+        out.push_str(&format!(
+            "\n## {}\n\n| code | default severity | meaning |\n|---|---|---|\n",
+            capitalised(phase.as_str())
+        ));
         for code in codes {
             out.push_str(&format!(
                 "| `{}` | {} | {} |\n",
@@ -328,7 +337,10 @@ mod tests {
         let mut seen = std::collections::BTreeSet::new();
         for code in Code::ALL {
             assert!(seen.insert(code.as_str()), "{code} twice");
-            assert!(code.as_str().bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+            assert!(code
+                .as_str()
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
         }
     }
 

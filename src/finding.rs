@@ -1,9 +1,13 @@
 //! Findings: what was diagnosed, with its evidence and fix. The codes are in `catalogue`.
 
 use crate::catalogue::Code;
+use crate::evidence::{Evidence, Value};
 use crate::sslmode::SslMode;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
     Warning,
@@ -27,7 +31,7 @@ pub struct Finding {
     pub severity: Severity,
     pub summary: String,
     /// Ordered key/value evidence: names, dates, bytes, the server's own words.
-    pub evidence: Vec<(String, String)>,
+    pub evidence: Vec<Evidence>,
     pub fix: Option<String>,
     /// The sslmodes this problem makes fail.
     pub modes: Vec<SslMode>,
@@ -38,7 +42,7 @@ pub struct Finding {
 pub struct Problem {
     pub code: Code,
     pub summary: String,
-    pub evidence: Vec<(String, String)>,
+    pub evidence: Vec<Evidence>,
     pub fix: Option<String>,
 }
 
@@ -52,8 +56,8 @@ impl Problem {
         }
     }
 
-    pub fn with(mut self, key: &str, value: impl Into<String>) -> Self {
-        self.evidence.push((key.to_string(), value.into()));
+    pub fn with(mut self, key: &'static str, value: impl Into<Value>) -> Self {
+        self.evidence.push(Evidence::new(key, value));
         self
     }
 

@@ -5,6 +5,7 @@
 //! this table (a unit test fails when it is stale), so the two cannot disagree.
 
 use crate::catalogue::Code;
+use crate::evidence::{Evidence, Value};
 use crate::finding::{Finding, Severity};
 use crate::plan::Plan;
 
@@ -190,20 +191,20 @@ pub fn unemulated_findings(plan: &Plan) -> Vec<Finding> {
             };
             let value = used(plan, k.name)?;
             let mut evidence = vec![
-                ("keyword".to_string(), k.name.to_string()),
-                ("value".to_string(), value.clone()),
+                Evidence::new("keyword", Value::name(k.name.to_string())),
+                Evidence::new("value", value.clone()),
             ];
             if let Some(setting) = plan.settings.get(k.name) {
-                evidence.push(("source".into(), setting.source.describe()));
+                evidence.push(Evidence::new("source", setting.source.describe()));
             } else if k.name == "gssencmode" {
-                evidence.push(("source".into(), "libpq default (prefer)".into()));
+                evidence.push(Evidence::new("source", "libpq default (prefer)"));
             }
             if k.name == "gssencmode" {
                 if let Some(cache) = &plan.gss_cache {
-                    evidence.push(("credential_cache".into(), cache.clone()));
+                    evidence.push(Evidence::new("credential_cache", cache.clone()));
                 }
             }
-            evidence.push(("why".into(), why.to_string()));
+            evidence.push(Evidence::new("why", why.to_string()));
             Some(Finding {
                 code: Code::SettingNotEmulated,
                 severity: Severity::Warning,

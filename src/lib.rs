@@ -12,6 +12,7 @@ pub mod cli;
 pub mod client_cert;
 pub mod conninfo;
 pub mod eval;
+pub mod evidence;
 pub mod files;
 pub mod finding;
 pub mod hba;

@@ -60,7 +60,11 @@ fn main() -> ExitCode {
                 && std::io::stdout().is_terminal()
         }
     };
-    colored::control::set_override(use_color);
+    let colour = if use_color {
+        render::Colour::On
+    } else {
+        render::Colour::Off
+    };
 
     if let Some(Command::Hba {
         action:
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
     }) = &cli.command
     {
         return lint(
+            colour,
             file,
             ident.as_deref(),
             conf.as_deref(),
@@ -202,26 +207,26 @@ fn main() -> ExitCode {
         server_log: cli.server_log.clone(),
         admin,
     };
-    // Several targets: one report each (JSON: one object per line); the worst exit status,
-    // 2 before 1 before 0, is the run's.
-    let mut worst = exit::OK;
+    // Several targets: one report each (JSON: one document with every report and their
+    // summary); the worst exit status, 2 before 1 before 0, is the run's.
     let mut write_failed = false;
     let mut stdout = std::io::stdout().lock();
+    let mut reports = Vec::new();
     for (i, plan) in plans.iter().enumerate() {
         let report = app::run(plan, &options);
         let written = match (cli.format, plans.len()) {
-            (Format::Json, 1) => render::json(&report, &mut stdout),
-            (Format::Json, _) => render::json_line(&report, &mut stdout),
+            (Format::Json, 1) => render::json::report(&report, &mut stdout),
+            (Format::Json, _) => Ok(()),
             (Format::Text, _) => {
                 if i > 0 {
                     let _ = writeln!(stdout);
                 }
-                render::text(&report, &mut stdout)
+                render::text::report(&report, colour, &mut stdout)
             }
         };
+        reports.push(report);
         // The verdict counts whether or not anyone reads it: a CI job piping into `head`
         // must still fail on a broken database.
-        worst = worst_exit(worst, report.verdict.exit_code);
         let written = written.and_then(|_| stdout.flush());
         if let Err(e) = written {
             if e.kind() == std::io::ErrorKind::BrokenPipe {
@@ -229,6 +234,23 @@ fn main() -> ExitCode {
             }
             say!("pgtls-doctor: could not write the report: {e}");
             write_failed = true;
+        }
+    }
+    let summary = pgtls_doctor::report::Summary::of(&reports);
+    let worst = summary.exit_code;
+    if cli.format == Format::Json && plans.len() > 1 {
+        let fleet = pgtls_doctor::report::Fleet {
+            schema_version: pgtls_doctor::report::SCHEMA_VERSION,
+            tool: pgtls_doctor::report::Tool::THIS,
+            reports,
+            summary,
+        };
+        let written = render::json::fleet(&fleet, &mut stdout).and_then(|_| stdout.flush());
+        if let Err(e) = written {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                say!("pgtls-doctor: could not write the report: {e}");
+                write_failed = true;
+            }
         }
     }
     if write_failed {
@@ -239,19 +261,6 @@ fn main() -> ExitCode {
 
 /// The longest --timeout: a day. Larger values are refused, never turned into a panic.
 const MAX_TIMEOUT_SECS: f64 = 86_400.0;
-
-fn worst_exit(a: u8, b: u8) -> u8 {
-    let rank = |c: u8| match c {
-        exit::UNREACHABLE => 2,
-        exit::PROBLEM => 1,
-        _ => 0,
-    };
-    if rank(b) > rank(a) {
-        b
-    } else {
-        a
-    }
-}
 
 /// --hba/--ident: files only the doctor reads, so an unreadable one is a usage error.
 fn load_hba_context(cli: &Cli) -> Result<Option<hba::HbaContext>, String> {
@@ -271,6 +280,7 @@ fn load_hba_context(cli: &Cli) -> Result<Option<hba::HbaContext>, String> {
 }
 
 fn lint(
+    colour: render::Colour,
     file: &std::path::Path,
     ident: Option<&std::path::Path>,
     conf: Option<&std::path::Path>,
@@ -295,8 +305,8 @@ fn lint(
         pgtls_doctor::report::lint_report(file, pg_version, hba_file.rules.len(), &findings);
     let mut stdout = std::io::stdout().lock();
     let written = match format {
-        Format::Json => render::lint_json(&report, &mut stdout),
-        Format::Text => render::lint_text(&report, &mut stdout),
+        Format::Json => render::json::lint(&report, &mut stdout),
+        Format::Text => render::text::lint(&report, colour, &mut stdout),
     }
     .and_then(|_| stdout.flush());
     match written {

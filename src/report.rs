@@ -1,18 +1,21 @@
-//! The one report every output format renders. It owns the JSON shape (documented in
-//! docs/report.schema.json); analysis types stay free of serde and are converted here.
+//! The one report every output format renders. These types own the JSON shape:
+//! docs/report.schema.json is generated from them (`PGTLS_BLESS=1 cargo test --lib report`),
+//! and a test fails when it is stale. Analysis types stay free of serde and are converted here.
 
-use crate::catalogue::Code;
+use std::collections::{BTreeMap, BTreeSet};
+
+use schemars::JsonSchema;
 use serde::Serialize;
-use serde_json::{Map, Value};
 
-use crate::eval::{Cell, Judgement};
+use crate::catalogue::{Code, Phase};
+use crate::eval::{Cell, Judgement, TlsSession};
+use crate::evidence::{rfc3339, Evidence, Value};
 use crate::finding::{Finding, Severity};
 use crate::plan::{Endpoint, Plan};
-use crate::probe::TlsAttempt;
 use crate::sslmode::SslMode;
 use crate::x509::CertSummary;
 
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Exit statuses (documented in README.md and `--help`).
 pub mod exit {
@@ -26,69 +29,191 @@ pub mod exit {
     pub const USAGE: u8 = 3;
 }
 
-#[derive(Debug, Serialize)]
+/// The report of one target: `pgtls-doctor TARGET --format json`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "report")]
 pub struct Report {
+    /// 2 since the typed catalogue and evidence.
     pub schema_version: u32,
     pub tool: Tool,
     pub target: Target,
     pub verdict: Verdict,
-    pub sslmodes: Map<String, Value>,
+    /// The six sslmodes as libpq would fare at the chosen host.
+    pub sslmodes: SslModes,
+    /// The chosen host's findings: errors first, the requested mode's cause first among them.
     pub findings: Vec<FindingOut>,
+    /// The server's certificate chain as it was sent (depth 0 = the server's own).
     pub server_chain: Vec<CertOut>,
+    /// The TLS session of the chosen host, when a handshake completed.
     pub tls: Option<TlsOut>,
+    /// Every host of a multi-host target (empty for one host).
     pub hosts: Vec<HostOut>,
     pub probe: ProbeOut,
     pub notes: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "tool")]
 pub struct Tool {
     pub name: &'static str,
     pub version: &'static str,
 }
 
-#[derive(Debug, Serialize)]
+impl Tool {
+    pub const THIS: Tool = Tool {
+        name: "pgtls-doctor",
+        version: env!("CARGO_PKG_VERSION"),
+    };
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "target")]
 pub struct Target {
     pub host: String,
     pub hostaddr: Option<String>,
     pub port: u16,
     pub user: String,
     pub dbname: String,
-    pub sslmode: String,
+    pub sslmode: SslMode,
+    /// Every setting in force and where it came from (passwords never shown).
     pub settings: Vec<SettingOut>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "setting")]
 pub struct SettingOut {
     pub name: String,
     pub value: String,
     pub source: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "verdict")]
 pub struct Verdict {
     pub ok: bool,
     pub exit_code: u8,
     pub summary: String,
 }
 
-#[derive(Debug, Serialize, Clone)]
-pub struct FindingOut {
-    pub code: Code,
-    pub severity: &'static str,
-    pub summary: String,
-    pub evidence: Map<String, Value>,
-    pub fix: Option<String>,
-    pub modes: Vec<&'static str>,
+/// What each sslmode gets.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[schemars(rename = "sslmodes")]
+pub struct SslModes {
+    pub disable: CellOut,
+    pub allow: CellOut,
+    pub prefer: CellOut,
+    pub require: CellOut,
+    #[serde(rename = "verify-ca")]
+    pub verify_ca: CellOut,
+    #[serde(rename = "verify-full")]
+    pub verify_full: CellOut,
 }
 
-#[derive(Debug, Serialize, Clone)]
+impl SslModes {
+    pub fn get(&self, mode: SslMode) -> &CellOut {
+        match mode {
+            SslMode::Disable => &self.disable,
+            SslMode::Allow => &self.allow,
+            SslMode::Prefer => &self.prefer,
+            SslMode::Require => &self.require,
+            SslMode::VerifyCa => &self.verify_ca,
+            SslMode::VerifyFull => &self.verify_full,
+        }
+    }
+
+    /// The modes from weakest to strictest.
+    pub fn iter(&self) -> impl Iterator<Item = (SslMode, &CellOut)> {
+        SslMode::ALL.into_iter().map(move |m| (m, self.get(m)))
+    }
+}
+
+/// One sslmode's verdict.
+#[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
+#[schemars(rename = "cell")]
+pub struct CellOut {
+    /// true: a session; false: refused; null: not determined (see `code`).
+    pub ok: Option<bool>,
+    /// libpq's last attempt at this mode used TLS.
+    pub encrypted: bool,
+    /// The first check that fails, in libpq's order.
+    pub code: Option<Code>,
+}
+
+#[derive(Debug, Serialize, Clone, JsonSchema)]
+#[schemars(rename = "finding")]
+pub struct FindingOut {
+    pub code: Code,
+    pub phase: Phase,
+    pub severity: Severity,
+    pub summary: String,
+    /// In order; a key may repeat (one entry per server-log line).
+    pub evidence: Vec<EvidenceOut>,
+    pub fix: Option<String>,
+    /// The sslmodes this finding makes fail.
+    pub modes: Vec<SslMode>,
+}
+
+/// One piece of evidence: `{"key": "hba_line", "kind": "line", "value": 2}`.
+#[derive(Debug, Serialize, Clone, JsonSchema)]
+#[schemars(rename = "evidence")]
+pub struct EvidenceOut {
+    pub key: &'static str,
+    #[serde(flatten)]
+    pub value: EvidenceValue,
+}
+
+/// An evidence value by kind. Times are RFC 3339 (UTC); lines are 1-based.
+#[derive(Debug, Serialize, Clone, JsonSchema)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+#[schemars(rename = "evidence_value")]
+pub enum EvidenceValue {
+    Text(String),
+    Name(String),
+    Path(String),
+    Line(u64),
+    Number(i64),
+    Flag(bool),
+    Time(String),
+}
+
+impl EvidenceValue {
+    /// The value as people read it (text output).
+    pub fn for_people(&self) -> String {
+        match self {
+            EvidenceValue::Text(s) | EvidenceValue::Name(s) | EvidenceValue::Path(s) => s.clone(),
+            EvidenceValue::Line(n) => n.to_string(),
+            EvidenceValue::Number(n) => n.to_string(),
+            EvidenceValue::Flag(b) => (if *b { "yes" } else { "no" }).to_string(),
+            EvidenceValue::Time(t) => t.clone(),
+        }
+    }
+}
+
+fn evidence_out(e: &Evidence) -> EvidenceOut {
+    EvidenceOut {
+        key: e.key,
+        value: match &e.value {
+            Value::Text(s) => EvidenceValue::Text(s.clone()),
+            Value::Name(s) => EvidenceValue::Name(s.clone()),
+            Value::Path(s) => EvidenceValue::Path(s.clone()),
+            Value::Line(n) => EvidenceValue::Line(*n),
+            Value::Number(n) => EvidenceValue::Number(*n),
+            Value::Flag(b) => EvidenceValue::Flag(*b),
+            Value::Time(t) => EvidenceValue::Time(rfc3339(*t)),
+        },
+    }
+}
+
+#[derive(Debug, Serialize, Clone, JsonSchema)]
+#[schemars(rename = "certificate")]
 pub struct CertOut {
     pub depth: usize,
     pub subject: String,
     pub issuer: String,
     pub serial: String,
+    /// RFC 3339.
     pub not_before: String,
+    /// RFC 3339.
     pub not_after: String,
     pub common_name: Option<String>,
     pub dns_names: Vec<String>,
@@ -102,7 +227,8 @@ pub struct CertOut {
     pub extended_key_usage: Option<Vec<String>>,
 }
 
-#[derive(Debug, Serialize, Clone)]
+#[derive(Debug, Serialize, Clone, JsonSchema)]
+#[schemars(rename = "tls")]
 pub struct TlsOut {
     pub version: String,
     pub cipher_suite: String,
@@ -113,16 +239,19 @@ pub struct TlsOut {
     pub client_cert_sent: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "host")]
 pub struct HostOut {
     pub endpoint: String,
+    /// The host libpq would end on for the requested sslmode.
     pub chosen: bool,
     pub why: String,
-    pub sslmodes: Map<String, Value>,
+    pub sslmodes: SslModes,
     pub findings: Vec<FindingOut>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "probe")]
 pub struct ProbeOut {
     pub connections: u32,
     pub duration_ms: u64,
@@ -130,53 +259,117 @@ pub struct ProbeOut {
     pub emulates: &'static str,
 }
 
+/// Several targets under `--format json`: one document holding every report and their
+/// summary.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "fleet")]
+pub struct Fleet {
+    pub schema_version: u32,
+    pub tool: Tool,
+    pub reports: Vec<Report>,
+    pub summary: Summary,
+}
+
+/// What several targets came to.
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+#[schemars(rename = "summary")]
+pub struct Summary {
+    pub targets: u32,
+    /// Targets whose requested connection works with no error finding (exit status 0).
+    pub ok: u32,
+    /// Targets with an error finding (exit status 1).
+    pub failed: u32,
+    /// Targets where nothing recognisably PostgreSQL answered (exit status 2).
+    pub unreachable: u32,
+    /// The run's exit status: the worst of the targets', 2 before 1 before 0.
+    pub exit_code: u8,
+    /// How many targets carry each finding code.
+    pub codes: BTreeMap<Code, u32>,
+}
+
+impl Summary {
+    pub fn of(reports: &[Report]) -> Summary {
+        let mut summary = Summary::default();
+        for report in reports {
+            summary.add(report);
+        }
+        summary
+    }
+
+    pub fn add(&mut self, report: &Report) {
+        self.targets += 1;
+        match report.verdict.exit_code {
+            exit::OK => self.ok += 1,
+            exit::UNREACHABLE => self.unreachable += 1,
+            _ => self.failed += 1,
+        }
+        self.exit_code = worst_exit(self.exit_code, report.verdict.exit_code);
+        let codes: BTreeSet<Code> = report.findings.iter().map(|f| f.code).collect();
+        for code in codes {
+            *self.codes.entry(code).or_default() += 1;
+        }
+    }
+}
+
+/// The worse of two exit statuses: 2 (unreachable) before 1 (problem) before 0.
+pub fn worst_exit(a: u8, b: u8) -> u8 {
+    let rank = |c: u8| match c {
+        exit::UNREACHABLE => 2,
+        exit::PROBLEM => 1,
+        _ => 0,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}
+
+/// One line of a line-oriented stream (NDJSON): each says what it is.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[schemars(rename = "line")]
+pub enum Line<'a> {
+    Report(&'a Report),
+    Summary(&'a Summary),
+}
+
 /// One host's probe and judgement, as `app` hands them over.
 pub struct HostResult {
     pub endpoint: Endpoint,
     pub judgement: Judgement,
-    pub tls: Option<TlsAttempt>,
     pub connections: u32,
 }
 
-pub fn cells_json(cells: &std::collections::BTreeMap<SslMode, Cell>) -> Map<String, Value> {
-    let mut out = Map::new();
-    for mode in SslMode::ALL {
-        let cell = &cells[&mode];
-        out.insert(
-            mode.as_str().to_string(),
-            serde_json::json!({
-                "ok": cell.ok,
-                "encrypted": cell.encrypted,
-                "code": cell.code,
-            }),
-        );
+pub fn cells_out(cells: &std::collections::BTreeMap<SslMode, Cell>) -> SslModes {
+    let cell = |mode: SslMode| {
+        let c = &cells[&mode];
+        CellOut {
+            ok: c.ok,
+            encrypted: c.encrypted,
+            code: c.code,
+        }
+    };
+    SslModes {
+        disable: cell(SslMode::Disable),
+        allow: cell(SslMode::Allow),
+        prefer: cell(SslMode::Prefer),
+        require: cell(SslMode::Require),
+        verify_ca: cell(SslMode::VerifyCa),
+        verify_full: cell(SslMode::VerifyFull),
     }
-    out
 }
 
 pub fn finding_out(f: &Finding) -> FindingOut {
-    let mut evidence = Map::new();
-    for (k, v) in &f.evidence {
-        evidence.insert(k.clone(), Value::String(v.clone()));
-    }
     FindingOut {
         code: f.code,
-        severity: f.severity.as_str(),
+        phase: f.code.phase(),
+        severity: f.severity,
         summary: f.summary.clone(),
-        evidence,
+        evidence: f.evidence.iter().map(evidence_out).collect(),
         fix: f.fix.clone(),
-        modes: f.modes.iter().map(|m| m.as_str()).collect(),
+        modes: f.modes.clone(),
     }
-}
-
-fn date(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| unix.to_string())
 }
 
 pub fn cert_out(depth: usize, c: &CertSummary) -> CertOut {
@@ -185,8 +378,8 @@ pub fn cert_out(depth: usize, c: &CertSummary) -> CertOut {
         subject: c.subject.clone(),
         issuer: c.issuer.clone(),
         serial: c.serial.clone(),
-        not_before: date(c.not_before),
-        not_after: date(c.not_after),
+        not_before: rfc3339(c.not_before),
+        not_after: rfc3339(c.not_after),
         common_name: c.common_name.clone(),
         dns_names: c.dns_names.clone(),
         ip_addresses: c.ip_addresses.iter().map(|i| i.to_string()).collect(),
@@ -200,16 +393,15 @@ pub fn cert_out(depth: usize, c: &CertSummary) -> CertOut {
     }
 }
 
-fn tls_out(tls: &TlsAttempt) -> Option<TlsOut> {
-    let facts = tls.handshake.as_ref()?.as_ref().ok()?;
-    Some(TlsOut {
-        version: facts.version.clone(),
-        cipher_suite: facts.cipher_suite.clone(),
-        key_exchange_group: facts.key_exchange_group.clone(),
-        alpn: facts.alpn.clone(),
-        client_ca_names: crate::eval::client::ca_names(tls),
-        client_cert_sent: tls.client_cert_sent,
-    })
+fn tls_out(session: &TlsSession) -> TlsOut {
+    TlsOut {
+        version: session.version.clone(),
+        cipher_suite: session.cipher_suite.clone(),
+        key_exchange_group: session.key_exchange_group.clone(),
+        alpn: session.alpn.clone(),
+        client_ca_names: session.client_ca_names.clone(),
+        client_cert_sent: session.client_cert_sent,
+    }
 }
 
 /// Which host libpq would end on for the requested mode: it skips hosts it cannot reach
@@ -309,17 +501,14 @@ pub fn build(input: &BuildInput) -> Report {
         .collect();
     Report {
         schema_version: SCHEMA_VERSION,
-        tool: Tool {
-            name: "pgtls-doctor",
-            version: env!("CARGO_PKG_VERSION"),
-        },
+        tool: Tool::THIS,
         target: Target {
             host: host.endpoint.host.clone(),
             hostaddr: host.endpoint.hostaddr.map(|a| a.to_string()),
             port: host.endpoint.port,
             user: plan.user.clone(),
             dbname: plan.dbname.clone(),
-            sslmode: plan.sslmode.as_str().to_string(),
+            sslmode: plan.sslmode,
             settings,
         },
         verdict: Verdict {
@@ -327,7 +516,7 @@ pub fn build(input: &BuildInput) -> Report {
             exit_code,
             summary,
         },
-        sslmodes: cells_json(&judgement.cells),
+        sslmodes: cells_out(&judgement.cells),
         findings,
         server_chain: judgement
             .chain
@@ -335,7 +524,7 @@ pub fn build(input: &BuildInput) -> Report {
             .enumerate()
             .map(|(i, c)| cert_out(i, c))
             .collect(),
-        tls: host.tls.as_ref().and_then(tls_out),
+        tls: judgement.tls_session.as_ref().map(tls_out),
         hosts: if input.hosts.len() > 1 {
             input
                 .hosts
@@ -345,7 +534,7 @@ pub fn build(input: &BuildInput) -> Report {
                     endpoint: h.endpoint.display(),
                     chosen: i == chosen,
                     why: reasons[i].clone(),
-                    sslmodes: cells_json(&h.judgement.cells),
+                    sslmodes: cells_out(&h.judgement.cells),
                     findings: h.judgement.findings.iter().map(finding_out).collect(),
                 })
                 .collect()
@@ -363,7 +552,8 @@ pub fn build(input: &BuildInput) -> Report {
 }
 
 /// The report of `hba lint`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "lint_report")]
 pub struct LintReport {
     pub schema_version: u32,
     pub tool: Tool,
@@ -383,14 +573,91 @@ pub fn lint_report(
     let has_error = findings.iter().any(|f| f.severity == Severity::Error);
     LintReport {
         schema_version: SCHEMA_VERSION,
-        tool: Tool {
-            name: "pgtls-doctor",
-            version: env!("CARGO_PKG_VERSION"),
-        },
+        tool: Tool::THIS,
         file: file.display().to_string(),
         pg_version,
         rules,
         exit_code: if has_error { exit::PROBLEM } else { exit::OK },
         findings: findings.iter().map(finding_out).collect(),
+    }
+}
+
+/// Every JSON document the doctor writes, for the schema.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code, clippy::large_enum_variant)]
+enum Document<'a> {
+    Report(Report),
+    Fleet(Fleet),
+    Line(Line<'a>),
+    Lint(LintReport),
+}
+
+/// docs/report.schema.json: the JSON Schema (2020-12) of every document, from these types.
+pub fn schema_json() -> String {
+    let mut schema = schemars::generate::SchemaSettings::draft2020_12()
+        .into_generator()
+        .into_root_schema_for::<Document>();
+    schema.insert(
+        "$id".into(),
+        "https://pgtls-doctor.invalid/report.schema.json".into(),
+    );
+    schema.insert("title".into(), "pgtls-doctor JSON output".into());
+    schema.insert(
+        "description".into(),
+        format!(
+            "Schema version {SCHEMA_VERSION}. `--format json` writes a `report` for one target, a `fleet` \
+             (every report and their summary, as one document) for several targets, and a \
+             `lint_report` for `hba lint`. A line-oriented stream (NDJSON) writes one `line` per \
+             line: each report, then the summary, each with its `kind`. schema_version changes when \
+             a field is removed or changes meaning; new fields may appear without a change."
+        )
+        .into(),
+    );
+    let mut text = serde_json::to_string_pretty(&schema).expect("a schema is JSON");
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_is_current() {
+        crate::testing::check_generated("docs/report.schema.json", &schema_json());
+    }
+
+    #[test]
+    fn schema_lists_every_code() {
+        let schema: serde_json::Value = serde_json::from_str(&schema_json()).unwrap();
+        let text = schema.to_string();
+        for code in Code::ALL {
+            assert!(text.contains(&format!("\"{}\"", code.as_str())), "{code}");
+        }
+    }
+
+    #[test]
+    fn evidence_is_typed_in_json() {
+        let e = evidence_out(&Evidence::new("hba_line", Value::line(2)));
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            serde_json::json!({"key": "hba_line", "kind": "line", "value": 2})
+        );
+        let t = evidence_out(&Evidence::new("not_after", Value::Time(0)));
+        assert_eq!(
+            serde_json::to_value(&t).unwrap()["value"],
+            "1970-01-01T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn summary_counts_and_ranks() {
+        assert_eq!(worst_exit(exit::OK, exit::PROBLEM), exit::PROBLEM);
+        assert_eq!(
+            worst_exit(exit::UNREACHABLE, exit::PROBLEM),
+            exit::UNREACHABLE
+        );
+        assert_eq!(worst_exit(exit::PROBLEM, exit::OK), exit::PROBLEM);
     }
 }

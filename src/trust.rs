@@ -51,13 +51,14 @@ pub struct CrlState {
 
 impl CrlState {
     /// The CRL locations, for evidence.
-    pub fn evidence(&self) -> Vec<(&'static str, String)> {
+    pub fn evidence(&self) -> Vec<crate::evidence::Evidence> {
+        use crate::evidence::{Evidence, Value};
         let mut out = Vec::new();
         if let Some(file) = &self.file {
-            out.push(("crl_file", file.display().to_string()));
+            out.push(Evidence::new("crl_file", Value::path(file)));
         }
         if let Some(dir) = &self.dir {
-            out.push(("crl_dir", dir.display().to_string()));
+            out.push(Evidence::new("crl_dir", Value::path(dir)));
         }
         out
     }

@@ -189,16 +189,24 @@ fn targets_file_gives_one_report_each_and_the_worst_exit_status() {
         "json",
     ]);
     assert_eq!(code, 2, "2 (unreachable) wins over 0: {stdout}");
-    let reports: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    // Several targets are one JSON document: every report, then their summary.
+    let fleet: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    support::doctor::validate(&fleet);
+    let reports = fleet["reports"].as_array().unwrap();
     assert_eq!(reports.len(), 2);
-    for r in &reports {
+    for r in reports {
         support::doctor::validate(r);
     }
     assert_eq!(reports[0]["verdict"]["exit_code"], 0);
     assert_eq!(reports[1]["verdict"]["exit_code"], 2);
+    let summary = &fleet["summary"];
+    assert_eq!(
+        (&summary["targets"], &summary["ok"], &summary["unreachable"]),
+        (&2.into(), &1.into(), &1.into()),
+        "{summary}"
+    );
+    assert_eq!(summary["exit_code"], 2);
+    assert_eq!(summary["codes"]["tcp_connect_failed"], 1, "{summary}");
 
     let bad = support::pki::write_file(
         home.path(),

@@ -173,10 +173,11 @@ fn cert_method_accepts_a_matching_cn_and_shows_what_the_server_saw() {
     assert_eq!(run.code, 0, "{}", run.stdout);
     let session = run.expect_finding("tls_session", "info");
     assert_eq!(
-        session["evidence"]["server_sees_client_dn"], "/CN=alice",
+        support::doctor::evidence(&session, "server_sees_client_dn"),
+        "/CN=alice",
         "{session}"
     );
-    assert!(session["evidence"]["server_sees_issuer_dn"]
+    assert!(support::doctor::evidence(&session, "server_sees_issuer_dn")
         .as_str()
         .unwrap()
         .contains("Lab Client CA"));
@@ -324,7 +325,7 @@ fn client_cert_missing_when_the_server_requires_one() {
     assert_eq!(run.code, 1);
     let f = run.expect_finding("client_cert_missing", "error");
     assert!(
-        f["evidence"]["why_none_was_sent"]
+        support::doctor::evidence(&f, "why_none_was_sent")
             .as_str()
             .unwrap()
             .contains("postgresql.crt"),
@@ -385,7 +386,11 @@ fn client_cert_unreadable_falls_back_like_libpq_and_pkcs12_is_explained() {
     let f = run.expect_finding("client_cert_unreadable", "error");
     assert!(f["fix"].as_str().unwrap().contains("openssl pkcs12"), "{f}");
     let p12 = run.expect_finding("client_cert_pkcs12", "info");
-    assert_eq!(p12["evidence"]["certificate_subject"], "CN=alice", "{p12}");
+    assert_eq!(
+        support::doctor::evidence(&p12, "certificate_subject"),
+        "CN=alice",
+        "{p12}"
+    );
     assert!(
         p12["summary"].as_str().unwrap().contains("would pass"),
         "{p12}"
@@ -435,14 +440,14 @@ fn client_cert_unknown_ca() {
     assert_eq!(run.code, 1);
     let f = run.expect_finding("client_cert_unknown_ca", "error");
     assert!(
-        f["evidence"]["server_accepts_issuers"]
+        support::doctor::evidence(&f, "server_accepts_issuers")
             .as_str()
             .unwrap()
             .contains("Lab Client CA"),
         "{f}"
     );
     assert!(
-        f["evidence"]["certificate_issuer"]
+        support::doctor::evidence(&f, "certificate_issuer")
             .as_str()
             .unwrap()
             .contains("Stranger CA"),
@@ -471,7 +476,7 @@ fn client_cert_wrong_purpose() {
     assert_eq!(run.code, 1);
     let f = run.expect_finding("client_cert_wrong_purpose", "error");
     assert!(
-        f["evidence"]["extended_key_usage"]
+        support::doctor::evidence(&f, "extended_key_usage")
             .as_str()
             .unwrap()
             .contains("serverAuth"),
@@ -488,13 +493,13 @@ fn client_cert_cn_mismatch_under_cert_trust_and_scram() {
     let run = lab.diagnose("alice", "certdb", &files, "verify-full", None);
     assert_eq!(run.code, 1);
     let f = run.expect_finding("client_cert_cn_mismatch", "error");
-    assert_eq!(f["evidence"]["certificate_cn"], "bob");
-    assert_eq!(f["evidence"]["cn_equals_user"], "false");
+    assert_eq!(support::doctor::evidence(&f, "certificate_cn"), "bob");
+    assert_eq!(support::doctor::evidence(&f, "cn_equals_user"), false);
 
     let run = lab.diagnose("alice", "vfulldb", &files, "verify-full", None);
     let f = run.expect_finding("client_cert_cn_mismatch", "error");
     assert!(
-        f["evidence"]["cause"]
+        support::doctor::evidence(&f, "cause")
             .as_str()
             .unwrap()
             .starts_with("certain"),
@@ -512,7 +517,7 @@ fn client_cert_cn_mismatch_under_cert_trust_and_scram() {
     assert_eq!(run.code, 1);
     let f = run.expect_finding("client_cert_cn_mismatch", "error");
     assert!(
-        f["evidence"]["cause"]
+        support::doctor::evidence(&f, "cause")
             .as_str()
             .unwrap()
             .starts_with("certain"),
@@ -731,7 +736,7 @@ fn server_without_ssl_ca_file() {
     let run = lab.diagnose("alice", "vcadb", &files, "verify-full", None);
     assert_eq!(run.code, 1);
     let f = run.expect_finding("server_ca_missing", "error");
-    assert_eq!(f["evidence"]["sqlstate"], "F0000");
+    assert_eq!(support::doctor::evidence(&f, "sqlstate"), "F0000");
 }
 
 #[test]
@@ -991,7 +996,7 @@ fn unencrypted_keys_in_pkcs1_sec1_and_der_and_a_chain_in_the_certificate_file() 
     assert_eq!(run.code, 1);
     let f = run.expect_finding("client_cert_unknown_ca", "error");
     assert!(
-        f["evidence"]["also_possible"]
+        support::doctor::evidence(&f, "also_possible")
             .as_str()
             .unwrap()
             .contains("ssl_crl_file"),
@@ -1041,7 +1046,10 @@ fn client_files_from_the_default_path_and_from_pgsslcert() {
     );
     assert_eq!(run.code, 0, "{}", run.stdout);
     let session = run.expect_finding("tls_session", "info");
-    assert_eq!(session["evidence"]["server_sees_client_dn"], "/CN=bob");
+    assert_eq!(
+        support::doctor::evidence(&session, "server_sees_client_dn"),
+        "/CN=bob"
+    );
 }
 
 #[test]

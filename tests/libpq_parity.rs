@@ -322,7 +322,11 @@ fn sslcrldir_revokes_the_server_certificate() {
         Some("server_cert_revoked")
     );
     let f = run.expect_finding("server_cert_revoked", "error");
-    assert_eq!(f["evidence"]["crl_dir"], dir.display().to_string(), "{f}");
+    assert_eq!(
+        support::doctor::evidence(&f, "crl_dir"),
+        dir.display().to_string(),
+        "{f}"
+    );
     // The root file switches verification on for prefer too, which then falls back.
     assert_eq!(run.cell("prefer"), (Some(true), false, None));
 
@@ -469,7 +473,8 @@ fn protocol_bounds_are_applied_to_the_handshake() {
     assert_eq!(run.json["tls"]["version"], "TLSv1.2", "{}", run.json["tls"]);
     let session = run.expect_finding("tls_session", "info");
     assert_eq!(
-        session["evidence"]["server_sees_version"], "TLSv1.2",
+        support::doctor::evidence(&session, "server_sees_version"),
+        "TLSv1.2",
         "{session}"
     );
 
@@ -516,7 +521,7 @@ fn a_maximum_below_tls_1_2_is_judged_as_libpq_fails_it() {
     assert_eq!(run.cell("prefer"), (Some(true), false, None));
     let f = run.expect_finding("tls_version_unsupported", "error");
     assert!(
-        f["evidence"]["libpq_says"]
+        support::doctor::evidence(&f, "libpq_says")
             .as_str()
             .unwrap()
             .contains("between TLSv1 and TLSv1.1"),
@@ -751,8 +756,11 @@ fn settings_the_doctor_does_not_emulate_are_named_in_the_report() {
             .find(|f| f["code"] == "setting_not_emulated")
             .unwrap_or_else(|| panic!("{target}: no setting_not_emulated: {}", run.stdout));
         assert_eq!(f["severity"], "warning");
-        assert_eq!(f["evidence"]["keyword"], keyword, "{f}");
-        assert!(f["evidence"]["why"].as_str().unwrap().len() > 20, "{f}");
+        assert_eq!(support::doctor::evidence(&f, "keyword"), keyword, "{f}");
+        assert!(
+            support::doctor::evidence(&f, "why").as_str().unwrap().len() > 20,
+            "{f}"
+        );
     }
     // Defaults, and settings with no effect, carry no such finding.
     for target in [

@@ -3,6 +3,7 @@
 
 use crate::catalogue::Code;
 use crate::client_cert::{weak_key_reason, NoCertificate, Pkcs12Contents};
+use crate::evidence::{Evidence, Value};
 use crate::finding::{Finding, Problem, Severity};
 use crate::plan::CertMode;
 use crate::probe::TlsAttempt;
@@ -69,7 +70,7 @@ pub fn refusal_problem(
                     "the server does not trust the issuer of the client certificate \"{subject}\" (alert unknown_ca {when})"
                 ),
             )
-            .with("certificate_issuer", leaf.map(|l| l.issuer.clone()).unwrap_or_default())
+            .with("certificate_issuer", Value::name(leaf.map(|l| l.issuer.clone()).unwrap_or_default()))
             .with("server_accepts_issuers", names.join("; "))
             .with(
                 "also_possible",
@@ -83,7 +84,7 @@ pub fn refusal_problem(
                 Code::ClientCertExpired,
                 format!("the client certificate \"{subject}\" expired on {} ({}); the server refused it {when}", date(until), relative(until, now)),
             )
-            .with("not_after", date(until))
+            .with("not_after", Value::Time(until))
             .fix("issue a new client certificate (the server's CA must sign it) and replace sslcert/sslkey")
         }
         "certificate_revoked" => Problem::new(
@@ -111,7 +112,7 @@ pub fn refusal_problem(
                 Code::ClientCertNotYetValid,
                 format!("the client certificate \"{subject}\" is not valid until {} ({}); the server refused it {when}", date(from), relative(from, now)),
             )
-            .with("not_before", date(from))
+            .with("not_before", Value::Time(from))
             .fix("check the clocks of this machine, the server and the CA that issued the certificate")
         }
         "bad_certificate" if leaf.and_then(weak_key_reason).is_some() => Problem::new(
@@ -144,7 +145,7 @@ pub fn cert_name(view: &ClientView) -> Option<String> {
 pub fn name_check(problem: Problem, view: &ClientView, user: &str) -> Problem {
     match cert_name(view) {
         Some(cn) => problem
-            .with("certificate_cn", cn.clone())
+            .with("certificate_cn", Value::name(cn.clone()))
             .with(
                 "certificate_dn",
                 view.leaf
@@ -152,9 +153,9 @@ pub fn name_check(problem: Problem, view: &ClientView, user: &str) -> Problem {
                     .map(|l| l.subject.clone())
                     .unwrap_or_default(),
             )
-            .with("user", user.to_string())
-            .with("cn_equals_user", (cn == user).to_string()),
-        None => problem.with("certificate_cn", "(the certificate has no CN)"),
+            .with("user", Value::name(user.to_string()))
+            .with("cn_equals_user", cn == user),
+        None => problem.with("certificate_cn", Value::name("(the certificate has no CN)")),
     }
 }
 
@@ -192,34 +193,39 @@ pub fn local_findings(
     session_ok: bool,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
-    let warn =
-        |code: Code, summary: String, evidence: Vec<(String, String)>, fix: &str| Finding {
-            code,
-            severity: Severity::Warning,
-            summary,
-            evidence,
-            fix: Some(fix.to_string()),
-            modes: vec![],
-        };
+    let warn = |code: Code, summary: String, evidence: Vec<Evidence>, fix: &str| Finding {
+        code,
+        severity: Severity::Warning,
+        summary,
+        evidence,
+        fix: Some(fix.to_string()),
+        modes: vec![],
+    };
     if let Some(NoCertificate::ExplicitMissing(path)) = &view.none {
         out.push(Finding {
             code: Code::ClientCertMissing,
             severity: Severity::Info,
             summary: format!("sslcert {} does not exist, so no client certificate is sent (libpq does the same, silently)", path.display()),
-            evidence: vec![("sslcert".into(), path.display().to_string())],
+            evidence: vec![Evidence::new("sslcert", Value::path(path))],
             fix: Some("point sslcert at the certificate file, or drop the setting if no certificate is needed".into()),
             modes: vec![],
         });
     }
     if let Some(p12) = &view.pkcs12 {
-        let mut evidence = vec![("file".to_string(), p12.path.display().to_string())];
+        let mut evidence = vec![Evidence::new("file", Value::path(&p12.path))];
         let summary = match (&p12.leaf, &p12.error) {
             (Some(leaf), _) => {
-                evidence.push(("certificate_subject".into(), leaf.subject.clone()));
-                evidence.push(("certificate_issuer".into(), leaf.issuer.clone()));
-                evidence.push(("not_after".into(), date(leaf.not_after)));
-                evidence.push(("has_private_key".into(), p12.has_key.to_string()));
-                evidence.push(("ca_certificates".into(), p12.ca_count.to_string()));
+                evidence.push(Evidence::new(
+                    "certificate_subject",
+                    Value::name(leaf.subject.clone()),
+                ));
+                evidence.push(Evidence::new(
+                    "certificate_issuer",
+                    Value::name(leaf.issuer.clone()),
+                ));
+                evidence.push(Evidence::new("not_after", Value::Time(leaf.not_after)));
+                evidence.push(Evidence::new("has_private_key", p12.has_key));
+                evidence.push(Evidence::new("ca_certificates", p12.ca_count));
                 let mut verdict = Vec::new();
                 if leaf.not_after < now {
                     verdict.push(format!("expired {}", relative(leaf.not_after, now)));
@@ -273,7 +279,7 @@ pub fn local_findings(
         out.push(warn(
             Code::ClientCertExpired,
             format!("the client certificate \"{}\" expired on {} ({})", leaf.subject, date(leaf.not_after), relative(leaf.not_after, now)),
-            vec![("not_after".into(), date(leaf.not_after))],
+            vec![Evidence::new("not_after", Value::Time(leaf.not_after))],
             "issue a new client certificate; a server that checks client certificates (ssl_ca_file set) refuses this one",
         ));
     } else if leaf.not_after - now <= warn_days * 86_400 {
@@ -286,8 +292,8 @@ pub fn local_findings(
                 relative(leaf.not_after, now)
             ),
             vec![
-                ("not_after".into(), date(leaf.not_after)),
-                ("warn_days".into(), warn_days.to_string()),
+                Evidence::new("not_after", Value::Time(leaf.not_after)),
+                Evidence::new("warn_days", warn_days),
             ],
             "issue its successor before it expires and replace sslcert/sslkey",
         ));
@@ -301,7 +307,7 @@ pub fn local_findings(
                 date(leaf.not_before),
                 relative(leaf.not_before, now)
             ),
-            vec![("not_before".into(), date(leaf.not_before))],
+            vec![Evidence::new("not_before", Value::Time(leaf.not_before))],
             "check the clocks of this machine and of the CA that issued it",
         ));
     }
@@ -322,8 +328,8 @@ pub fn local_findings(
                 if eku_bad { "its extendedKeyUsage lacks clientAuth" } else { "its keyUsage lacks digitalSignature" }
             ),
             vec![
-                ("extended_key_usage".into(), leaf.extended_key_usage.clone().map(|e| e.join(", ")).unwrap_or_else(|| "(none)".into())),
-                ("key_usage".into(), leaf.key_usage.clone().map(|e| e.join(", ")).unwrap_or_else(|| "(none)".into())),
+                Evidence::new("extended_key_usage", leaf.extended_key_usage.clone().map(|e| e.join(", ")).unwrap_or_else(|| "(none)".into())),
+                Evidence::new("key_usage", leaf.key_usage.clone().map(|e| e.join(", ")).unwrap_or_else(|| "(none)".into())),
             ],
             "reissue with extendedKeyUsage=clientAuth (or no extendedKeyUsage at all) and keyUsage=digitalSignature",
         ));
@@ -334,13 +340,13 @@ pub fn local_findings(
                 None => out.push(warn(
                     Code::ServerNoClientCa,
                     "the server did not ask for a client certificate, so yours was not sent: the server has no ssl_ca_file and ignores client certificates".into(),
-                    vec![("sslcert".into(), leaf.subject.clone())],
+                    vec![Evidence::new("sslcert", leaf.subject.clone())],
                     "on the server, set ssl_ca_file to the CA that issues client certificates, then reload; until then only passwords or trust authenticate",
                 )),
                 Some(names) if !names.is_empty() && !issued_by_named_ca(leaf, &names) => out.push(warn(
                     Code::ClientCertUnknownCa,
                     format!("the client certificate's issuer \"{}\" is not among the CAs the server asks for", leaf.issuer),
-                    vec![("server_accepts_issuers".into(), names.join("; ")), ("certificate_issuer".into(), leaf.issuer.clone())],
+                    vec![Evidence::new("server_accepts_issuers", names.join("; ")), Evidence::new("certificate_issuer", Value::name(leaf.issuer.clone()))],
                     "use a client certificate signed by a CA in the server's ssl_ca_file (or send the intermediate in the sslcert file)",
                 )),
                 _ => {}
@@ -354,7 +360,7 @@ pub fn local_findings(
                 "the client certificate's CN \"{}\" differs from the user \"{user}\": a cert line or clientcert=verify-full refuses it unless pg_ident.conf maps it",
                 leaf.common_name.clone().unwrap_or_default()
             ),
-            vec![("certificate_cn".into(), leaf.common_name.clone().unwrap_or_default()), ("user".into(), user.to_string())],
+            vec![Evidence::new("certificate_cn", Value::name(leaf.common_name.clone().unwrap_or_default())), Evidence::new("user", Value::name(user.to_string()))],
             "connect as the user named in the CN, issue a certificate with CN=<user>, or add a map= line in pg_hba.conf with a pg_ident.conf entry",
         ));
     }

@@ -5,6 +5,7 @@
 pub mod client;
 
 use crate::catalogue::Code;
+use crate::evidence::{Evidence, Value};
 use std::collections::BTreeMap;
 
 use client::ClientView;
@@ -71,6 +72,32 @@ pub struct Judgement {
     pub chain: Vec<CertSummary>,
     /// PostgreSQL answered something on some attempt.
     pub postgres_replied: bool,
+    /// The TLS session, when a handshake completed.
+    pub tls_session: Option<TlsSession>,
+}
+
+/// What a completed handshake established, as the report shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSession {
+    pub version: String,
+    pub cipher_suite: String,
+    pub key_exchange_group: Option<String>,
+    pub alpn: Option<String>,
+    /// The CA names in the server's CertificateRequest; None when it sent none.
+    pub client_ca_names: Option<Vec<String>>,
+    pub client_cert_sent: bool,
+}
+
+fn tls_session(tls: &TlsAttempt) -> Option<TlsSession> {
+    let facts = tls.handshake.as_ref()?.as_ref().ok()?;
+    Some(TlsSession {
+        version: facts.version.clone(),
+        cipher_suite: facts.cipher_suite.clone(),
+        key_exchange_group: facts.key_exchange_group.clone(),
+        alpn: facts.alpn.clone(),
+        client_ca_names: client::ca_names(tls),
+        client_cert_sent: tls.client_cert_sent,
+    })
 }
 
 pub struct EvalInput<'a> {
@@ -243,7 +270,7 @@ pub fn judge(input: &EvalInput) -> Judgement {
             code: Code::CrlIgnored,
             severity: Severity::Warning,
             summary: format!("libpq silently ignores the CRL file {}: {reason}; revocation is not checked", path.display()),
-            evidence: vec![("file".into(), path.display().to_string())],
+            evidence: vec![Evidence::new("file", Value::path(path))],
             fix: Some("put the CA's CRL there in PEM form (`openssl crl -in crl.der -inform DER -out root.crl`), or remove the file".into()),
             modes: vec![],
         });
@@ -257,13 +284,16 @@ pub fn judge(input: &EvalInput) -> Judgement {
         let decision = crate::hba::matcher::decide(&ctx.hba.rules, &conn);
         if let Some(rule) = decision.rule {
             let mut evidence = vec![
-                ("hba_file".to_string(), rule.file.display().to_string()),
-                ("hba_line".into(), rule.line_number.to_string()),
-                ("hba_rule".into(), rule.raw.clone()),
-                ("method".into(), rule.method.clone()),
+                Evidence::new("hba_file", Value::path(&rule.file)),
+                Evidence::new("hba_line", Value::line(rule.line_number)),
+                Evidence::new("hba_rule", rule.raw.clone()),
+                Evidence::new("method", rule.method.clone()),
             ];
             if !decision.assumptions.is_empty() {
-                evidence.push(("hba_assumptions".into(), decision.assumptions.join("; ")));
+                evidence.push(Evidence::new(
+                    "hba_assumptions",
+                    decision.assumptions.join("; "),
+                ));
             }
             findings.push(Finding {
                 code: Code::HbaRule,
@@ -313,7 +343,7 @@ pub fn judge(input: &EvalInput) -> Judgement {
                     code: Code::ServerCertRustlsDiffers,
                     severity: Severity::Warning,
                     summary: format!("libpq accepts this chain, but clients built on rustls/webpki (tokio-postgres-rustls, sqlx, many Rust and Go-style strict verifiers) refuse it: {reason}"),
-                    evidence: vec![("webpki_error".into(), reason.clone())],
+                    evidence: vec![Evidence::new("webpki_error", reason.clone())],
                     fix: Some("issue the server certificate from a CA (not self-signed, CA:FALSE, X.509 v3) with the host names in subjectAltName, not only in the CN".into()),
                     modes: vec![],
                 });
@@ -331,31 +361,37 @@ pub fn judge(input: &EvalInput) -> Judgement {
         ) = (&tls.handshake, &tls.startup)
         {
             let mut evidence = vec![
-                ("tls_version".to_string(), facts.version.clone()),
-                ("cipher_suite".into(), facts.cipher_suite.clone()),
+                Evidence::new("tls_version", facts.version.clone()),
+                Evidence::new("cipher_suite", facts.cipher_suite.clone()),
             ];
             if let Some(g) = &facts.key_exchange_group {
-                evidence.push(("key_exchange_group".into(), g.clone()));
+                evidence.push(Evidence::new("key_exchange_group", g.clone()));
             }
             if let Some(a) = &facts.alpn {
-                evidence.push(("alpn".into(), a.clone()));
+                evidence.push(Evidence::new("alpn", a.clone()));
             }
             if let Some(v) = server_version {
-                evidence.push(("server_version".into(), v.clone()));
+                evidence.push(Evidence::new("server_version", v.clone()));
             }
             if let Some(view) = server_ssl {
-                evidence.push(("server_sees_ssl".into(), view.ssl.to_string()));
+                evidence.push(Evidence::new("server_sees_ssl", view.ssl));
                 if let Some(version) = &view.version {
-                    evidence.push(("server_sees_version".into(), version.clone()));
+                    evidence.push(Evidence::new("server_sees_version", version.clone()));
                 }
                 if let Some(dn) = &view.client_dn {
-                    evidence.push(("server_sees_client_dn".into(), dn.clone()));
+                    evidence.push(Evidence::new(
+                        "server_sees_client_dn",
+                        Value::name(dn.clone()),
+                    ));
                 }
                 if let Some(dn) = &view.issuer_dn {
-                    evidence.push(("server_sees_issuer_dn".into(), dn.clone()));
+                    evidence.push(Evidence::new(
+                        "server_sees_issuer_dn",
+                        Value::name(dn.clone()),
+                    ));
                 }
                 if let Some(serial) = &view.client_serial {
-                    evidence.push(("server_sees_client_serial".into(), serial.clone()));
+                    evidence.push(Evidence::new("server_sees_client_serial", serial.clone()));
                 }
             }
             findings.push(Finding {
@@ -381,7 +417,7 @@ pub fn judge(input: &EvalInput) -> Judgement {
                     "the server answered the one-row pg_stat_ssl query with {} {}; the doctor kept what fits and counted the rest",
                     flood.count, flood.what
                 ),
-                evidence: vec![("count".into(), flood.count.to_string())],
+                evidence: vec![Evidence::new("count", flood.count)],
                 fix: Some("no PostgreSQL server does this: check what answers on this port (a proxy or a hostile peer)".into()),
                 modes: vec![],
             });
@@ -401,6 +437,7 @@ pub fn judge(input: &EvalInput) -> Judgement {
         findings,
         chain,
         postgres_replied: postgres_replied(input),
+        tls_session: input.tls.and_then(tls_session),
     }
 }
 
@@ -592,7 +629,7 @@ fn connect_problem(err: &ConnectFailure, endpoint: &Endpoint) -> Problem {
             Code::TcpConnectFailed,
             format!("could not translate host name \"{host}\" to address: {reason}"),
         )
-        .with("host", host.clone())
+        .with("host", Value::name(host.clone()))
         .fix("check the host name (DNS, /etc/hosts) or give hostaddr=<ip>"),
         ConnectFailure::Refused { addrs, reason } => Problem::new(
             Code::TcpConnectFailed,
@@ -618,7 +655,7 @@ fn connect_problem(err: &ConnectFailure, endpoint: &Endpoint) -> Problem {
                 timeout_name(*kind)
             ),
         )
-        .with("host", host.clone())
+        .with("host", Value::name(host.clone()))
         .fix("the DNS server does not answer: check /etc/resolv.conf, or give hostaddr=<ip>"),
         ConnectFailure::Socket { path, reason } => Problem::new(
             Code::TcpConnectFailed,
@@ -805,7 +842,7 @@ fn tls_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResu
                     path.display()
                 ),
             )
-            .with("file", path.display().to_string())
+            .with("file", Value::path(path))
             .fix("the file must hold PEM certificates (-----BEGIN CERTIFICATE-----); `openssl x509 -in FILE -noout -subject` shows whether it does"),
         ));
     }
@@ -860,9 +897,7 @@ fn tls_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResu
                 if let (ChainFailureKind::Revoked | ChainFailureKind::CrlIncomplete, Some(crl)) =
                     (failure.kind, &input.local.crl)
                 {
-                    for (key, value) in crl.evidence() {
-                        problem = problem.with(key, value);
-                    }
+                    problem.evidence.extend(crl.evidence());
                 }
                 if !mode.requires_root() {
                     problem = problem.with(
@@ -917,7 +952,7 @@ fn hostname_problem(endpoint: &Endpoint, chain: &[CertSummary]) -> Option<Proble
                 Code::ServerCertHostnameMismatch,
                 "SSL certificate's name contains embedded null",
             )
-            .with("host", endpoint.host.clone())
+            .with("host", Value::name(endpoint.host.clone()))
             .with(
                 "certificate_names",
                 x509::presented_names(leaf).iter().map(|n| n.replace('\0', "\\0")).collect::<Vec<_>>().join(", "),
@@ -941,9 +976,9 @@ fn hostname_problem(endpoint: &Endpoint, chain: &[CertSummary]) -> Option<Proble
         ),
     };
     let mut problem = Problem::new(Code::ServerCertHostnameMismatch, message)
-        .with("host", endpoint.host.clone())
+        .with("host", Value::name(endpoint.host.clone()))
         .with("certificate_names", names.join(", "))
-        .with("certificate_subject", leaf.subject.clone());
+        .with("certificate_subject", Value::name(leaf.subject.clone()));
     if !leaf.dns_names.is_empty() {
         if let Some(cn) = &leaf.common_name {
             if x509::host_matches(
@@ -1048,17 +1083,7 @@ fn is_cert_alert(alert: &str) -> bool {
     )
 }
 
-fn date(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::macros::format_description!(
-                "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
-            ))
-            .ok()
-        })
-        .unwrap_or_else(|| unix.to_string())
-}
+use crate::evidence::human_time as date;
 
 /// "3 days ago", "in 1 day": computed here from the injected clock, never in rendering.
 fn relative(unix: i64, now: i64) -> String {
@@ -1106,7 +1131,7 @@ fn chain_problem(
                     relative(until, now)
                 ),
             )
-            .with("not_after", date(until))
+            .with("not_after", Value::Time(until))
             .fix(if failure.depth == 0 {
                 "renew the server certificate (ssl_cert_file), then `SELECT pg_reload_conf();`".to_string()
             } else {
@@ -1119,7 +1144,7 @@ fn chain_problem(
                 Code::ServerCertNotYetValid,
                 format!("{which} is not valid until {} ({})", date(from), relative(from, now)),
             )
-            .with("not_before", date(from))
+            .with("not_before", Value::Time(from))
             .fix("check the clocks of the client and of the machine that issued the certificate")
         }
         ChainFailureKind::UnknownCa => unknown_ca_problem(chain, roots, &root_file, failure),
@@ -1156,11 +1181,11 @@ fn chain_problem(
     };
     if let Some(c) = &subject_at {
         problem = problem
-            .with("certificate_subject", c.subject.clone())
-            .with("certificate_issuer", c.issuer.clone());
+            .with("certificate_subject", Value::name(c.subject.clone()))
+            .with("certificate_issuer", Value::name(c.issuer.clone()));
     }
     problem
-        .with("depth", failure.depth.to_string())
+        .with("depth", failure.depth)
         .with(
             "openssl_error",
             format!("{} ({})", failure.openssl_text, failure.openssl_code),
@@ -1238,7 +1263,7 @@ fn unknown_ca_problem(
         )
         .fix(fix);
     if let Some(l) = last {
-        p = p.with("missing_issuer", l.issuer.clone());
+        p = p.with("missing_issuer", Value::name(l.issuer.clone()));
     }
     p.with("openssl_reason", failure.openssl_text.clone())
 }
@@ -1261,9 +1286,9 @@ fn expiry_findings(chain: &[CertSummary], now: i64, warn_days: i64, findings: &m
                     relative(cert.not_after, now)
                 ),
                 evidence: vec![
-                    ("certificate_subject".into(), cert.subject.clone()),
-                    ("not_after".into(), date(cert.not_after)),
-                    ("warn_days".into(), warn_days.to_string()),
+                    Evidence::new("certificate_subject", Value::name(cert.subject.clone())),
+                    Evidence::new("not_after", Value::Time(cert.not_after)),
+                    Evidence::new("warn_days", warn_days),
                 ],
                 fix: Some("renew the certificate before it expires, then `SELECT pg_reload_conf();` on the server".into()),
                 modes: vec![],
@@ -1436,7 +1461,7 @@ fn startup_result(outcome: &StartupOutcome, input: &EvalInput, on_tls: bool) -> 
                     flood.what
                 ),
             )
-            .with("count", flood.count.to_string())
+            .with("count", flood.count)
             .fix("check what answers on this port: a proxy or a hostile peer is keeping the client busy"),
         )),
         StartupOutcome::ServerProofInvalid => Err(fail(
@@ -1643,8 +1668,8 @@ fn hba_evidence(
     match decision.rule {
         Some(rule) => {
             problem = problem
-                .with("hba_file", rule.file.display().to_string())
-                .with("hba_line", rule.line_number.to_string())
+                .with("hba_file", Value::path(&rule.file))
+                .with("hba_line", Value::line(rule.line_number))
                 .with("hba_rule", rule.raw.clone());
             if problem.code == Code::HbaNoEntry {
                 problem = problem.with(
@@ -1652,7 +1677,10 @@ fn hba_evidence(
                     format!("the server found no entry, but line {} of the given file matches: the server runs other rules (not reloaded, or a different file)", rule.line_number),
                 );
             }
-            if matches!(problem.code, Code::ClientCertCnMismatch | Code::PasswordFailed) {
+            if matches!(
+                problem.code,
+                Code::ClientCertCnMismatch | Code::PasswordFailed
+            ) {
                 let view = &input.local.client;
                 let cn = view.leaf.as_ref().and_then(|l| l.common_name.as_deref());
                 let dn = view.leaf.as_ref().map(|l| rfc2253(&l.subject));
@@ -1671,12 +1699,9 @@ fn hba_evidence(
         None => {
             problem = problem.with("hba_rule", format!("no line of {} matches", ctx.source));
             if problem.code == Code::HbaNoEntry {
-                for (i, (rule, why)) in matcher::near_misses(&ctx.hba.rules, &conn)
-                    .iter()
-                    .enumerate()
-                {
+                for (rule, why) in matcher::near_misses(&ctx.hba.rules, &conn).iter() {
                     problem = problem.with(
-                        &format!("near_miss_{}", i + 1),
+                        "near_miss",
                         format!(
                             "line {} \"{}\": {}",
                             rule.line_number,
@@ -1781,11 +1806,11 @@ fn server_log_findings(
     if log.matched.is_none() && log.reasons.is_empty() {
         return;
     }
-    let mut evidence = vec![("log".to_string(), log.source.clone())];
+    let mut evidence = vec![Evidence::new("log", log.source.clone())];
     if let Some((file, line, rule)) = &log.matched {
-        evidence.push(("hba_file".into(), file.clone()));
-        evidence.push(("hba_line".into(), line.to_string()));
-        evidence.push(("hba_rule".into(), rule.clone()));
+        evidence.push(Evidence::new("hba_file", file.clone()));
+        evidence.push(Evidence::new("hba_line", Value::line(*line)));
+        evidence.push(Evidence::new("hba_rule", rule.clone()));
         if input.hba.is_none() {
             findings.push(Finding {
                 code: Code::HbaRule,
@@ -1799,19 +1824,20 @@ fn server_log_findings(
             });
         }
     }
-    for (i, reason) in log.reasons.iter().enumerate() {
-        evidence.push((format!("server_says_{}", i + 1), reason.clone()));
+    for reason in &log.reasons {
+        evidence.push(Evidence::new("server_says", reason));
     }
     // The failing finding of the requested mode gains the server's words.
     if let Some(code) = requested_cell.code {
         if let Some(f) = findings.iter_mut().find(|f| f.code == code) {
             for reason in &log.reasons {
-                f.evidence.push(("server_log".into(), reason.clone()));
+                f.evidence.push(Evidence::new("server_log", reason.clone()));
             }
             if let Some((_, line, rule)) = &log.matched {
-                if !f.evidence.iter().any(|(k, _)| k == "hba_line") {
-                    f.evidence.push(("hba_line".into(), line.to_string()));
-                    f.evidence.push(("hba_rule".into(), rule.clone()));
+                if !f.evidence.iter().any(|e| e.key == "hba_line") {
+                    f.evidence
+                        .push(Evidence::new("hba_line", Value::line(*line)));
+                    f.evidence.push(Evidence::new("hba_rule", rule.clone()));
                 }
             }
         }

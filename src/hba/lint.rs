@@ -2,6 +2,7 @@
 //! match, and rules that are weaker than they look.
 
 use crate::catalogue::Code;
+use crate::evidence::{Evidence, Value};
 use std::path::Path;
 
 use super::{Address, ClientCert, ConnType, HbaFile, HbaRule, IdentFile, Token};
@@ -23,9 +24,9 @@ fn finding(
         severity,
         summary,
         evidence: vec![
-            ("file".into(), rule_file.display().to_string()),
-            ("line".into(), line.to_string()),
-            ("rule".into(), raw.to_string()),
+            Evidence::new("file", Value::path(rule_file)),
+            Evidence::new("line", Value::line(line)),
+            Evidence::new("rule", raw.to_string()),
         ],
         fix: Some(fix.to_string()),
         modes: vec![],
@@ -53,7 +54,7 @@ pub fn lint(
             f.fix = Some("since PostgreSQL 14 clientcert takes verify-ca or verify-full (clientcert=1 was verify-ca; 0/no-verify: drop the option)".into());
         }
         if let Some(h) = &e.hint {
-            f.evidence.push(("hint".into(), h.clone()));
+            f.evidence.push(Evidence::new("hint", h.clone()));
         }
         out.push(f);
     }
@@ -71,8 +72,10 @@ pub fn lint(
                 ),
                 "move the more specific rule above the general one, or delete it",
             );
-            f.evidence
-                .push(("shadowed_by_line".into(), earlier.line_number.to_string()));
+            f.evidence.push(Evidence::new(
+                "shadowed_by_line",
+                Value::line(earlier.line_number),
+            ));
             out.push(f);
         }
         if rule.method == "trust"

@@ -30,6 +30,14 @@ pub struct DoctorRun {
     pub max_rss_kb: u64,
 }
 
+/// The first value of one evidence key of a finding (null when absent).
+pub fn evidence(finding: &Value, key: &str) -> Value {
+    DoctorRun::evidence_all(finding, key)
+        .into_iter()
+        .next()
+        .unwrap_or(Value::Null)
+}
+
 impl DoctorRun {
     pub fn cell(&self, mode: &str) -> (Option<bool>, bool, Option<String>) {
         let c = &self.json["sslmodes"][mode];
@@ -38,6 +46,19 @@ impl DoctorRun {
             c["encrypted"].as_bool().unwrap_or(false),
             c["code"].as_str().map(String::from),
         )
+    }
+
+    /// Every value of one evidence key, in order (keys may repeat).
+    pub fn evidence_all(finding: &Value, key: &str) -> Vec<Value> {
+        finding["evidence"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter(|e| e["key"] == key)
+                    .map(|e| e["value"].clone())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     pub fn finding(&self, code: &str) -> Option<&Value> {

@@ -1,48 +1,74 @@
-//! Formatting only: the report in colour for people, or as JSON for machines.
+//! Text for people: the verdict, the sslmode table, findings with their evidence and fix,
+//! the chain, the TLS session and the settings. Every value that came from outside
+//! (server, certificate, file) goes through `safe`.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
-use colored::Colorize;
+use anstyle::{AnsiColor, Style};
 
+use super::Colour;
+use crate::finding::Severity;
 use crate::report::{FindingOut, LintReport, Report};
 use crate::untrusted::for_terminal_short;
 
 /// Every value the text renderers did not write themselves goes through this: control
 /// characters and bidi overrides escaped, and a hostile value cut to a readable length.
-fn safe(text: &str) -> std::borrow::Cow<'_, str> {
+fn safe(text: &str) -> Cow<'_, str> {
     for_terminal_short(text, MAX_SHOWN)
 }
 
 /// The most characters of one value a text report shows (JSON keeps the whole value).
 const MAX_SHOWN: usize = 2000;
 
-/// The report as JSON, with bytes that were not UTF-8 made visible (`\xNN`).
-fn json_value(report: &impl serde::Serialize) -> io::Result<serde_json::Value> {
-    let mut value = serde_json::to_value(report).map_err(io::Error::other)?;
-    crate::untrusted::clean_json(&mut value);
-    Ok(value)
+/// Styles text when colour is on; plain text otherwise.
+#[derive(Clone, Copy)]
+struct Paint {
+    on: bool,
 }
 
-/// One report as a single line (JSON Lines), for --targets.
-pub fn json_line(report: &Report, out: &mut dyn Write) -> io::Result<()> {
-    serde_json::to_writer(&mut *out, &json_value(report)?)?;
-    writeln!(out)
-}
+impl Paint {
+    fn new(colour: Colour) -> Self {
+        Paint {
+            on: colour == Colour::On,
+        }
+    }
 
-pub fn json(report: &Report, out: &mut dyn Write) -> io::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, &json_value(report)?)?;
-    writeln!(out)
-}
+    fn style(self, style: Style, text: &str) -> String {
+        if self.on {
+            format!("{}{text}{}", style.render(), style.render_reset())
+        } else {
+            text.to_string()
+        }
+    }
 
-fn severity_label(severity: &str) -> colored::ColoredString {
-    match severity {
-        "error" => "error  ".red().bold(),
-        "warning" => "warning".yellow().bold(),
-        _ => "info   ".cyan(),
+    fn bold(self, text: &str) -> String {
+        self.style(Style::new().bold(), text)
+    }
+
+    fn dimmed(self, text: &str) -> String {
+        self.style(Style::new().dimmed(), text)
+    }
+
+    fn fg(self, colour: AnsiColor, text: &str) -> String {
+        self.style(Style::new().fg_color(Some(colour.into())), text)
+    }
+
+    fn fg_bold(self, colour: AnsiColor, text: &str) -> String {
+        self.style(Style::new().fg_color(Some(colour.into())).bold(), text)
     }
 }
 
-pub fn text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
+fn severity_label(paint: Paint, severity: Severity) -> String {
+    match severity {
+        Severity::Error => paint.fg_bold(AnsiColor::Red, "error  "),
+        Severity::Warning => paint.fg_bold(AnsiColor::Yellow, "warning"),
+        Severity::Info => paint.fg(AnsiColor::Cyan, "info   "),
+    }
+}
+
+pub fn report(report: &Report, colour: Colour, out: &mut dyn Write) -> io::Result<()> {
+    let paint = Paint::new(colour);
     let t = &report.target;
     let where_ = match &t.hostaddr {
         Some(a) if t.host.is_empty() => format!("{a}:{}", t.port),
@@ -52,7 +78,7 @@ pub fn text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     writeln!(
         out,
         "{} {}  user={} dbname={} sslmode={}",
-        "pgtls-doctor".bold(),
+        paint.bold("pgtls-doctor"),
         safe(&where_),
         safe(&t.user),
         safe(&t.dbname),
@@ -60,13 +86,15 @@ pub fn text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     )?;
     writeln!(out)?;
     let verdict = if report.verdict.ok {
-        format!("OK    {}", safe(&report.verdict.summary))
-            .green()
-            .bold()
+        paint.fg_bold(
+            AnsiColor::Green,
+            &format!("OK    {}", safe(&report.verdict.summary)),
+        )
     } else {
-        format!("FAIL  {}", safe(&report.verdict.summary))
-            .red()
-            .bold()
+        paint.fg_bold(
+            AnsiColor::Red,
+            &format!("FAIL  {}", safe(&report.verdict.summary)),
+        )
     };
     writeln!(out, "{verdict}")?;
     writeln!(out)?;
@@ -74,27 +102,23 @@ pub fn text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     writeln!(
         out,
         "{}",
-        " sslmode     session  TLS  first failing check".bold()
+        paint.bold(" sslmode     session  TLS  first failing check")
     )?;
-    for (mode, cell) in &report.sslmodes {
-        let ok = match cell["ok"].as_bool() {
-            Some(true) => "yes    ".green(),
-            Some(false) => "no     ".red(),
-            None => "unknown".yellow(),
+    for (mode, cell) in report.sslmodes.iter() {
+        let ok = match cell.ok {
+            Some(true) => paint.fg(AnsiColor::Green, "yes    "),
+            Some(false) => paint.fg(AnsiColor::Red, "no     "),
+            None => paint.fg(AnsiColor::Yellow, "unknown"),
         };
-        let tls = if cell["encrypted"].as_bool() == Some(true) {
-            "yes".normal()
-        } else {
-            "no ".normal()
-        };
-        let code = cell["code"].as_str().unwrap_or("");
-        let marker = if *mode == t.sslmode { "▶" } else { " " };
-        writeln!(out, "{marker}{mode:<12}{ok}  {tls}  {code}")?;
+        let tls = if cell.encrypted { "yes" } else { "no " };
+        let code = cell.code.map(|c| c.as_str()).unwrap_or("");
+        let marker = if mode == t.sslmode { "▶" } else { " " };
+        writeln!(out, "{marker}{:<12}{ok}  {tls}  {code}", mode.as_str())?;
     }
 
     if !report.hosts.is_empty() {
         writeln!(out)?;
-        writeln!(out, "{}", "Hosts".bold())?;
+        writeln!(out, "{}", paint.bold("Hosts"))?;
         for h in &report.hosts {
             writeln!(
                 out,
@@ -108,13 +132,13 @@ pub fn text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
 
     if !report.findings.is_empty() {
         writeln!(out)?;
-        writeln!(out, "{}", "Findings".bold())?;
-        findings(&report.findings, out)?;
+        writeln!(out, "{}", paint.bold("Findings"))?;
+        findings(&report.findings, paint, out)?;
     }
 
     if !report.server_chain.is_empty() {
         writeln!(out)?;
-        writeln!(out, "{}", "Server certificate chain (as sent)".bold())?;
+        writeln!(out, "{}", paint.bold("Server certificate chain (as sent)"))?;
         for c in &report.server_chain {
             writeln!(out, "  [{}] {}", c.depth, safe(&c.subject))?;
             writeln!(out, "      issuer: {}", safe(&c.issuer))?;
@@ -137,7 +161,7 @@ pub fn text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         writeln!(
             out,
             "{} {} {} {}",
-            "TLS:".bold(),
+            paint.bold("TLS:"),
             safe(&tls.version),
             safe(&tls.cipher_suite),
             safe(&tls.key_exchange_group.clone().unwrap_or_default())
@@ -161,102 +185,97 @@ pub fn text(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         }
     }
     writeln!(out)?;
-    writeln!(out, "{}", "Settings".bold())?;
+    writeln!(out, "{}", paint.bold("Settings"))?;
     for s in &report.target.settings {
         writeln!(
             out,
             "  {:<18} {:<40} {}",
             safe(&s.name),
             safe(&s.value),
-            format!("({})", safe(&s.source)).dimmed()
+            paint.dimmed(&format!("({})", safe(&s.source)))
         )?;
     }
     for note in &report.notes {
-        writeln!(out, "  {} {}", "note:".yellow(), safe(note))?;
+        writeln!(
+            out,
+            "  {} {}",
+            paint.fg(AnsiColor::Yellow, "note:"),
+            safe(note)
+        )?;
     }
     writeln!(out)?;
     writeln!(
         out,
         "{}",
-        format!(
+        paint.dimmed(&format!(
             "{} connection(s), {} ms, {}; emulates {}",
             report.probe.connections,
             report.probe.duration_ms,
             report.probe.crypto_provider,
             report.probe.emulates
-        )
-        .dimmed()
+        ))
     )?;
     Ok(())
 }
 
-fn findings(list: &[FindingOut], out: &mut dyn Write) -> io::Result<()> {
+fn findings(list: &[FindingOut], paint: Paint, out: &mut dyn Write) -> io::Result<()> {
     for f in list {
         writeln!(out)?;
         let modes = if f.modes.is_empty() {
             String::new()
         } else {
-            format!("  (fails: {})", f.modes.join(", "))
+            let names: Vec<&str> = f.modes.iter().map(|m| m.as_str()).collect();
+            format!("  (fails: {})", names.join(", "))
         };
         writeln!(
             out,
             "{} {}{}",
-            severity_label(f.severity),
-            f.code.as_str().bold(),
-            modes.dimmed()
+            severity_label(paint, f.severity),
+            paint.bold(f.code.as_str()),
+            paint.dimmed(&modes)
         )?;
         writeln!(out, "        {}", safe(&f.summary))?;
-        for (k, v) in &f.evidence {
-            let value = match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
+        for e in &f.evidence {
             writeln!(
                 out,
                 "        {} {}",
-                format!("{}:", safe(k)).dimmed(),
-                safe(&value)
+                paint.dimmed(&format!("{}:", e.key)),
+                safe(&e.value.for_people())
             )?;
         }
         if let Some(fix) = &f.fix {
-            writeln!(out, "        {} {}", "fix:".green().bold(), safe(fix))?;
+            writeln!(
+                out,
+                "        {} {}",
+                paint.fg_bold(AnsiColor::Green, "fix:"),
+                safe(fix)
+            )?;
         }
     }
     Ok(())
 }
 
-pub fn lint_json(report: &LintReport, out: &mut dyn Write) -> io::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, &json_value(report)?)?;
-    writeln!(out)
-}
-
-pub fn lint_text(report: &LintReport, out: &mut dyn Write) -> io::Result<()> {
+pub fn lint(report: &LintReport, colour: Colour, out: &mut dyn Write) -> io::Result<()> {
+    let paint = Paint::new(colour);
     writeln!(
         out,
         "{} hba lint {}  ({} rules, read as PostgreSQL {})",
-        "pgtls-doctor".bold(),
+        paint.bold("pgtls-doctor"),
         safe(&report.file),
         report.rules,
         report.pg_version
     )?;
-    let errors = report
-        .findings
-        .iter()
-        .filter(|f| f.severity == "error")
-        .count();
-    let warnings = report
-        .findings
-        .iter()
-        .filter(|f| f.severity == "warning")
-        .count();
+    let count = |s: Severity| report.findings.iter().filter(|f| f.severity == s).count();
+    let (errors, warnings) = (count(Severity::Error), count(Severity::Warning));
     writeln!(out)?;
     let line = format!("{errors} error(s), {warnings} warning(s)");
-    if errors > 0 {
-        writeln!(out, "{}", line.red().bold())?;
+    let colour = if errors > 0 {
+        AnsiColor::Red
     } else if warnings > 0 {
-        writeln!(out, "{}", line.yellow().bold())?;
+        AnsiColor::Yellow
     } else {
-        writeln!(out, "{}", line.green().bold())?;
-    }
-    findings(&report.findings, out)
+        AnsiColor::Green
+    };
+    writeln!(out, "{}", paint.fg_bold(colour, &line))?;
+    findings(&report.findings, paint, out)
 }
