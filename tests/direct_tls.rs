@@ -72,7 +72,7 @@ fn direct_tls_to_postgresql_15_is_unsupported_and_says_what_the_server_answered(
     assert_eq!(run.code, 1, "{}", run.stdout);
     let f = run.expect_finding("direct_tls_unsupported", "error");
     assert!(
-        support::doctor::evidence(&f, "ssl_request_answer")
+        support::doctor::evidence(f, "ssl_request_answer")
             .as_str()
             .unwrap()
             .contains("'S'"),

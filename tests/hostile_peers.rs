@@ -99,7 +99,7 @@ fn bytes_injected_after_s_are_refused() {
     assert_eq!(run.code, 2, "{}", run.stdout);
     let f = run.expect_finding("ssl_response_injected", "error");
     assert!(
-        support::doctor::evidence(&f, "bytes")
+        support::doctor::evidence(f, "bytes")
             .as_str()
             .unwrap()
             .starts_with("52 00"),
@@ -136,7 +136,7 @@ fn fork_failure_text_before_tls_is_shown_as_unauthenticated() {
     assert_eq!(run.code, 1, "{}", run.stdout);
     let f = run.expect_finding("server_ssl_error", "error");
     assert!(
-        support::doctor::evidence(&f, "server_text_unauthenticated")
+        support::doctor::evidence(f, "server_text_unauthenticated")
             .as_str()
             .unwrap()
             .contains("could not fork"),
@@ -153,7 +153,7 @@ fn v3_error_response_before_tls() {
     assert_eq!(run.code, 1, "{}", run.stdout);
     let f = run.expect_finding("server_ssl_error", "error");
     assert!(
-        support::doctor::evidence(&f, "server_text_unauthenticated")
+        support::doctor::evidence(f, "server_text_unauthenticated")
             .as_str()
             .unwrap()
             .contains("too many clients"),

@@ -161,7 +161,7 @@ fn error_response_without_terminator_invalid_utf8_and_a_megabyte_of_fields() {
     assert_eq!(run.code, 1);
     let f = run.expect_finding("server_refused", "error");
     assert!(
-        support::doctor::evidence(&f, "server_message")
+        support::doctor::evidence(f, "server_message")
             .as_str()
             .unwrap()
             .starts_with("bad"),
@@ -396,7 +396,7 @@ fn a_sha1_signature_is_too_weak_for_security_level_2() {
     assert_eq!(run.code, 1, "{}", run.stdout);
     let f = run.expect_finding("server_cert_weak_key", "error");
     assert!(
-        support::doctor::evidence(&f, "openssl_error")
+        support::doctor::evidence(f, "openssl_error")
             .as_str()
             .unwrap()
             .contains("too weak"),

@@ -323,7 +323,7 @@ fn sslcrldir_revokes_the_server_certificate() {
     );
     let f = run.expect_finding("server_cert_revoked", "error");
     assert_eq!(
-        support::doctor::evidence(&f, "crl_dir"),
+        support::doctor::evidence(f, "crl_dir"),
         dir.display().to_string(),
         "{f}"
     );
@@ -473,7 +473,7 @@ fn protocol_bounds_are_applied_to_the_handshake() {
     assert_eq!(run.json["tls"]["version"], "TLSv1.2", "{}", run.json["tls"]);
     let session = run.expect_finding("tls_session", "info");
     assert_eq!(
-        support::doctor::evidence(&session, "server_sees_version"),
+        support::doctor::evidence(session, "server_sees_version"),
         "TLSv1.2",
         "{session}"
     );
@@ -521,7 +521,7 @@ fn a_maximum_below_tls_1_2_is_judged_as_libpq_fails_it() {
     assert_eq!(run.cell("prefer"), (Some(true), false, None));
     let f = run.expect_finding("tls_version_unsupported", "error");
     assert!(
-        support::doctor::evidence(&f, "libpq_says")
+        support::doctor::evidence(f, "libpq_says")
             .as_str()
             .unwrap()
             .contains("between TLSv1 and TLSv1.1"),
@@ -756,9 +756,9 @@ fn settings_the_doctor_does_not_emulate_are_named_in_the_report() {
             .find(|f| f["code"] == "setting_not_emulated")
             .unwrap_or_else(|| panic!("{target}: no setting_not_emulated: {}", run.stdout));
         assert_eq!(f["severity"], "warning");
-        assert_eq!(support::doctor::evidence(&f, "keyword"), keyword, "{f}");
+        assert_eq!(support::doctor::evidence(f, "keyword"), keyword, "{f}");
         assert!(
-            support::doctor::evidence(&f, "why").as_str().unwrap().len() > 20,
+            support::doctor::evidence(f, "why").as_str().unwrap().len() > 20,
             "{f}"
         );
     }

@@ -143,7 +143,7 @@ fn verify_full_by_name_succeeds_with_default_root_file() {
         run.stdout
     );
     let session = run.expect_finding("tls_session", "info");
-    assert_eq!(support::doctor::evidence(&session, "server_sees_ssl"), true);
+    assert_eq!(support::doctor::evidence(session, "server_sees_ssl"), true);
     assert!(run.json["probe"]["connections"].as_u64().unwrap() <= 2);
     // The settings say where the root file came from.
     let settings = run.json["target"]["settings"].as_array().unwrap();
@@ -188,9 +188,9 @@ fn hostname_mismatch_names_the_certificate_names() {
     );
     assert_eq!(run.code, 1);
     let f = run.expect_finding("server_cert_hostname_mismatch", "error");
-    assert_eq!(support::doctor::evidence(&f, "host"), "db.wrong.example");
+    assert_eq!(support::doctor::evidence(f, "host"), "db.wrong.example");
     assert_eq!(
-        support::doctor::evidence(&f, "certificate_names"),
+        support::doctor::evidence(f, "certificate_names"),
         "localhost, 127.0.0.1"
     );
     assert!(
@@ -225,7 +225,7 @@ fn expired_server_certificate_and_prefer_fallback() {
     assert_eq!(run.code, 1);
     let f = run.expect_finding("server_cert_expired", "error");
     assert!(f["summary"].as_str().unwrap().contains("days ago"), "{f}");
-    assert!(support::doctor::evidence(&f, "not_after").is_string());
+    assert!(support::doctor::evidence(f, "not_after").is_string());
     // The root file turns verification on for prefer too, which then falls back to plaintext.
     assert_eq!(run.cell("prefer"), (Some(true), false, None));
     assert_eq!(
@@ -249,14 +249,14 @@ fn unknown_ca_names_the_missing_issuer() {
     assert_eq!(run.code, 1);
     let f = run.expect_finding("server_cert_unknown_ca", "error");
     assert!(
-        support::doctor::evidence(&f, "missing_issuer")
+        support::doctor::evidence(f, "missing_issuer")
             .as_str()
             .unwrap()
             .contains("Doctor Test Root CA"),
         "{f}"
     );
     assert!(
-        support::doctor::evidence(&f, "root_file_holds")
+        support::doctor::evidence(f, "root_file_holds")
             .as_str()
             .unwrap()
             .contains("Some Other CA"),
@@ -381,7 +381,7 @@ fn require_with_a_root_file_verifies_like_verify_ca() {
     assert_eq!(run.code, 1);
     let f = run.expect_finding("server_cert_unknown_ca", "error");
     assert!(
-        support::doctor::evidence(&f, "why_verified")
+        support::doctor::evidence(f, "why_verified")
             .as_str()
             .unwrap()
             .contains("root certificate file exists"),
@@ -440,7 +440,7 @@ fn no_hba_entry_in_plaintext_and_in_tls() {
     );
     assert_eq!(run.code, 1);
     let f = run.expect_finding("hba_no_entry", "error");
-    assert_eq!(support::doctor::evidence(&f, "encryption"), "no encryption");
+    assert_eq!(support::doctor::evidence(f, "encryption"), "no encryption");
     assert_eq!(run.cell("require"), (Some(true), true, None));
     // hostnossl only: TLS has no entry, prefer falls back to plaintext.
     let run = diagnose(
@@ -452,10 +452,7 @@ fn no_hba_entry_in_plaintext_and_in_tls() {
     );
     assert_eq!(run.code, 1);
     let f = run.expect_finding("hba_no_entry", "error");
-    assert_eq!(
-        support::doctor::evidence(&f, "encryption"),
-        "SSL encryption"
-    );
+    assert_eq!(support::doctor::evidence(f, "encryption"), "SSL encryption");
     assert_eq!(run.cell("prefer"), (Some(true), false, None));
 }
 
@@ -474,7 +471,7 @@ fn hba_reject_role_missing_database_missing() {
         let run = diagnose(&pg, conninfo, "verify-full", home.path(), None);
         assert_eq!(run.code, 1, "{conninfo}");
         let f = run.expect_finding(code, "error");
-        assert!(support::doctor::evidence(&f, "sqlstate").is_string(), "{f}");
+        assert!(support::doctor::evidence(f, "sqlstate").is_string(), "{f}");
         assert_eq!(run.cell("verify-full").2.as_deref(), Some(code));
     }
 }
