@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::app::{local_setup, RunOptions};
 use crate::eval;
 use crate::hba::{self, HbaContext, HbaFile, IdentFile, IdentRule, ParseError, Token, TokenLine};
+use crate::local::local_setup;
 use crate::plan::Plan;
 use crate::probe::{self, Deadlines, PasswordPermit, StartupOutcome, StartupParams};
 use crate::sslmode::SslMode;
@@ -32,13 +32,34 @@ pub struct AdminRules {
     pub stale: Option<bool>,
 }
 
+/// Why the --admin connection could not read the rules.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminError {
+    #[error("the --admin connection string names no host")]
+    NoHost,
+    #[error("could not connect: {0}")]
+    Connect(String),
+    #[error("the server's certificate does not pass sslmode={0} (run the doctor on the --admin target itself)")]
+    Certificate(SslMode),
+    #[error("{severity}:  {message}")]
+    Refused { severity: String, message: String },
+    #[error("fe_sendauth: no password supplied")]
+    NoPassword,
+    #[error("no session{0}")]
+    NoSession(String),
+    #[error("could not read pg_hba_file_rules: {0} (the role needs superuser or EXECUTE on pg_hba_file_rules())")]
+    ViewRefused(String),
+}
+
 /// Connects with the admin conninfo (its own sslmode, password rules as for the probe) and
 /// reads the views.
-pub fn fetch(plan: &Plan, options: &RunOptions) -> Result<AdminRules, String> {
-    let endpoint = plan
-        .endpoints
-        .first()
-        .ok_or("the --admin connection string names no host")?;
+pub fn fetch(
+    plan: &Plan,
+    timeout: Duration,
+    allow_cleartext_password: bool,
+    now: i64,
+) -> Result<AdminRules, AdminError> {
+    let endpoint = plan.endpoints.first().ok_or(AdminError::NoHost)?;
     let (local, identity) = local_setup(plan);
     let params = StartupParams {
         user: &plan.user,
@@ -46,20 +67,19 @@ pub fn fetch(plan: &Plan, options: &RunOptions) -> Result<AdminRules, String> {
         application_name: "pgtls-doctor --admin",
         options: None,
         password: plan.password.as_ref().map(|(s, _)| s),
-        allow_cleartext_on_plaintext: options.allow_cleartext_password,
+        allow_cleartext_on_plaintext: allow_cleartext_password,
         channel_binding: plan.channel_binding,
         extra_query: Some(ADMIN_SQL),
     };
     let deadlines = Deadlines {
-        overall: Instant::now() + options.timeout.min(Duration::from_secs(30)),
+        overall: Instant::now() + timeout.min(Duration::from_secs(30)),
         step: plan.connect_timeout,
     };
     let outcome = if endpoint.is_unix_socket() || plan.sslmode == SslMode::Disable {
         probe::plain_attempt(endpoint, deadlines, &params, PasswordPermit::Send).startup
     } else {
         let mode = plan.sslmode;
-        let permit_for =
-            |chain: &[Vec<u8>]| eval::permit_at(&local, endpoint, chain, mode, options.now);
+        let permit_for = |chain: &[Vec<u8>]| eval::permit_at(&local, endpoint, chain, mode, now);
         let after_refusal = if mode.requires_tls() {
             PasswordPermit::Withhold
         } else {
@@ -76,25 +96,24 @@ pub fn fetch(plan: &Plan, options: &RunOptions) -> Result<AdminRules, String> {
             after_refusal,
         );
         if let Some(e) = &tls.connect_error {
-            return Err(format!("could not connect: {e:?}"));
+            return Err(AdminError::Connect(format!("{e:?}")));
         }
-        if !tls.chain.is_empty()
-            && !eval::tls_acceptable(&local, endpoint, &tls.chain, mode, options.now)
-        {
-            return Err(format!("the server's certificate does not pass sslmode={mode} (run the doctor on the --admin target itself)"));
+        if !tls.chain.is_empty() && !eval::tls_acceptable(&local, endpoint, &tls.chain, mode, now) {
+            return Err(AdminError::Certificate(mode));
         }
         tls.startup.or(tls.plaintext_after_refusal)
     };
     let query = match outcome {
         Some(StartupOutcome::Session { query: Some(q), .. }) => q,
         Some(StartupOutcome::ServerError { fields, .. }) => {
-            return Err(format!("{}:  {}", fields.severity, fields.message))
+            return Err(AdminError::Refused {
+                severity: fields.severity,
+                message: fields.message,
+            })
         }
-        Some(StartupOutcome::PasswordNeeded { .. }) => {
-            return Err("fe_sendauth: no password supplied".into())
-        }
-        Some(other) => return Err(format!("no session: {other:?}")),
-        None => return Err("no session".into()),
+        Some(StartupOutcome::PasswordNeeded { .. }) => return Err(AdminError::NoPassword),
+        Some(other) => return Err(AdminError::NoSession(format!(": {other:?}"))),
+        None => return Err(AdminError::NoSession(String::new())),
     };
     if query.rows.is_empty() {
         let message = query
@@ -102,7 +121,7 @@ pub fn fetch(plan: &Plan, options: &RunOptions) -> Result<AdminRules, String> {
             .first()
             .map(|e| e.message.clone())
             .unwrap_or_else(|| "no rows".into());
-        return Err(format!("could not read pg_hba_file_rules: {message} (the role needs superuser or EXECUTE on pg_hba_file_rules())"));
+        return Err(AdminError::ViewRefused(message));
     }
     Ok(rules_from_rows(&query.rows, &plan.user))
 }

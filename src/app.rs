@@ -1,123 +1,87 @@
-//! Drives the pipeline: plan, local files, probe each host (at most two connections each),
-//! judge, report. No formatting here.
+//! Drives the pipeline for one target: local files, probe each host (at most two
+//! connections each), judge, report. The per-run context (the rules from --hba or
+//! --admin) is built once by `RunContext::prepare`. No formatting here.
 
-use crate::catalogue::Code;
-use crate::evidence::{Evidence, Value};
 use std::time::{Duration, Instant};
 
-use crate::client_cert::{self, ClientIdentity, ClientRequest};
-use crate::eval::client::ClientView;
+use crate::catalogue::Code;
+use crate::client_cert::ClientIdentity;
 use crate::eval::{self, EvalInput, LocalSetup};
-use crate::finding::{Finding, Problem, Severity};
-use crate::plan::CertMode;
+use crate::evidence::{Evidence, Value};
+use crate::finding::{Finding, Severity};
+use crate::hba::HbaContext;
+use crate::local::local_setup;
 use crate::plan::{Endpoint, Plan};
 use crate::probe::{self, Deadlines, PasswordPermit, StartupParams};
 use crate::report::{self, HostResult, Report};
 use crate::serverlog;
 use crate::sslmode::SslMode;
-use crate::trust;
 
-/// What `run` needs beyond the plan: the clock and the doctor's own limits.
+/// What a run needs beyond each target's plan: the clock and the doctor's own limits.
 pub struct RunOptions {
     pub now: i64,
     pub timeout: Duration,
     pub warn_days: i64,
     pub allow_cleartext_password: bool,
-    pub hba: Option<crate::hba::HbaContext>,
+    pub hba: Option<HbaContext>,
     /// The server's log, to quote its reasons.
     pub server_log: Option<std::path::PathBuf>,
     /// --admin: a connection that may read pg_hba_file_rules.
     pub admin: Option<Plan>,
 }
 
-/// Loads the client's files as libpq would, before any connection.
-pub fn local_setup(plan: &Plan) -> (LocalSetup, ClientIdentity) {
-    let roots = trust::load_roots(&plan.root);
-    let (crl, crl_ignored) =
-        match trust::load_crl(plan.crl.as_deref(), plan.crl_dir.as_deref(), &roots) {
-            trust::CrlOutcome::Loaded(state) => (Some(state), None),
-            trust::CrlOutcome::Ignored { path, reason } => (None, Some((path, reason))),
-            trust::CrlOutcome::NotUsed => (None, None),
-        };
-    let identity = client_cert::load(&ClientRequest {
-        cert: plan.cert.as_deref(),
-        key: plan.key.as_deref(),
-        cert_explicit: plan.cert_explicit,
-        sslpassword: plan.sslpassword.as_ref(),
-        cert_mode_disabled: plan.cert_mode == CertMode::Disable,
-    });
-    let client_failure = match &identity {
-        ClientIdentity::Failed {
-            code,
-            path,
-            message,
-            leaf,
-            pkcs12,
-        } => {
-            let fix = match pkcs12 {
-                Some(_) => format!(
-                    "libpq reads only PEM: `openssl pkcs12 -in {0} -clcerts -nokeys -out postgresql.crt` and `openssl pkcs12 -in {0} -nocerts -nodes -out postgresql.key`, then point sslcert/sslkey at them",
-                    path.display()
-                ),
-                None => client_fix(*code, path),
-            };
-            let mut problem = Problem::new(*code, message.clone())
-                .with("file", Value::path(path))
-                .fix(fix);
-            if let Some(leaf) = leaf {
-                problem = problem.with("certificate_subject", Value::name(leaf.subject.clone()));
-            }
-            Some(problem)
-        }
-        _ => None,
-    };
-    let client = ClientView {
-        leaf: identity.leaf().cloned(),
-        loaded: matches!(identity, ClientIdentity::Loaded(_)),
-        none: match &identity {
-            ClientIdentity::NotConfigured(why) => Some(why.clone()),
-            _ => None,
-        },
-        pkcs12: match &identity {
-            ClientIdentity::Failed { pkcs12, .. } => pkcs12.as_deref().cloned(),
-            _ => None,
-        },
-        cert_mode: Some(plan.cert_mode),
-    };
-    (
-        LocalSetup {
-            roots,
-            system_roots: plan.root == crate::plan::RootSpec::System,
-            crl,
-            client_failure,
-            client,
-            crl_ignored,
-        },
-        identity,
-    )
+/// The options and what they yield once for every target of the run: the rules in force
+/// (from --hba, or read through --admin) and what is wrong with them.
+pub struct RunContext {
+    pub options: RunOptions,
+    rules: Option<HbaContext>,
+    rule_findings: Vec<Finding>,
 }
 
-fn client_fix(code: Code, path: &std::path::Path) -> String {
-    match code {
-        Code::ClientKeyPermissions => format!("chmod 0600 {}", path.display()),
-        Code::ClientKeyMissing => format!(
-            "put the private key next to the certificate ({}), or set sslkey=/path/to/key",
-            path.display()
-        ),
-        Code::ClientKeyEncrypted => format!(
-            "give the passphrase as sslpassword=... in a service file (~/.pg_service.conf, chmod 0600; then service=NAME) rather than on the command line, where `ps` shows it (libpq reads no environment variable for it); or store the key decrypted: `openssl pkey -in {0} -out {0}.plain && chmod 0600 {0}.plain`",
-            path.display()
-        ),
-        Code::ClientKeyMismatch => "give the key that belongs to the certificate; compare `openssl x509 -in CERT -noout -pubkey` with `openssl pkey -in KEY -pubout`".into(),
-        Code::ClientKeyWeak => "issue a new client key and certificate with RSA 2048+ or EC P-256 (Debian's OpenSSL runs at security level 2)".into(),
-        _ => format!(
-            "the file must hold a PEM certificate (and a PEM key); check it with `openssl x509 -in {} -noout -subject`",
-            path.display()
-        ),
+impl RunContext {
+    /// Reads the --admin rules (one connection) or takes the --hba ones.
+    pub fn prepare(options: RunOptions) -> RunContext {
+        let admin_rules = options.admin.as_ref().map(|admin_plan| {
+            crate::admin::fetch(
+                admin_plan,
+                options.timeout,
+                options.allow_cleartext_password,
+                options.now,
+            )
+        });
+        let (rules, rule_findings) = match admin_rules {
+            Some(Ok(rules)) => (Some(rules.context.clone()), admin_findings(&rules)),
+            Some(Err(e)) => (
+                options.hba.clone(),
+                vec![Finding {
+                    code: Code::AdminConnectionFailed,
+                    severity: Severity::Warning,
+                    summary: format!("the --admin connection could not read the rules: {e}"),
+                    evidence: vec![],
+                    fix: Some("connect --admin as a superuser, or GRANT EXECUTE ON FUNCTION pg_hba_file_rules() (and pg_ident_file_mappings()) to that role; PostgreSQL 15 or later".into()),
+                    modes: vec![],
+                }],
+            ),
+            None => (
+                options.hba.clone(),
+                options
+                    .hba
+                    .as_ref()
+                    .map(|ctx| hba_file_findings(&ctx.hba.errors))
+                    .unwrap_or_default(),
+            ),
+        };
+        RunContext {
+            options,
+            rules,
+            rule_findings,
+        }
     }
 }
 
-pub fn run(plan: &Plan, options: &RunOptions) -> Report {
+/// Diagnoses one target.
+pub fn run(plan: &Plan, context: &RunContext) -> Report {
+    let options = &context.options;
     let started = Instant::now();
     let deadlines = Deadlines {
         overall: started + options.timeout,
@@ -125,33 +89,8 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Report {
     };
     let (local, identity) = local_setup(plan);
     let mut extra_findings = crate::keywords::unemulated_findings(plan);
-    let admin_rules = options
-        .admin
-        .as_ref()
-        .map(|admin_plan| crate::admin::fetch(admin_plan, options));
-    let hba_context = match admin_rules {
-        Some(Ok(rules)) => {
-            extra_findings.extend(admin_findings(&rules));
-            Some(rules.context)
-        }
-        Some(Err(e)) => {
-            extra_findings.push(Finding {
-                code: Code::AdminConnectionFailed,
-                severity: Severity::Warning,
-                summary: format!("the --admin connection could not read the rules: {e}"),
-                evidence: vec![],
-                fix: Some("connect --admin as a superuser, or GRANT EXECUTE ON FUNCTION pg_hba_file_rules() (and pg_ident_file_mappings()) to that role; PostgreSQL 15 or later".into()),
-                modes: vec![],
-            });
-            options.hba.clone()
-        }
-        None => {
-            if let Some(ctx) = &options.hba {
-                extra_findings.extend(hba_file_findings(&ctx.hba.errors));
-            }
-            options.hba.clone()
-        }
-    };
+    extra_findings.extend(context.rule_findings.iter().cloned());
+    let hba_context = context.rules.as_ref();
     let log_size = options.server_log.as_deref().and_then(serverlog::size);
     let observed: Vec<Observed> = plan
         .endpoints
@@ -159,9 +98,9 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Report {
         .map(|endpoint| probe_host(plan, options, &local, &identity, endpoint, deadlines))
         .collect();
     let log_reasons = options.server_log.as_deref().and_then(|path| {
-        // The backend writes its last lines as it exits, just after our connection closes.
-        std::thread::sleep(Duration::from_millis(150));
-        serverlog::read_excerpt(path, log_size, &plan.user)
+        let expected = observed.iter().map(Observed::server_log_lines).sum();
+        let wait_until = (Instant::now() + SERVER_LOG_WAIT).min(deadlines.overall);
+        serverlog::read_excerpt_expecting(path, log_size, &plan.user, expected, wait_until)
             .ok()
             .map(|excerpt| serverlog::interpret(&excerpt))
     });
@@ -180,7 +119,7 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Report {
                 dbname: &plan.dbname,
                 password_source: password_source(plan),
                 password_unknown: plan.password_unknown.as_deref(),
-                hba: hba_context.as_ref(),
+                hba: hba_context,
                 server_log: log_reasons.as_ref(),
                 negotiation: plan.negotiation,
                 ssl_request_probe: o.ssl_request_probe.as_ref(),
@@ -200,6 +139,10 @@ pub fn run(plan: &Plan, options: &RunOptions) -> Report {
         duration_ms: started.elapsed().as_millis() as u64,
     })
 }
+
+/// How long to wait at most for the server's log lines about this probe: the backend
+/// writes them as it exits, just after the connection closes.
+const SERVER_LOG_WAIT: Duration = Duration::from_secs(1);
 
 fn probe_host(
     plan: &Plan,
@@ -373,6 +316,33 @@ struct Observed {
     /// After a failed direct handshake: the same server asked with an SSLRequest.
     ssl_request_probe: Option<probe::TlsAttempt>,
     connections: u32,
+}
+
+impl Observed {
+    /// The log lines the server writes about these attempts: a FATAL line for each session
+    /// it refused, and "could not accept SSL connection" for each handshake it ended.
+    fn server_log_lines(&self) -> usize {
+        let refused = |outcome: Option<&probe::StartupOutcome>| {
+            usize::from(matches!(
+                outcome,
+                Some(probe::StartupOutcome::ServerError { .. })
+            ))
+        };
+        let tls = |t: &probe::TlsAttempt| {
+            usize::from(matches!(
+                t.handshake,
+                Some(Err(probe::TlsFailure::Alert(_)))
+            )) + refused(t.startup.as_ref())
+                + refused(t.plaintext_after_refusal.as_ref())
+        };
+        self.tls.as_ref().map(tls).unwrap_or(0)
+            + self.ssl_request_probe.as_ref().map(tls).unwrap_or(0)
+            + self
+                .plain
+                .as_ref()
+                .map(|p| refused(p.startup.as_ref()))
+                .unwrap_or(0)
+    }
 }
 
 fn password_source(plan: &Plan) -> Option<String> {

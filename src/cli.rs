@@ -137,3 +137,33 @@ pub enum HbaCommand {
         pg_version: u32,
     },
 }
+
+/// Parses the command line. `Ok(None)`: help or the version was printed, and the run ends
+/// with exit status 0. A refused command line is a usage error whose message escapes what
+/// the user typed and never echoes a private key pasted as an argument.
+pub fn parse() -> Result<Option<Cli>, crate::error::ToolError> {
+    use crate::error::ToolError;
+    use std::io::Write;
+    let e = match Cli::try_parse() {
+        Ok(cli) => return Ok(Some(cli)),
+        Err(e) => e,
+    };
+    use clap::error::ErrorKind;
+    if !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let pasted_key =
+            std::env::args_os().any(|a| crate::files::holds_private_key(a.as_encoded_bytes()));
+        return Err(ToolError::Arguments(if pasted_key {
+            "pgtls-doctor: an argument holds a private key (-----BEGIN ... PRIVATE KEY-----); it is not shown. Give TARGET as a connection string".into()
+        } else {
+            e.render().to_string().trim_end().to_string()
+        }));
+    }
+    // Help goes to stdout: a full disk there is an error, a closed pipe is not.
+    match e.print().and_then(|_| std::io::stdout().flush()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(ToolError::Write {
+            what: "output",
+            source: err,
+        }),
+        _ => Ok(None),
+    }
+}

@@ -150,7 +150,7 @@ pub fn load(req: &ClientRequest) -> ClientIdentity {
     };
     let bytes = match read_bounded(cert_path) {
         Ok(b) => b,
-        Err(e) => return unreadable(e),
+        Err(e) => return unreadable(e.to_string()),
     };
     let chain = match pem_certificates(&bytes) {
         Ok(c) if !c.is_empty() => c,
@@ -169,11 +169,11 @@ pub fn load(req: &ClientRequest) -> ClientIdentity {
             }
             return unreadable("no start line".into());
         }
-        Err(e) => return unreadable(e),
+        Err(e) => return unreadable(e.to_string()),
     };
     let leaf = match x509::summarize(&chain[0]) {
         Ok(s) => s,
-        Err(e) => return unreadable(e),
+        Err(e) => return unreadable(e.to_string()),
     };
     // OpenSSL's security level 2 refuses the certificate itself ("ee key too small").
     if let Some(reason) = weak_key_reason(&leaf) {

@@ -2,8 +2,6 @@
 //! doctor's own `host[:port]` shorthand. Parsing only; where values come from and what they
 //! default to is `plan.rs`.
 
-use std::fmt;
-
 /// Every keyword libpq 17 accepts. Unknown keywords are refused with libpq's wording.
 pub const KEYWORDS: &[&str] = &[
     "host",
@@ -53,16 +51,9 @@ pub const KEYWORDS: &[&str] = &[
 pub const SECRET_KEYWORDS: &[&str] = &["password", "sslpassword"];
 
 /// A connection string that libpq would refuse, worded as libpq words it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct ConninfoError(pub String);
-
-impl fmt::Display for ConninfoError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConninfoError {}
 
 /// Which syntax the target was written in; it is reported as the source of its values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

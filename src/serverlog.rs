@@ -29,11 +29,15 @@ pub fn size(path: &Path) -> Option<u64> {
     std::fs::metadata(path).ok().map(|m| m.len())
 }
 
-/// Reads what was appended since `since` (a live log), or else the tail of the file (a copy
-/// taken later), keeping lines that mention `user`.
-pub fn read_excerpt(path: &Path, since: Option<u64>, user: &str) -> Result<LogExcerpt, String> {
-    let mut file = crate::files::open_regular(path)
-        .map_err(|e| format!("could not read \"{}\": {e}", path.display()))?;
+/// What the log holds since `since`: its text, whether it is the live log, and a label.
+struct Appended {
+    text: String,
+    live: bool,
+    source: String,
+}
+
+fn read_since(path: &Path, since: Option<u64>, user: &str) -> std::io::Result<Appended> {
+    let mut file = crate::files::open_regular(path)?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let (start, source) = match since {
         Some(s) if s < len => (
@@ -49,21 +53,62 @@ pub fn read_excerpt(path: &Path, since: Option<u64>, user: &str) -> Result<LogEx
         ),
     };
     let start = start.max(len.saturating_sub(MAX_READ));
-    file.seek(SeekFrom::Start(start))
-        .map_err(|e| e.to_string())?;
+    file.seek(SeekFrom::Start(start))?;
     let mut bytes = Vec::new();
     file.take(MAX_READ).read_to_end(&mut bytes).map_err(|e| {
         if e.kind() == std::io::ErrorKind::WouldBlock {
-            format!(
-                "could not read \"{}\": reading it would block (a special file such as /proc/kmsg)",
-                path.display()
+            std::io::Error::new(
+                e.kind(),
+                "reading it would block (a special file such as /proc/kmsg)",
             )
         } else {
-            e.to_string()
+            e
         }
     })?;
-    let text = crate::untrusted::decode(&bytes);
-    let live = since.is_some_and(|s| s < len);
+    Ok(Appended {
+        text: crate::untrusted::decode(&bytes),
+        live: since.is_some_and(|s| s < len),
+        source,
+    })
+}
+
+/// The server's log lines for refused sessions and failed handshakes in `text`.
+fn events(text: &str) -> usize {
+    text.lines()
+        .filter(|l| l.contains("FATAL:") || l.contains("could not accept SSL connection"))
+        .count()
+}
+
+/// Like [`read_excerpt`], after waiting (until `wait_until` at most) for the `expected`
+/// lines the server writes as this probe's backends exit. A log that is not live (a copy,
+/// or one that did not grow) is read at once.
+pub fn read_excerpt_expecting(
+    path: &Path,
+    since: Option<u64>,
+    user: &str,
+    expected: usize,
+    wait_until: std::time::Instant,
+) -> std::io::Result<LogExcerpt> {
+    loop {
+        let appended = read_since(path, since, user)?;
+        let waiting = since.is_some()
+            && events(if appended.live { &appended.text } else { "" }) < expected
+            && std::time::Instant::now() < wait_until;
+        if !waiting {
+            return Ok(excerpt(&appended, user));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Reads what was appended since `since` (a live log), or else the tail of the file (a copy
+/// taken later), keeping lines that mention `user`.
+pub fn read_excerpt(path: &Path, since: Option<u64>, user: &str) -> std::io::Result<LogExcerpt> {
+    Ok(excerpt(&read_since(path, since, user)?, user))
+}
+
+fn excerpt(appended: &Appended, user: &str) -> LogExcerpt {
+    let (text, live, source) = (&appended.text, appended.live, appended.source.clone());
     let mut lines: Vec<String> = Vec::new();
     let mut keep_next_detail = false;
     let mut kept_previous = false;
@@ -92,7 +137,7 @@ pub fn read_excerpt(path: &Path, since: Option<u64>, user: &str) -> Result<LogEx
     if !live && lines.len() > 40 {
         lines.drain(..lines.len() - 40);
     }
-    Ok(LogExcerpt { source, lines })
+    LogExcerpt { source, lines }
 }
 
 /// The server's reasons in the excerpt.

@@ -64,9 +64,18 @@ impl CrlState {
     }
 }
 
+/// Why a certificate file yields no certificates.
+#[derive(Debug, thiserror::Error)]
+pub enum PemError {
+    #[error(transparent)]
+    Read(#[from] std::io::Error),
+    #[error("bad certificate in PEM: {0}")]
+    BadCertificate(String),
+}
+
 /// Reads a PEM file with a size bound, naming the path in every error.
-pub fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
-    crate::files::read_limited(path, MAX_PEM_FILE).map_err(|e| e.to_string())
+pub fn read_bounded(path: &Path) -> Result<Vec<u8>, PemError> {
+    Ok(crate::files::read_limited(path, MAX_PEM_FILE)?)
 }
 
 /// At most this many files are read from the certificate directories of sslrootcert=system.
@@ -176,7 +185,7 @@ fn load_system_roots() -> RootState {
 }
 
 /// PEM certificates in a file, in order. Fails with OpenSSL's words when there are none.
-pub fn pem_certificates(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+pub fn pem_certificates(bytes: &[u8]) -> Result<Vec<Vec<u8>>, PemError> {
     let mut out = Vec::new();
     let text = String::from_utf8_lossy(bytes);
     let mut rest: &str = &text;
@@ -191,8 +200,11 @@ pub fn pem_certificates(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         let pem = &block[..end + end_marker.len()];
         if label == "CERTIFICATE" || label == "TRUSTED CERTIFICATE" {
             let cert = X509::from_pem(pem.as_bytes())
-                .map_err(|e| format!("bad certificate in PEM: {e}"))?;
-            out.push(cert.to_der().map_err(|e| e.to_string())?);
+                .map_err(|e| PemError::BadCertificate(e.to_string()))?;
+            out.push(
+                cert.to_der()
+                    .map_err(|e| PemError::BadCertificate(e.to_string()))?,
+            );
         }
         rest = &block[end + end_marker.len()..];
     }
@@ -225,7 +237,7 @@ pub fn load_roots(spec: &RootSpec) -> RootState {
                 Err(e) => {
                     return RootState::Unreadable {
                         path: path.clone(),
-                        reason: e,
+                        reason: e.to_string(),
                     }
                 }
             };
@@ -244,7 +256,7 @@ pub fn load_roots(spec: &RootSpec) -> RootState {
                 },
                 Err(e) => RootState::Unreadable {
                     path: path.clone(),
-                    reason: e,
+                    reason: e.to_string(),
                 },
             }
         }
@@ -294,7 +306,7 @@ fn load_crl_file(path: &Path) -> CrlOutcome {
     };
     let bytes = match read_bounded(path) {
         Ok(b) => b,
-        Err(e) => return ignored(e),
+        Err(e) => return ignored(e.to_string()),
     };
     if !has_crl(&bytes) {
         return ignored("no PEM CRL (-----BEGIN X509 CRL-----) in the file".into());

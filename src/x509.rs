@@ -31,9 +31,17 @@ pub struct CertSummary {
     pub key_usage: Option<Vec<String>>,
 }
 
-pub fn summarize(der: &[u8]) -> Result<CertSummary, String> {
-    let (_, cert) =
-        X509Certificate::from_der(der).map_err(|e| format!("not a DER certificate: {e}"))?;
+/// Bytes that do not parse as an X.509 certificate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a DER certificate: {reason}")]
+pub struct NotACertificate {
+    pub reason: String,
+}
+
+pub fn summarize(der: &[u8]) -> Result<CertSummary, NotACertificate> {
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| NotACertificate {
+        reason: e.to_string(),
+    })?;
     let tbs = &cert.tbs_certificate;
     let common_name = tbs.subject().iter_common_name().next().map(|cn| {
         cn.as_str()

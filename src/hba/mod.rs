@@ -412,10 +412,31 @@ fn option_allowed(method: &str, name: &str) -> bool {
     }
 }
 
+/// Why a configuration file could not be loaded at all (a line the server refuses is a
+/// `ParseError` of the loaded file instead).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("could not read \"{}\": {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An include the server would refuse too, in PostgreSQL's words.
+    #[error("{0}")]
+    Include(String),
+}
+
+fn read_config(path: &Path) -> Result<String, LoadError> {
+    read_small_text(path).map_err(|source| LoadError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 /// Reads a pg_hba.conf file from disk (with includes), as PostgreSQL `pg_version` would.
-pub fn load_hba(path: &Path, pg_version: u32) -> Result<HbaFile, String> {
-    let text =
-        read_small_text(path).map_err(|e| format!("could not read \"{}\": {e}", path.display()))?;
+pub fn load_hba(path: &Path, pg_version: u32) -> Result<HbaFile, LoadError> {
+    let text = read_config(path)?;
     Ok(parse_hba(&text, path, pg_version))
 }
 
@@ -775,9 +796,8 @@ fn mask_prefix(mask: IpAddr) -> Option<u8> {
 }
 
 /// Reads a pg_ident.conf.
-pub fn load_ident(path: &Path) -> Result<IdentFile, String> {
-    let text =
-        read_small_text(path).map_err(|e| format!("could not read \"{}\": {e}", path.display()))?;
+pub fn load_ident(path: &Path) -> Result<IdentFile, LoadError> {
+    let text = read_config(path)?;
     Ok(parse_ident(&text, path))
 }
 

@@ -23,10 +23,10 @@ const MAX_DEPTH: usize = 10;
 const MAX_FILES: usize = 256;
 
 /// Reads `path` and everything it includes.
-pub fn load(path: &Path) -> Result<ServerConf, String> {
+pub fn load(path: &Path) -> Result<ServerConf, super::LoadError> {
     let mut conf = ServerConf::default();
     let mut files = 0;
-    read_file(path, 0, &mut files, &mut conf)?;
+    read_file(path, 0, &mut files, &mut conf).map_err(super::LoadError::Include)?;
     Ok(conf)
 }
 
@@ -227,11 +227,11 @@ mod tests {
 
         std::fs::write(&main, "include 'missing.conf'\n").unwrap();
         let err = load(&main).unwrap_err();
-        assert!(err.contains("missing.conf"), "{err}");
+        assert!(err.to_string().contains("missing.conf"), "{err}");
 
         std::fs::write(&main, "include 'postgresql.conf'\n").unwrap();
         let err = load(&main).unwrap_err();
-        assert!(err.contains("maximum nesting depth exceeded"), "{err}");
+        assert!(err.to_string().contains("maximum nesting depth exceeded"), "{err}");
 
         // Fan-out: four self-includes per file would be 4^10 files without the cap.
         std::fs::write(&main, "include 'postgresql.conf'\n".repeat(4)).unwrap();

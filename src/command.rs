@@ -1,0 +1,273 @@
+//! One parsed command line, run: `hba lint`, or the diagnosis of one or several targets.
+//! Returns the exit status, or the one error type `main` maps to one.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::app::{self, RunContext, RunOptions};
+use crate::cli::{Cli, Color, Command, Format, HbaCommand};
+use crate::error::ToolError;
+use crate::hba;
+use crate::plan::{self, Environment, FlagSettings, Plan};
+use crate::render::{self, Colour};
+use crate::report::{self, Fleet, Summary, Tool};
+
+/// The longest --timeout: a day. Larger values are refused, never turned into a panic.
+const MAX_TIMEOUT_SECS: f64 = 86_400.0;
+
+pub fn run(cli: &Cli) -> Result<u8, ToolError> {
+    let colour = colour(cli.color);
+    if let Some(Command::Hba {
+        action:
+            HbaCommand::Lint {
+                file,
+                ident,
+                conf,
+                pg_version,
+            },
+    }) = &cli.command
+    {
+        return lint(
+            file,
+            ident.as_deref(),
+            conf.as_deref(),
+            *pg_version,
+            cli.format,
+            colour,
+        );
+    }
+    let plans = plans(cli)?;
+    let context = RunContext::prepare(run_options(cli)?);
+    diagnose(&plans, &context, cli.format, colour)
+}
+
+/// Colour on a terminal unless NO_COLOR is set; `--color` decides otherwise.
+fn colour(choice: Color) -> Colour {
+    let on = match choice {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::io::stdout().is_terminal()
+        }
+    };
+    if on {
+        Colour::On
+    } else {
+        Colour::Off
+    }
+}
+
+/// The flags that stand for conninfo keywords, with the name each is reported under.
+fn flag_settings(cli: &Cli) -> FlagSettings {
+    let mut flags = FlagSettings::default();
+    let keywords: [(&str, &str, &Option<String>); 11] = [
+        ("user", "--user", &cli.user),
+        ("dbname", "--dbname", &cli.dbname),
+        ("sslmode", "--sslmode", &cli.sslmode),
+        ("sslrootcert", "--sslrootcert", &cli.sslrootcert),
+        ("sslcert", "--sslcert", &cli.sslcert),
+        ("sslkey", "--sslkey", &cli.sslkey),
+        ("sslcrl", "--sslcrl", &cli.sslcrl),
+        ("sslcrldir", "--sslcrldir", &cli.sslcrldir),
+        ("sslpassword", "--sslpassword", &cli.sslpassword),
+        ("sslnegotiation", "--sslnegotiation", &cli.sslnegotiation),
+        ("connect_timeout", "--connect-timeout", &cli.connect_timeout),
+    ];
+    for (keyword, flag, value) in keywords {
+        flags.set(keyword, flag, value.clone());
+    }
+    flags
+}
+
+/// Every target's plan, resolved as libpq would (TARGET, or one per line of --targets).
+fn plans(cli: &Cli) -> Result<Vec<Plan>, ToolError> {
+    let flags = flag_settings(cli);
+    let env = Environment::capture();
+    let targets: Vec<String> = match &cli.targets {
+        Some(_) if cli.target.is_some() => {
+            return Err(ToolError::Usage(
+                "give TARGET or --targets, not both".into(),
+            ))
+        }
+        // One target per line; blank lines and # comments skipped.
+        Some(file) => plan::read_small_text(file)
+            .map_err(|source| ToolError::Unreadable {
+                what: "targets file",
+                path: file.clone(),
+                source,
+            })?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(String::from)
+            .collect(),
+        // Bytes that are not UTF-8 are kept: libpq sends a Latin-1 password as it was given.
+        None => vec![crate::untrusted::decode_os(
+            cli.target.as_deref().unwrap_or_default(),
+        )],
+    };
+    if targets.is_empty() {
+        return Err(ToolError::Usage("the targets file names no target".into()));
+    }
+    targets
+        .iter()
+        .enumerate()
+        .map(|(i, target)| {
+            plan::resolve(target, &flags, &env).map_err(|source| match &cli.targets {
+                Some(file) => ToolError::Target {
+                    file: file.clone(),
+                    line: i + 1,
+                    source,
+                },
+                None => ToolError::Plan { prefix: "", source },
+            })
+        })
+        .collect()
+}
+
+/// The options every target shares, checked.
+fn run_options(cli: &Cli) -> Result<RunOptions, ToolError> {
+    if let Some(log) = &cli.server_log {
+        crate::files::check_readable(log).map_err(|source| ToolError::Unreadable {
+            what: "server log",
+            path: log.clone(),
+            source,
+        })?;
+    }
+    let hba = load_hba_context(cli)?;
+    let admin = match &cli.admin {
+        None => None,
+        Some(_) if cli.hba.is_some() => {
+            return Err(ToolError::Usage(
+                "--admin and --hba are two sources of the same rules; give one".into(),
+            ))
+        }
+        Some(conninfo) => Some(
+            plan::resolve(conninfo, &FlagSettings::default(), &Environment::capture()).map_err(
+                |source| ToolError::Plan {
+                    prefix: "--admin: ",
+                    source,
+                },
+            )?,
+        ),
+    };
+    if !(cli.timeout > 0.0 && cli.timeout <= MAX_TIMEOUT_SECS) {
+        return Err(ToolError::Usage(format!(
+            "invalid --timeout value \"{}\": must be a number of seconds above 0 and at most {MAX_TIMEOUT_SECS}",
+            cli.timeout
+        )));
+    }
+    let now = cli.now.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default()
+    });
+    Ok(RunOptions {
+        now,
+        timeout: Duration::from_secs_f64(cli.timeout),
+        warn_days: cli.warn_days,
+        allow_cleartext_password: cli.allow_cleartext_password,
+        hba,
+        server_log: cli.server_log.clone(),
+        admin,
+    })
+}
+
+/// --hba/--ident: files only the doctor reads, so an unreadable one is a usage error.
+fn load_hba_context(cli: &Cli) -> Result<Option<hba::HbaContext>, ToolError> {
+    let Some(path) = &cli.hba else {
+        if cli.ident.is_some() {
+            return Err(ToolError::Usage("--ident needs --hba".into()));
+        }
+        return Ok(None);
+    };
+    let file = hba::load_hba(path, cli.pg_version)?;
+    let ident = cli.ident.as_deref().map(hba::load_ident).transpose()?;
+    Ok(Some(hba::HbaContext {
+        hba: file,
+        ident,
+        source: path.display().to_string(),
+    }))
+}
+
+/// Several targets: text reports one after another; JSON as one document with every
+/// report and their summary. The worst exit status, 2 before 1 before 0, is the run's.
+fn diagnose(
+    plans: &[Plan],
+    context: &RunContext,
+    format: Format,
+    colour: Colour,
+) -> Result<u8, ToolError> {
+    let mut stdout = std::io::stdout().lock();
+    let mut reports = Vec::new();
+    let mut write_error = None;
+    for (i, plan) in plans.iter().enumerate() {
+        let report = app::run(plan, context);
+        let written = match (format, plans.len()) {
+            (Format::Json, 1) => render::json::report(&report, &mut stdout),
+            (Format::Json, _) => Ok(()),
+            (Format::Text, _) => (if i > 0 { writeln!(stdout) } else { Ok(()) })
+                .and_then(|_| render::text::report(&report, colour, &mut stdout)),
+        };
+        // The verdict counts whether or not anyone reads it: a CI job piping into `head`
+        // must still fail on a broken database.
+        reports.push(report);
+        match written.and_then(|_| stdout.flush()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
+            Err(e) => write_error = Some(e),
+            Ok(()) => {}
+        }
+    }
+    let summary = Summary::of(&reports);
+    let exit_code = summary.exit_code;
+    if format == Format::Json && plans.len() > 1 {
+        let fleet = Fleet {
+            schema_version: report::SCHEMA_VERSION,
+            tool: Tool::THIS,
+            reports,
+            summary,
+        };
+        match render::json::fleet(&fleet, &mut stdout).and_then(|_| stdout.flush()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => write_error = Some(e),
+            _ => {}
+        }
+    }
+    match write_error {
+        Some(source) => Err(ToolError::Write {
+            what: "report",
+            source,
+        }),
+        None => Ok(exit_code),
+    }
+}
+
+fn lint(
+    file: &Path,
+    ident: Option<&Path>,
+    conf: Option<&Path>,
+    pg_version: u32,
+    format: Format,
+    colour: Colour,
+) -> Result<u8, ToolError> {
+    let hba_file = hba::load_hba(file, pg_version)?;
+    let ident_file = ident.map(hba::load_ident).transpose()?;
+    let conf = conf.map(hba::server_conf::load).transpose()?;
+    let findings = hba::lint::lint(&hba_file, ident_file.as_ref(), conf.as_ref(), pg_version);
+    let report = report::lint_report(file, pg_version, hba_file.rules.len(), &findings);
+    let mut stdout = std::io::stdout().lock();
+    let written = match format {
+        Format::Json => render::json::lint(&report, &mut stdout),
+        Format::Text => render::text::lint(&report, colour, &mut stdout),
+    }
+    .and_then(|_| stdout.flush());
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(ToolError::Write {
+            what: "output",
+            source: e,
+        }),
+        _ => Ok(report.exit_code),
+    }
+}
