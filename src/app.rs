@@ -5,10 +5,11 @@
 use std::time::{Duration, Instant};
 
 use crate::catalogue::Code;
+use crate::catalogue::Severity;
 use crate::client_cert::ClientIdentity;
 use crate::eval::{self, EvalInput, LocalSetup};
 use crate::evidence::{Evidence, Value};
-use crate::finding::{Finding, Severity};
+use crate::finding::Finding;
 use crate::hba::HbaContext;
 use crate::local::local_setup;
 use crate::plan::{Endpoint, Plan};

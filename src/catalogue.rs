@@ -5,7 +5,26 @@
 
 use serde::Serialize;
 
-use crate::finding::Severity;
+/// How much a finding matters: see docs/findings.md.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
 
 /// Where in the connection a finding arises, in the order libpq meets them.
 #[derive(

@@ -1,28 +1,8 @@
 //! Findings: what was diagnosed, with its evidence and fix. The codes are in `catalogue`.
 
-use crate::catalogue::Code;
+use crate::catalogue::{Code, Severity};
 use crate::evidence::{Evidence, Value};
 use crate::sslmode::SslMode;
-
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Warning,
-    Error,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Error => "error",
-        }
-    }
-}
 
 /// One diagnosed fact: a stable code, what was seen, and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]

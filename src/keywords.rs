@@ -5,8 +5,9 @@
 //! this table (a unit test fails when it is stale), so the two cannot disagree.
 
 use crate::catalogue::Code;
+use crate::catalogue::Severity;
 use crate::evidence::{Evidence, Value};
-use crate::finding::{Finding, Severity};
+use crate::finding::Finding;
 use crate::plan::Plan;
 
 /// How the doctor treats one keyword.

@@ -7,10 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use crate::catalogue::Severity;
 use crate::catalogue::{Code, Phase};
 use crate::eval::{Cell, Judgement, TlsSession};
 use crate::evidence::{rfc3339, Evidence, Value};
-use crate::finding::{Finding, Severity};
+use crate::finding::Finding;
 use crate::plan::{Endpoint, Plan};
 use crate::sslmode::SslMode;
 use crate::x509::CertSummary;

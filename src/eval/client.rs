@@ -2,9 +2,10 @@
 //! server's refusal read back into a cause, and the CN/DN comparison the server only logs.
 
 use crate::catalogue::Code;
+use crate::catalogue::Severity;
 use crate::client_cert::{weak_key_reason, NoCertificate, Pkcs12Contents};
 use crate::evidence::{Evidence, Value};
-use crate::finding::{Finding, Problem, Severity};
+use crate::finding::{Finding, Problem};
 use crate::plan::CertMode;
 use crate::probe::TlsAttempt;
 use crate::x509::CertSummary;

@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 
 use client::ClientView;
 
-use crate::finding::{self, Finding, Problem, Severity};
+use crate::catalogue::Severity;
+use crate::finding::{self, Finding, Problem};
 use crate::plan::Endpoint;
 use crate::probe::{
     AuthStage, ConnectFailure, PlainAttempt, SslReply, StartupOutcome, TimeoutKind, TlsAttempt,

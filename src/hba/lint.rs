@@ -6,7 +6,8 @@ use crate::evidence::{Evidence, Value};
 use std::path::Path;
 
 use super::{Address, ClientCert, ConnType, HbaFile, HbaRule, IdentFile, Token};
-use crate::finding::{Finding, Severity};
+use crate::catalogue::Severity;
+use crate::finding::Finding;
 
 pub use super::server_conf::ServerConf;
 

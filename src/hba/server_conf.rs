@@ -231,7 +231,10 @@ mod tests {
 
         std::fs::write(&main, "include 'postgresql.conf'\n").unwrap();
         let err = load(&main).unwrap_err();
-        assert!(err.to_string().contains("maximum nesting depth exceeded"), "{err}");
+        assert!(
+            err.to_string().contains("maximum nesting depth exceeded"),
+            "{err}"
+        );
 
         // Fan-out: four self-includes per file would be 4^10 files without the cap.
         std::fs::write(&main, "include 'postgresql.conf'\n".repeat(4)).unwrap();

@@ -8,7 +8,7 @@ use std::io::{self, Write};
 use anstyle::{AnsiColor, Style};
 
 use super::Colour;
-use crate::finding::Severity;
+use crate::catalogue::Severity;
 use crate::report::{FindingOut, LintReport, Report};
 use crate::untrusted::for_terminal_short;
 
