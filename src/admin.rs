@@ -12,8 +12,9 @@ use serde_json::Value;
 use crate::eval;
 use crate::hba::{self, HbaContext, HbaFile, IdentFile, IdentRule, ParseError, Token, TokenLine};
 use crate::local::local_setup;
+use crate::observe::{PasswordPermit, StartupOutcome};
 use crate::plan::Plan;
-use crate::probe::{self, Deadlines, PasswordPermit, StartupOutcome, StartupParams};
+use crate::probe::{self, Deadlines, StartupParams};
 use crate::sslmode::SslMode;
 
 /// One statement reads both views and the file name; a second, which needs the right to

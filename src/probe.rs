@@ -17,19 +17,14 @@ use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use crate::client_cert::ClientIdentity;
+use crate::observe::{
+    Alert, AuthStage, ConnectFailure, Flood, HandshakeFacts, PasswordPermit, PlainAttempt,
+    QueryResult, ServerSslView, SslReply, StartupOutcome, TimeoutKind, TlsAttempt, TlsFailure,
+};
 use crate::plan::{
     ChannelBindingMode, Endpoint, Negotiation, ProtocolRange, Secret, TlsOptions, TlsVersion,
 };
-use crate::wire::{self, AuthRequest, BackendMessage, ErrorFields};
-
-/// Which limit ran out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimeoutKind {
-    /// libpq's connect_timeout for one step.
-    Step,
-    /// The doctor's --timeout for the whole probe.
-    Overall,
-}
+use crate::wire::{self, AuthRequest, BackendMessage};
 
 /// The limits every network step runs under.
 #[derive(Debug, Clone, Copy)]
@@ -144,32 +139,6 @@ impl Write for Link {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
-}
-
-/// Why no TCP (or Unix-socket) connection was made.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConnectFailure {
-    Resolve {
-        host: String,
-        reason: String,
-    },
-    Refused {
-        addrs: Vec<SocketAddr>,
-        reason: String,
-    },
-    Timeout {
-        kind: TimeoutKind,
-        addrs: Vec<SocketAddr>,
-    },
-    /// The resolver did not answer within the deadline (a silent DNS server).
-    ResolveTimeout {
-        host: String,
-        kind: TimeoutKind,
-    },
-    Socket {
-        path: String,
-        reason: String,
-    },
 }
 
 /// How long the next network step may take, and which deadline that is.
@@ -301,173 +270,12 @@ pub fn connect(
     }
 }
 
-/// The server's answer to the SSLRequest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SslReply {
-    Accepted,
-    Refused,
-    /// `E`: an error before TLS (fork failure, or a v3 ErrorResponse). Unauthenticated.
-    ServerError {
-        text: String,
-    },
-    /// `S` followed at once by bytes the server should not have sent (CVE-2021-23222).
-    Injected {
-        extra: Vec<u8>,
-    },
-    /// Not PostgreSQL at all: an SSH banner, an HTTP reply, a TLS alert.
-    Foreign {
-        bytes: Vec<u8>,
-        peer: String,
-    },
-    Unexpected {
-        byte: u8,
-        following: Vec<u8>,
-    },
-    Closed,
-    Reset(String),
-    Timeout(TimeoutKind),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HandshakeFacts {
-    pub version: String,
-    pub cipher_suite: String,
-    pub key_exchange_group: Option<String>,
-    pub alpn: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TlsFailure {
-    /// The server sent a TLS alert (snake_case name, as in the RFC).
-    Alert(String),
-    /// No protocol version or cipher suite in common.
-    Incompatible(String),
-    Eof,
-    Reset(String),
-    Timeout(TimeoutKind),
-    /// ssl_max_protocol_version admits only TLS 1.0/1.1, which the doctor cannot offer
-    /// (libpq sends such a ClientHello and the server answers alert protocol_version).
-    OnlyOldVersions {
-        min: String,
-        max: String,
-    },
-    /// A handshake OpenSSL completes and rustls cannot (a TLS 1.2 key exchange signed with
-    /// an RSA-PSS key): the verdict is undetermined, never guessed.
-    Unemulated(String),
-    Other(String),
-}
-
-/// What the server saw of the session, from pg_stat_ssl.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ServerSslView {
-    pub ssl: bool,
-    pub version: Option<String>,
-    pub cipher: Option<String>,
-    pub client_dn: Option<String>,
-    pub client_serial: Option<String>,
-    pub issuer_dn: Option<String>,
-}
-
-/// How far authentication got before the server's error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthStage {
-    /// Before any authentication request (hba, startup checks).
-    BeforeAuth,
-    /// After a password or SCRAM proof was sent, with no valid SASLFinal.
-    AfterPassword,
-    /// After the server proved it knows the password (valid SCRAM SASLFinal).
-    AfterSaslFinal,
-    /// After AuthenticationOk: role, database and connection-limit checks.
-    AfterAuthOk,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StartupOutcome {
-    Session {
-        method: String,
-        server_version: Option<String>,
-        server_ssl: Option<ServerSslView>,
-        /// SCRAM-SHA-256-PLUS with tls-server-end-point was completed.
-        channel_binding_used: bool,
-        /// The result of `StartupParams::extra_query`, when one was asked.
-        query: Option<QueryResult>,
-        /// The pg_stat_ssl query was answered with a flood of rows or errors.
-        flood: Option<Flood>,
-    },
-    /// libpq's channel_binding=require refused to continue (its reason).
-    ChannelBinding(String),
-    /// A password was requested and none was available (psql -w: no password supplied).
-    PasswordNeeded {
-        method: String,
-    },
-    /// A password was available but libpq at the requested mode would not send it here.
-    Withheld {
-        method: String,
-    },
-    ServerError {
-        fields: ErrorFields,
-        stage: AuthStage,
-        method: Option<String>,
-    },
-    /// A TLS alert on the first read after the StartupMessage (TLS 1.3 client-cert refusal).
-    Alert(String),
-    Closed,
-    Reset(String),
-    Timeout(TimeoutKind),
-    Protocol(String),
-    /// The SCRAM server-final message did not prove the server knows the password.
-    ServerProofInvalid,
-    UnsupportedAuth {
-        method: String,
-    },
-    /// More messages than any real server sends before the session is ready (a hostile peer
-    /// keeping the client busy); the doctor stopped reading.
-    Flood(Flood),
-}
-
-/// A flood of messages: what kind, and how many arrived before the doctor stopped counting.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Flood {
-    pub what: String,
-    pub count: usize,
-}
-
 /// PBKDF2 runs on the probe's thread, outside any socket deadline: a hostile server must not
 /// be able to buy minutes of CPU with one number.
 const MAX_SCRAM_ITERATIONS: u32 = 10_000_000;
 
 /// A real server sends about fifteen ParameterStatus messages and a few notices at startup.
 pub const MAX_STARTUP_CHATTER: usize = 1_000;
-
-/// Everything seen on the TLS connection.
-#[derive(Debug, Clone, Default)]
-pub struct TlsAttempt {
-    pub addr: Option<SocketAddr>,
-    /// Our end of the connection: the client address the server sees (barring NAT).
-    pub local_addr: Option<SocketAddr>,
-    pub connect_error: Option<ConnectFailure>,
-    pub reply: Option<SslReply>,
-    pub handshake: Option<Result<HandshakeFacts, TlsFailure>>,
-    pub chain: Vec<Vec<u8>>,
-    /// The CA names of the server's CertificateRequest; None when it sent none.
-    pub client_ca_names: Option<Vec<Vec<u8>>>,
-    pub client_cert_sent: bool,
-    /// The client key loaded for libpq but not for the doctor's TLS library (e.g. P-521 with ring).
-    pub client_key_unusable: Option<String>,
-    pub startup: Option<StartupOutcome>,
-    /// After `N`, libpq continues in plaintext on the same socket.
-    pub plaintext_after_refusal: Option<StartupOutcome>,
-}
-
-/// Everything seen on the plaintext connection.
-#[derive(Debug, Clone, Default)]
-pub struct PlainAttempt {
-    pub addr: Option<SocketAddr>,
-    /// Our end of the connection: the client address the server sees (barring NAT).
-    pub local_addr: Option<SocketAddr>,
-    pub connect_error: Option<ConnectFailure>,
-    pub startup: Option<StartupOutcome>,
-}
 
 /// What the startup needs, apart from the socket.
 pub struct StartupParams<'a> {
@@ -481,13 +289,6 @@ pub struct StartupParams<'a> {
     pub channel_binding: ChannelBindingMode,
     /// A query to run once the session is established (the --admin connection).
     pub extra_query: Option<&'a str>,
-}
-
-/// Whether this connection may carry the password (libpq at the requested sslmode would use it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PasswordPermit {
-    Send,
-    Withhold,
 }
 
 /// A plaintext connection: StartupMessage straight away, as sslmode=disable does.
@@ -662,7 +463,7 @@ pub fn tls_attempt(
 
 /// After a reset or EOF: reads whatever TLS records are still buffered and returns the
 /// alert among them, if any.
-fn pending_alert(tls: &mut rustls::StreamOwned<rustls::ClientConnection, Link>) -> Option<String> {
+fn pending_alert(tls: &mut rustls::StreamOwned<rustls::ClientConnection, Link>) -> Option<Alert> {
     let saved = tls.sock.step_deadline;
     tls.sock.step_deadline = Some(Instant::now() + Duration::from_millis(50));
     let mut found = None;
@@ -673,7 +474,7 @@ fn pending_alert(tls: &mut rustls::StreamOwned<rustls::ClientConnection, Link>) 
         }
         match tls.conn.process_new_packets() {
             Err(rustls::Error::AlertReceived(alert)) => {
-                found = Some(alert_name(&alert));
+                found = Some(alert_of(&alert));
                 break;
             }
             Err(_) => break,
@@ -783,25 +584,9 @@ fn rustls_error(e: &io::Error) -> Option<&rustls::Error> {
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
 }
 
-/// The alert's RFC name: `UnknownCA` becomes `unknown_ca`.
-pub fn alert_name(alert: &rustls::AlertDescription) -> String {
-    let debug = format!("{alert:?}");
-    let special = match debug.as_str() {
-        "UnknownCA" => Some("unknown_ca"),
-        "BadCertificate" => Some("bad_certificate"),
-        _ => None,
-    };
-    if let Some(s) = special {
-        return s.into();
-    }
-    let mut out = String::new();
-    for (i, c) in debug.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_lowercase());
-    }
-    out
+/// The alert as the observation records it.
+pub fn alert_of(alert: &rustls::AlertDescription) -> Alert {
+    Alert::from_code(u8::from(*alert))
 }
 
 fn classify_tls_io(e: &io::Error, timed_out: Option<TimeoutKind>) -> TlsFailure {
@@ -810,7 +595,7 @@ fn classify_tls_io(e: &io::Error, timed_out: Option<TimeoutKind>) -> TlsFailure 
     }
     if let Some(err) = rustls_error(e) {
         return match err {
-            rustls::Error::AlertReceived(alert) => TlsFailure::Alert(alert_name(alert)),
+            rustls::Error::AlertReceived(alert) => TlsFailure::Alert(alert_of(alert)),
             rustls::Error::PeerIncompatible(why) => TlsFailure::Incompatible(format!("{why:?}")),
             rustls::Error::PeerMisbehaved(rustls::PeerMisbehaved::SignedKxWithWrongAlgorithm) => {
                 TlsFailure::Unemulated(
@@ -1130,7 +915,7 @@ fn failure_outcome<S: TimedOut>(stream: &S, failure: ReadFailure) -> StartupOutc
         ReadFailure::Wire(e) => StartupOutcome::Protocol(e.to_string()),
         ReadFailure::Io(e) => {
             if let Some(rustls::Error::AlertReceived(alert)) = rustls_error(&e) {
-                return StartupOutcome::Alert(alert_name(alert));
+                return StartupOutcome::Alert(alert_of(alert));
             }
             match e.kind() {
                 io::ErrorKind::UnexpectedEof => StartupOutcome::Closed,
@@ -1363,18 +1148,6 @@ fn startup<S: Read + Write + TimedOut>(
             _ => {}
         }
     }
-}
-
-/// The rows and errors of a simple query (several statements allowed), as far as they are
-/// kept: what a hostile server sends beyond the limits is counted, not held.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct QueryResult {
-    pub rows: Vec<Vec<Option<String>>>,
-    pub errors: Vec<ErrorFields>,
-    /// Rows, errors and other messages beyond the limits.
-    pub rows_dropped: usize,
-    pub errors_dropped: usize,
-    pub other_messages: usize,
 }
 
 impl QueryResult {

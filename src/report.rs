@@ -439,6 +439,8 @@ pub fn choose_host(hosts: &[HostResult], requested: SslMode) -> (usize, Vec<Stri
 
 pub struct BuildInput<'a> {
     pub plan: &'a Plan,
+    /// The TLS library's crypto provider, as the probe names it.
+    pub crypto_provider: &'static str,
     pub hosts: &'a [HostResult],
     pub duration_ms: u64,
 }
@@ -545,7 +547,7 @@ pub fn build(input: &BuildInput) -> Report {
         probe: ProbeOut {
             connections: input.hosts.iter().map(|h| h.connections).sum(),
             duration_ms: input.duration_ms,
-            crypto_provider: crate::probe::PROVIDER_NAME,
+            crypto_provider: input.crypto_provider,
             emulates: "libpq 17 (PostgreSQL 15 libpq differs only where noted)",
         },
         notes: plan.notes.clone(),

@@ -6,8 +6,8 @@ use crate::catalogue::Severity;
 use crate::client_cert::{weak_key_reason, NoCertificate, Pkcs12Contents};
 use crate::evidence::{Evidence, Value};
 use crate::finding::{Finding, Problem};
+use crate::observe::{Alert, TlsAttempt};
 use crate::plan::CertMode;
-use crate::probe::TlsAttempt;
 use crate::x509::CertSummary;
 
 use super::{date, relative};
@@ -49,7 +49,7 @@ fn issued_by_named_ca(leaf: &CertSummary, names: &[String]) -> bool {
 /// Turns a TLS alert received with a client certificate presented into its cause,
 /// combining the alert with what the local checks know (OpenSSL's `ssl_x509err2alert`).
 pub fn refusal_problem(
-    alert: &str,
+    alert: Alert,
     view: &ClientView,
     tls: &TlsAttempt,
     now: i64,
@@ -63,7 +63,7 @@ pub fn refusal_problem(
     let leaf = view.leaf.as_ref();
     let subject = leaf.map(|l| l.subject.clone()).unwrap_or_default();
     let mut problem = match alert {
-        "unknown_ca" => {
+        Alert::UnknownCa => {
             let names = ca_names(tls).unwrap_or_default();
             Problem::new(
                 Code::ClientCertUnknownCa,
@@ -79,7 +79,7 @@ pub fn refusal_problem(
             )
             .fix("sign the client certificate with a CA in the server's ssl_ca_file, or add its CA (and intermediates) to ssl_ca_file and reload; if the CA is an intermediate, put the chain in the sslcert file")
         }
-        "certificate_expired" => {
+        Alert::CertificateExpired => {
             let until = leaf.map(|l| l.not_after).unwrap_or(now);
             Problem::new(
                 Code::ClientCertExpired,
@@ -88,13 +88,13 @@ pub fn refusal_problem(
             .with("not_after", Value::Time(until))
             .fix("issue a new client certificate (the server's CA must sign it) and replace sslcert/sslkey")
         }
-        "certificate_revoked" => Problem::new(
+        Alert::CertificateRevoked => Problem::new(
             Code::ClientCertRevoked,
             format!("the server's CRL (ssl_crl_file) revokes the client certificate \"{subject}\" (alert {when})"),
         )
         .with("serial", leaf.map(|l| l.serial.clone()).unwrap_or_default())
         .fix("issue a new client certificate; the revoked one will not be accepted again"),
-        "unsupported_certificate" => Problem::new(
+        Alert::UnsupportedCertificate => Problem::new(
             Code::ClientCertWrongPurpose,
             format!("the server refuses the client certificate \"{subject}\" for TLS client authentication (alert unsupported_certificate {when})"),
         )
@@ -107,7 +107,7 @@ pub fn refusal_problem(
             leaf.and_then(|l| l.key_usage.clone()).map(|e| e.join(", ")).unwrap_or_else(|| "(none)".into()),
         )
         .fix("reissue the certificate with extendedKeyUsage=clientAuth (or without extendedKeyUsage) and keyUsage including digitalSignature"),
-        "bad_certificate" if leaf.is_some_and(|l| l.not_before > now) => {
+        Alert::BadCertificate if leaf.is_some_and(|l| l.not_before > now) => {
             let from = leaf.map(|l| l.not_before).unwrap_or(now);
             Problem::new(
                 Code::ClientCertNotYetValid,
@@ -116,7 +116,7 @@ pub fn refusal_problem(
             .with("not_before", Value::Time(from))
             .fix("check the clocks of this machine, the server and the CA that issued the certificate")
         }
-        "bad_certificate" if leaf.and_then(weak_key_reason).is_some() => Problem::new(
+        Alert::BadCertificate if leaf.and_then(weak_key_reason).is_some() => Problem::new(
             Code::ClientKeyWeak,
             format!("the server refused the client certificate \"{subject}\": its key is too small for OpenSSL security level 2"),
         )
@@ -127,7 +127,7 @@ pub fn refusal_problem(
         )
         .fix("the server log says why (\"could not accept SSL connection: ...\")"),
     };
-    problem = problem.with("alert", alert.to_string());
+    problem = problem.with("alert", Value::name(alert.name()));
     if after_handshake {
         problem = problem.with(
             "prefer_note",

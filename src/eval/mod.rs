@@ -12,11 +12,11 @@ use client::ClientView;
 
 use crate::catalogue::Severity;
 use crate::finding::{self, Finding, Problem};
-use crate::plan::Endpoint;
-use crate::probe::{
-    AuthStage, ConnectFailure, PlainAttempt, SslReply, StartupOutcome, TimeoutKind, TlsAttempt,
-    TlsFailure,
+use crate::observe::{
+    Alert, AuthStage, ConnectFailure, PlainAttempt, SslReply, StartupOutcome, TimeoutKind,
+    TlsAttempt, TlsFailure,
 };
+use crate::plan::Endpoint;
 use crate::sslmode::SslMode;
 use crate::trust::{self, ChainFailure, ChainFailureKind, CrlState, RootSource, RootState};
 use crate::wire::ErrorFields;
@@ -145,11 +145,11 @@ pub fn permit_at(
     chain: &[Vec<u8>],
     mode: SslMode,
     now: i64,
-) -> crate::probe::PasswordPermit {
+) -> crate::observe::PasswordPermit {
     if tls_acceptable(local, endpoint, chain, mode, now) {
-        crate::probe::PasswordPermit::Send
+        crate::observe::PasswordPermit::Send
     } else {
-        crate::probe::PasswordPermit::Withhold
+        crate::observe::PasswordPermit::Withhold
     }
 }
 
@@ -1013,32 +1013,32 @@ fn hostname_problem(endpoint: &Endpoint, chain: &[CertSummary]) -> Option<Proble
 
 fn handshake_problem(failure: &TlsFailure, tls: &TlsAttempt, input: &EvalInput) -> Problem {
     match failure {
-        TlsFailure::Alert(alert) if alert == "protocol_version" => Problem::new(
+        TlsFailure::Alert(alert @ Alert::ProtocolVersion) => Problem::new(
             Code::TlsVersionUnsupported,
             "the server refused every TLS version the client offers (TLS 1.2 and 1.3)",
         )
-        .with("alert", alert.clone())
+        .with("alert", Value::name(alert.name()))
         .fix("check ssl_min_protocol_version / ssl_max_protocol_version in postgresql.conf"),
         TlsFailure::Incompatible(why) => Problem::new(
             Code::TlsVersionUnsupported,
             format!("no TLS version or cipher suite in common with the server: {why}"),
         )
         .fix("check ssl_min_protocol_version, ssl_max_protocol_version and ssl_ciphers in postgresql.conf"),
-        TlsFailure::Alert(alert) if tls.client_cert_sent && is_cert_alert(alert) => {
-            client::refusal_problem(alert, &input.local.client, tls, input.now, false)
+        TlsFailure::Alert(alert) if tls.client_cert_sent && alert.refuses_certificate() => {
+            client::refusal_problem(*alert, &input.local.client, tls, input.now, false)
         }
-        TlsFailure::Alert(alert) if alert == "handshake_failure" && tls.chain.is_empty() => Problem::new(
+        TlsFailure::Alert(alert @ Alert::HandshakeFailure) if tls.chain.is_empty() => Problem::new(
             Code::TlsHandshakeFailed,
             "the server ended the TLS handshake with alert handshake_failure before sending its certificate",
         )
-        .with("alert", alert.clone())
+        .with("alert", Value::name(alert.name()))
         .with("likely_cause", "no cipher suite, key-exchange group or signature scheme in common (ssl_ciphers, ssl_ecdh_curve, or an unusual server key type)")
         .fix("check ssl_ciphers and ssl_ecdh_curve in postgresql.conf and the server key type (`openssl x509 -in server.crt -noout -text`)"),
         TlsFailure::Alert(alert) => Problem::new(
             Code::TlsHandshakeFailed,
             format!("the server ended the TLS handshake with alert {alert}"),
         )
-        .with("alert", alert.clone())
+        .with("alert", Value::name(alert.name()))
         .fix("the server log says why (\"could not accept SSL connection: ...\")"),
         TlsFailure::Eof => Problem::new(
             Code::TlsHandshakeFailed,
@@ -1069,19 +1069,6 @@ fn handshake_problem(failure: &TlsFailure, tls: &TlsAttempt, input: &EvalInput) 
         )
         .fix("check this connection with psql; an ECDSA P-256 or RSA (rsaEncryption) server key, or TLS 1.3, works with every client"),
     }
-}
-
-fn is_cert_alert(alert: &str) -> bool {
-    matches!(
-        alert,
-        "unknown_ca"
-            | "bad_certificate"
-            | "certificate_expired"
-            | "certificate_revoked"
-            | "unsupported_certificate"
-            | "certificate_unknown"
-            | "decrypt_error"
-    )
 }
 
 use crate::evidence::human_time as date;
@@ -1411,14 +1398,14 @@ fn startup_result(outcome: &StartupOutcome, input: &EvalInput, on_tls: bool) -> 
         StartupOutcome::Alert(alert) => {
             let sent = input.tls.is_some_and(|t| t.client_cert_sent);
             let problem = match input.tls {
-                Some(tls) if sent && is_cert_alert(alert) => {
-                    client::refusal_problem(alert, &input.local.client, tls, input.now, true)
+                Some(tls) if sent && alert.refuses_certificate() => {
+                    client::refusal_problem(*alert, &input.local.client, tls, input.now, true)
                 }
                 _ => Problem::new(
                     Code::TlsHandshakeFailed,
                     format!("the server sent TLS alert {alert} after the handshake"),
                 )
-                .with("alert", alert.clone()),
+                .with("alert", Value::name(alert.name())),
             };
             Err(fail(problem))
         }
@@ -1792,9 +1779,42 @@ pub fn tls_falls_back(input: &EvalInput, mode: SslMode) -> bool {
     matches!(tls_path(input, mode, &chain), Err(f) if f.falls_back)
 }
 
-/// Whether the plaintext attempt ended with a server error, after which allow retries with TLS.
-pub fn plain_server_error(plain: &PlainAttempt) -> bool {
-    matches!(plain.startup, Some(StartupOutcome::ServerError { .. }))
+/// The password gate for one host: the password goes only where libpq at that sslmode
+/// would itself use the connection.
+pub struct Gate<'a> {
+    pub local: &'a LocalSetup,
+    pub endpoint: &'a Endpoint,
+    pub now: i64,
+    pub user: &'a str,
+    pub dbname: &'a str,
+    pub negotiation: crate::plan::Negotiation,
+}
+
+impl crate::observe::PasswordGate for Gate<'_> {
+    fn tls_permit(&self, mode: SslMode, chain: &[Vec<u8>]) -> crate::observe::PasswordPermit {
+        permit_at(self.local, self.endpoint, chain, mode, self.now)
+    }
+
+    fn prefer_falls_back(&self, tls: &TlsAttempt) -> bool {
+        let input = EvalInput {
+            endpoint: self.endpoint,
+            requested: SslMode::Prefer,
+            local: self.local,
+            tls: Some(tls),
+            plain: None,
+            now: self.now,
+            warn_days: 0,
+            user: self.user,
+            dbname: self.dbname,
+            password_source: None,
+            password_unknown: None,
+            hba: None,
+            server_log: None,
+            negotiation: self.negotiation,
+            ssl_request_probe: None,
+        };
+        tls_falls_back(&input, SslMode::Prefer)
+    }
 }
 
 /// Quotes the server's log: the reasons it never sends, and the pg_hba.conf line it matched.
