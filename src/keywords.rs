@@ -273,7 +273,7 @@ mod tests {
     #[test]
     fn every_named_test_exists() {
         let mut sources = String::new();
-        for entry in std::fs::read_dir(root().join("tests")).unwrap() {
+        for entry in std::fs::read_dir(root().join("tests/suite")).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "rs") {
                 sources.push_str(&std::fs::read_to_string(&path).unwrap());

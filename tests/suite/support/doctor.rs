@@ -197,7 +197,7 @@ struct Schema {
 fn schema() -> &'static Schema {
     static SCHEMA: OnceLock<Schema> = OnceLock::new();
     SCHEMA.get_or_init(|| {
-        let text = include_str!("../../docs/report.schema.json");
+        let text = include_str!("../../../docs/report.schema.json");
         let value: Value = serde_json::from_str(text).expect("schema is JSON");
         let mut schemas = boon::Schemas::new();
         let mut compiler = boon::Compiler::new();

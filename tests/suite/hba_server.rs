@@ -2,11 +2,9 @@
 //! is the line the server logs ("Connection matched pg_hba.conf line N"), and hba lint
 //! agrees with what the server refuses to load.
 
-mod support;
-
-use support::doctor::run_doctor;
-use support::pg::{tls_server, PgConfig, PgServer};
-use support::pki;
+use crate::support::doctor::run_doctor;
+use crate::support::pg::{tls_server, PgConfig, PgServer};
+use crate::support::pki;
 
 const PASSWORD: &str = "hba-test-pw-1";
 
@@ -76,7 +74,7 @@ fn compare(
         .find(|f| f["code"] == "password_failed")
         .cloned()
         .unwrap_or_else(|| panic!("no password_failed:\n{}", run.stdout));
-    let line = support::doctor::evidence(&finding, "hba_line")
+    let line = crate::support::doctor::evidence(&finding, "hba_line")
         .as_u64()
         .map(|n| n as usize);
     (line, logged, finding)
@@ -141,7 +139,7 @@ hostssl app  other  127.0.0.1/32 scram-sha-256
     );
     let f = run.expect_finding("hba_reject", "error");
     // Line 1 of the server's file is the harness's own `local all postgres trust`.
-    assert_eq!(support::doctor::evidence(f, "hba_line"), 2, "{f}");
+    assert_eq!(crate::support::doctor::evidence(f, "hba_line"), 2, "{f}");
 
     let target = format!("host=localhost port={} user=nobody dbname=app", pg.port);
     let run = run_doctor(
@@ -162,7 +160,7 @@ hostssl app  other  127.0.0.1/32 scram-sha-256
     );
     let f = run.expect_finding("hba_no_entry", "error");
     assert!(
-        support::doctor::evidence(f, "near_miss")
+        crate::support::doctor::evidence(f, "near_miss")
             .as_str()
             .unwrap()
             .contains("user \"nobody\""),
@@ -199,7 +197,7 @@ fn the_deciding_line_is_reported_for_a_working_connection() {
     );
     assert_eq!(run.code, 0, "{}", run.stdout);
     let f = run.expect_finding("hba_rule", "info");
-    assert_eq!(support::doctor::evidence(f, "hba_line"), 2);
+    assert_eq!(crate::support::doctor::evidence(f, "hba_line"), 2);
 }
 
 #[test]
@@ -269,7 +267,7 @@ fn lint_on_the_guides_examples() {
         args.extend_from_slice(extra);
         run_doctor(&args, dir.path(), None, &[])
     };
-    let codes = |r: &support::doctor::DoctorRun| -> Vec<String> {
+    let codes = |r: &crate::support::doctor::DoctorRun| -> Vec<String> {
         r.json["findings"]
             .as_array()
             .unwrap()
@@ -307,7 +305,7 @@ fn lint_on_the_guides_examples() {
     assert_eq!(r.code, 1);
     let f = &r.json["findings"][0];
     assert_eq!(f["code"], "hba_parse_error");
-    assert_eq!(support::doctor::evidence(f, "line"), 2);
+    assert_eq!(crate::support::doctor::evidence(f, "line"), 2);
 
     let conf = pki::write_file(
         dir.path(),
@@ -384,7 +382,7 @@ fn server_log_reasons_are_quoted() {
         &[],
     );
     let f = run.expect_finding("server_log_reason", "info");
-    assert_eq!(support::doctor::evidence(f, "hba_line"), 2, "{f}");
+    assert_eq!(crate::support::doctor::evidence(f, "hba_line"), 2, "{f}");
     assert!(
         f["summary"]
             .as_str()
@@ -394,7 +392,7 @@ fn server_log_reasons_are_quoted() {
     );
     let failed = run.expect_finding("password_failed", "error");
     assert!(
-        support::doctor::evidence(failed, "server_log")
+        crate::support::doctor::evidence(failed, "server_log")
             .as_str()
             .unwrap()
             .contains("Password does not match"),
@@ -482,12 +480,12 @@ fn regex_and_include_match_the_postgresql_17_server() {
             "{user}/{db}: server used {file}"
         );
         assert_eq!(
-            support::doctor::evidence(f, "hba_file").as_str().unwrap(),
+            crate::support::doctor::evidence(f, "hba_file").as_str().unwrap(),
             file,
             "{user}/{db}: {f}"
         );
         assert_eq!(
-            support::doctor::evidence(f, "hba_line").as_u64().unwrap(),
+            crate::support::doctor::evidence(f, "hba_line").as_u64().unwrap(),
             *line as u64,
             "{user}/{db}: {f}"
         );
@@ -521,7 +519,7 @@ fn admin_reads_the_rules_and_warns_when_they_are_not_in_force() {
     );
     assert_eq!(run.code, 0, "{}", run.stdout);
     let f = run.expect_finding("hba_rule", "info");
-    assert_eq!(support::doctor::evidence(f, "hba_line"), 2, "{f}");
+    assert_eq!(crate::support::doctor::evidence(f, "hba_line"), 2, "{f}");
     assert!(run.finding("hba_rules_stale").is_none(), "{}", run.stdout);
 
     // Edited on disk, not reloaded: the view shows the new file, the server runs the old rules.

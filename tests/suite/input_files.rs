@@ -2,13 +2,11 @@
 //! unreadable paths and files of gigabytes. Files libpq reads give findings naming the file;
 //! files only the doctor reads give exit 3 naming the file. Never a panic, never a hang.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 
-use support::doctor::run_doctor;
-use support::pg::{tls_server, PgConfig};
-use support::pki::{self, LeafSpec};
+use crate::support::doctor::run_doctor;
+use crate::support::pg::{tls_server, PgConfig};
+use crate::support::pki::{self, LeafSpec};
 
 /// The bad inputs, each as a path.
 fn bad_files(dir: &Path) -> Vec<(&'static str, PathBuf)> {
@@ -43,7 +41,7 @@ fn bad_files(dir: &Path) -> Vec<(&'static str, PathBuf)> {
     ]
 }
 
-fn codes(run: &support::doctor::DoctorRun) -> Vec<String> {
+fn codes(run: &crate::support::doctor::DoctorRun) -> Vec<String> {
     run.json["findings"]
         .as_array()
         .unwrap()
@@ -52,7 +50,7 @@ fn codes(run: &support::doctor::DoctorRun) -> Vec<String> {
         .collect()
 }
 
-fn names_the_file(run: &support::doctor::DoctorRun, path: &Path) -> bool {
+fn names_the_file(run: &crate::support::doctor::DoctorRun, path: &Path) -> bool {
     let p = path.display().to_string();
     run.stdout.contains(&p) || run.stderr.contains(&p)
 }

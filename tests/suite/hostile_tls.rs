@@ -1,25 +1,23 @@
 //! Hostile TLS peers and hostile protocol replies that a real server never produces.
 
-mod support;
-
 use std::time::Duration;
 
-use support::doctor::run_doctor;
-use support::fake_peer::{error_response, spawn, Step};
-use support::pki::{Ca, LeafSpec};
-use support::tls_peer::{self, After};
+use crate::support::doctor::run_doctor;
+use crate::support::fake_peer::{error_response, spawn, Step};
+use crate::support::pki::{Ca, LeafSpec};
+use crate::support::tls_peer::{self, After};
 
 fn doctor(
     port: u16,
     extra: &[&str],
     env: &[(&str, &str)],
     home: &std::path::Path,
-) -> support::doctor::DoctorRun {
+) -> crate::support::doctor::DoctorRun {
     let target = format!("host=localhost port={port} user=alice dbname=app");
     let mut args = vec![target.as_str(), "--format", "json"];
     args.extend_from_slice(extra);
     let run = run_doctor(&args, home, None, env);
-    support::doctor::assert_within_deadline(&run, &args);
+    crate::support::doctor::assert_within_deadline(&run, &args);
     run
 }
 
@@ -161,7 +159,7 @@ fn error_response_without_terminator_invalid_utf8_and_a_megabyte_of_fields() {
     assert_eq!(run.code, 1);
     let f = run.expect_finding("server_refused", "error");
     assert!(
-        support::doctor::evidence(f, "server_message")
+        crate::support::doctor::evidence(f, "server_message")
             .as_str()
             .unwrap()
             .starts_with("bad"),
@@ -242,7 +240,7 @@ fn a_chain_of_fifty_certificates() {
     assert_eq!(chain.len(), 50);
     let port = tls_peer::spawn(chain, leaf.key_pem.clone(), After::Close);
     let home = tempfile::tempdir().unwrap();
-    let root_file = support::pki::write_file(
+    let root_file = crate::support::pki::write_file(
         home.path(),
         "root.crt",
         root.issued.cert_pem.as_bytes(),
@@ -304,7 +302,7 @@ fn a_64_kib_certificate_and_a_nul_in_the_names() {
         leaf.key_pem.clone(),
         After::Close,
     );
-    let root_file = support::pki::write_file(
+    let root_file = crate::support::pki::write_file(
         home.path(),
         "nul-root.crt",
         ca.issued.cert_pem.as_bytes(),
@@ -332,7 +330,7 @@ fn a_sha1_signature_is_too_weak_for_security_level_2() {
     let home = tempfile::tempdir().unwrap();
     let dir = home.path();
     let sh = |args: &[&str]| {
-        let out = support::pg::run_with_timeout(
+        let out = crate::support::pg::run_with_timeout(
             std::process::Command::new("openssl")
                 .current_dir(dir)
                 .args(args),
@@ -396,7 +394,7 @@ fn a_sha1_signature_is_too_weak_for_security_level_2() {
     assert_eq!(run.code, 1, "{}", run.stdout);
     let f = run.expect_finding("server_cert_weak_key", "error");
     assert!(
-        support::doctor::evidence(f, "openssl_error")
+        crate::support::doctor::evidence(f, "openssl_error")
             .as_str()
             .unwrap()
             .contains("too weak"),

@@ -1,11 +1,9 @@
 //! Proves the integration-test harness itself: rcgen PKI + a real
 //! PostgreSQL server + the real psql agree on the basics.
 
-mod support;
-
-use support::pg::{PgConfig, PgServer};
-use support::pki::{self, Ca, LeafSpec};
-use support::psql::run_psql;
+use crate::support::pg::{PgConfig, PgServer};
+use crate::support::pki::{self, Ca, LeafSpec};
+use crate::support::psql::run_psql;
 
 #[test]
 fn tls_server_verify_full_ok_and_plaintext_rejected_by_hba() {

@@ -2,13 +2,11 @@
 //! Every scenario also runs the real psql at all six sslmodes and asserts the doctor's
 //! cells agree with what psql actually did.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 
-use support::doctor::{assert_agrees_with_psql, run_doctor, DoctorRun};
-use support::pg::{PgConfig, PgServer};
-use support::pki::{self, chain_pem, Ca, Issued, LeafSpec};
+use crate::support::doctor::{assert_agrees_with_psql, run_doctor, DoctorRun};
+use crate::support::pg::{PgConfig, PgServer};
+use crate::support::pki::{self, chain_pem, Ca, Issued, LeafSpec};
 use time::{Duration, OffsetDateTime};
 
 const PASSWORD: &str = "correct-horse-battery-9";
@@ -105,7 +103,7 @@ fn diagnose(
 }
 
 fn cells(run: &DoctorRun) -> Vec<(Option<bool>, bool)> {
-    support::doctor::MODES
+    crate::support::doctor::MODES
         .iter()
         .map(|m| {
             let (ok, enc, _) = run.cell(m);
@@ -143,7 +141,7 @@ fn verify_full_by_name_succeeds_with_default_root_file() {
         run.stdout
     );
     let session = run.expect_finding("tls_session", "info");
-    assert_eq!(support::doctor::evidence(session, "server_sees_ssl"), true);
+    assert_eq!(crate::support::doctor::evidence(session, "server_sees_ssl"), true);
     assert!(run.json["probe"]["connections"].as_u64().unwrap() <= 2);
     // The settings say where the root file came from.
     let settings = run.json["target"]["settings"].as_array().unwrap();
@@ -188,9 +186,9 @@ fn hostname_mismatch_names_the_certificate_names() {
     );
     assert_eq!(run.code, 1);
     let f = run.expect_finding("server_cert_hostname_mismatch", "error");
-    assert_eq!(support::doctor::evidence(f, "host"), "db.wrong.example");
+    assert_eq!(crate::support::doctor::evidence(f, "host"), "db.wrong.example");
     assert_eq!(
-        support::doctor::evidence(f, "certificate_names"),
+        crate::support::doctor::evidence(f, "certificate_names"),
         "localhost, 127.0.0.1"
     );
     assert!(
@@ -225,7 +223,7 @@ fn expired_server_certificate_and_prefer_fallback() {
     assert_eq!(run.code, 1);
     let f = run.expect_finding("server_cert_expired", "error");
     assert!(f["summary"].as_str().unwrap().contains("days ago"), "{f}");
-    assert!(support::doctor::evidence(f, "not_after").is_string());
+    assert!(crate::support::doctor::evidence(f, "not_after").is_string());
     // The root file turns verification on for prefer too, which then falls back to plaintext.
     assert_eq!(run.cell("prefer"), (Some(true), false, None));
     assert_eq!(
@@ -249,14 +247,14 @@ fn unknown_ca_names_the_missing_issuer() {
     assert_eq!(run.code, 1);
     let f = run.expect_finding("server_cert_unknown_ca", "error");
     assert!(
-        support::doctor::evidence(f, "missing_issuer")
+        crate::support::doctor::evidence(f, "missing_issuer")
             .as_str()
             .unwrap()
             .contains("Doctor Test Root CA"),
         "{f}"
     );
     assert!(
-        support::doctor::evidence(f, "root_file_holds")
+        crate::support::doctor::evidence(f, "root_file_holds")
             .as_str()
             .unwrap()
             .contains("Some Other CA"),
@@ -381,7 +379,7 @@ fn require_with_a_root_file_verifies_like_verify_ca() {
     assert_eq!(run.code, 1);
     let f = run.expect_finding("server_cert_unknown_ca", "error");
     assert!(
-        support::doctor::evidence(f, "why_verified")
+        crate::support::doctor::evidence(f, "why_verified")
             .as_str()
             .unwrap()
             .contains("root certificate file exists"),
@@ -440,7 +438,7 @@ fn no_hba_entry_in_plaintext_and_in_tls() {
     );
     assert_eq!(run.code, 1);
     let f = run.expect_finding("hba_no_entry", "error");
-    assert_eq!(support::doctor::evidence(f, "encryption"), "no encryption");
+    assert_eq!(crate::support::doctor::evidence(f, "encryption"), "no encryption");
     assert_eq!(run.cell("require"), (Some(true), true, None));
     // hostnossl only: TLS has no entry, prefer falls back to plaintext.
     let run = diagnose(
@@ -452,7 +450,7 @@ fn no_hba_entry_in_plaintext_and_in_tls() {
     );
     assert_eq!(run.code, 1);
     let f = run.expect_finding("hba_no_entry", "error");
-    assert_eq!(support::doctor::evidence(f, "encryption"), "SSL encryption");
+    assert_eq!(crate::support::doctor::evidence(f, "encryption"), "SSL encryption");
     assert_eq!(run.cell("prefer"), (Some(true), false, None));
 }
 
@@ -471,7 +469,7 @@ fn hba_reject_role_missing_database_missing() {
         let run = diagnose(&pg, conninfo, "verify-full", home.path(), None);
         assert_eq!(run.code, 1, "{conninfo}");
         let f = run.expect_finding(code, "error");
-        assert!(support::doctor::evidence(f, "sqlstate").is_string(), "{f}");
+        assert!(crate::support::doctor::evidence(f, "sqlstate").is_string(), "{f}");
         assert_eq!(run.cell("verify-full").2.as_deref(), Some(code));
     }
 }
@@ -798,7 +796,7 @@ fn a_p521_server_key_is_handled_as_libpq_handles_it() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let sh = |args: &[&str]| {
-        let out = support::pg::run_with_timeout(
+        let out = crate::support::pg::run_with_timeout(
             std::process::Command::new("openssl")
                 .current_dir(d)
                 .args(args),

@@ -1,10 +1,8 @@
 //! Issue 5: secrets in every input channel at once never appear in any output.
 
-mod support;
-
-use support::doctor::run_doctor;
-use support::pg::{tls_server, PgConfig};
-use support::pki::{self, LeafSpec};
+use crate::support::doctor::run_doctor;
+use crate::support::pg::{tls_server, PgConfig};
+use crate::support::pki::{self, LeafSpec};
 
 const SECRETS: [&str; 6] = [
     "Conninfo-Secret-11",

@@ -1,20 +1,18 @@
 //! Peers a real server cannot play: each must end in a precise finding, the documented exit
 //! status, and within the deadline.
 
-mod support;
-
 use std::time::Duration;
 
-use support::doctor::run_doctor;
-use support::fake_peer::{error_response, spawn, Step};
+use crate::support::doctor::run_doctor;
+use crate::support::fake_peer::{error_response, spawn, Step};
 
-fn doctor_against(port: u16, extra: &[&str]) -> support::doctor::DoctorRun {
+fn doctor_against(port: u16, extra: &[&str]) -> crate::support::doctor::DoctorRun {
     let home = tempfile::tempdir().unwrap();
     let target = format!("host=127.0.0.1 port={port} user=alice dbname=app");
     let mut args = vec![target.as_str(), "--format", "json"];
     args.extend_from_slice(extra);
     let run = run_doctor(&args, home.path(), None, &[]);
-    support::doctor::assert_within_deadline(&run, &args);
+    crate::support::doctor::assert_within_deadline(&run, &args);
     run
 }
 
@@ -99,7 +97,7 @@ fn bytes_injected_after_s_are_refused() {
     assert_eq!(run.code, 2, "{}", run.stdout);
     let f = run.expect_finding("ssl_response_injected", "error");
     assert!(
-        support::doctor::evidence(f, "bytes")
+        crate::support::doctor::evidence(f, "bytes")
             .as_str()
             .unwrap()
             .starts_with("52 00"),
@@ -136,7 +134,7 @@ fn fork_failure_text_before_tls_is_shown_as_unauthenticated() {
     assert_eq!(run.code, 1, "{}", run.stdout);
     let f = run.expect_finding("server_ssl_error", "error");
     assert!(
-        support::doctor::evidence(f, "server_text_unauthenticated")
+        crate::support::doctor::evidence(f, "server_text_unauthenticated")
             .as_str()
             .unwrap()
             .contains("could not fork"),
@@ -153,7 +151,7 @@ fn v3_error_response_before_tls() {
     assert_eq!(run.code, 1, "{}", run.stdout);
     let f = run.expect_finding("server_ssl_error", "error");
     assert!(
-        support::doctor::evidence(f, "server_text_unauthenticated")
+        crate::support::doctor::evidence(f, "server_text_unauthenticated")
             .as_str()
             .unwrap()
             .contains("too many clients"),

@@ -3,14 +3,12 @@
 //! scram-sha-256 clientcert=verify-full, and a pg_ident map with a literal and a regex line.
 //! Every scenario is also run through the real psql at all six sslmodes (same files).
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
-use support::doctor::{assert_agrees_with_psql, run_doctor, DoctorRun};
-use support::pg::{run_with_timeout, PgConfig, PgServer};
-use support::pki::{self, Ca, Issued, LeafSpec};
+use crate::support::doctor::{assert_agrees_with_psql, run_doctor, DoctorRun};
+use crate::support::pg::{run_with_timeout, PgConfig, PgServer};
+use crate::support::pki::{self, Ca, Issued, LeafSpec};
 use time::{Duration, OffsetDateTime};
 
 const ALICE_PASSWORD: &str = "alice-scram-pw-42";
@@ -173,11 +171,11 @@ fn cert_method_accepts_a_matching_cn_and_shows_what_the_server_saw() {
     assert_eq!(run.code, 0, "{}", run.stdout);
     let session = run.expect_finding("tls_session", "info");
     assert_eq!(
-        support::doctor::evidence(session, "server_sees_client_dn"),
+        crate::support::doctor::evidence(session, "server_sees_client_dn"),
         "/CN=alice",
         "{session}"
     );
-    assert!(support::doctor::evidence(session, "server_sees_issuer_dn")
+    assert!(crate::support::doctor::evidence(session, "server_sees_issuer_dn")
         .as_str()
         .unwrap()
         .contains("Lab Client CA"));
@@ -325,7 +323,7 @@ fn client_cert_missing_when_the_server_requires_one() {
     assert_eq!(run.code, 1);
     let f = run.expect_finding("client_cert_missing", "error");
     assert!(
-        support::doctor::evidence(f, "why_none_was_sent")
+        crate::support::doctor::evidence(f, "why_none_was_sent")
             .as_str()
             .unwrap()
             .contains("postgresql.crt"),
@@ -387,7 +385,7 @@ fn client_cert_unreadable_falls_back_like_libpq_and_pkcs12_is_explained() {
     assert!(f["fix"].as_str().unwrap().contains("openssl pkcs12"), "{f}");
     let p12 = run.expect_finding("client_cert_pkcs12", "info");
     assert_eq!(
-        support::doctor::evidence(p12, "certificate_subject"),
+        crate::support::doctor::evidence(p12, "certificate_subject"),
         "CN=alice",
         "{p12}"
     );
@@ -440,14 +438,14 @@ fn client_cert_unknown_ca() {
     assert_eq!(run.code, 1);
     let f = run.expect_finding("client_cert_unknown_ca", "error");
     assert!(
-        support::doctor::evidence(f, "server_accepts_issuers")
+        crate::support::doctor::evidence(f, "server_accepts_issuers")
             .as_str()
             .unwrap()
             .contains("Lab Client CA"),
         "{f}"
     );
     assert!(
-        support::doctor::evidence(f, "certificate_issuer")
+        crate::support::doctor::evidence(f, "certificate_issuer")
             .as_str()
             .unwrap()
             .contains("Stranger CA"),
@@ -476,7 +474,7 @@ fn client_cert_wrong_purpose() {
     assert_eq!(run.code, 1);
     let f = run.expect_finding("client_cert_wrong_purpose", "error");
     assert!(
-        support::doctor::evidence(f, "extended_key_usage")
+        crate::support::doctor::evidence(f, "extended_key_usage")
             .as_str()
             .unwrap()
             .contains("serverAuth"),
@@ -493,13 +491,13 @@ fn client_cert_cn_mismatch_under_cert_trust_and_scram() {
     let run = lab.diagnose("alice", "certdb", &files, "verify-full", None);
     assert_eq!(run.code, 1);
     let f = run.expect_finding("client_cert_cn_mismatch", "error");
-    assert_eq!(support::doctor::evidence(f, "certificate_cn"), "bob");
-    assert_eq!(support::doctor::evidence(f, "cn_equals_user"), false);
+    assert_eq!(crate::support::doctor::evidence(f, "certificate_cn"), "bob");
+    assert_eq!(crate::support::doctor::evidence(f, "cn_equals_user"), false);
 
     let run = lab.diagnose("alice", "vfulldb", &files, "verify-full", None);
     let f = run.expect_finding("client_cert_cn_mismatch", "error");
     assert!(
-        support::doctor::evidence(f, "cause")
+        crate::support::doctor::evidence(f, "cause")
             .as_str()
             .unwrap()
             .starts_with("certain"),
@@ -517,7 +515,7 @@ fn client_cert_cn_mismatch_under_cert_trust_and_scram() {
     assert_eq!(run.code, 1);
     let f = run.expect_finding("client_cert_cn_mismatch", "error");
     assert!(
-        support::doctor::evidence(f, "cause")
+        crate::support::doctor::evidence(f, "cause")
             .as_str()
             .unwrap()
             .starts_with("certain"),
@@ -736,7 +734,7 @@ fn server_without_ssl_ca_file() {
     let run = lab.diagnose("alice", "vcadb", &files, "verify-full", None);
     assert_eq!(run.code, 1);
     let f = run.expect_finding("server_ca_missing", "error");
-    assert_eq!(support::doctor::evidence(f, "sqlstate"), "F0000");
+    assert_eq!(crate::support::doctor::evidence(f, "sqlstate"), "F0000");
 }
 
 #[test]
@@ -996,7 +994,7 @@ fn unencrypted_keys_in_pkcs1_sec1_and_der_and_a_chain_in_the_certificate_file() 
     assert_eq!(run.code, 1);
     let f = run.expect_finding("client_cert_unknown_ca", "error");
     assert!(
-        support::doctor::evidence(f, "also_possible")
+        crate::support::doctor::evidence(f, "also_possible")
             .as_str()
             .unwrap()
             .contains("ssl_crl_file"),
@@ -1047,7 +1045,7 @@ fn client_files_from_the_default_path_and_from_pgsslcert() {
     assert_eq!(run.code, 0, "{}", run.stdout);
     let session = run.expect_finding("tls_session", "info");
     assert_eq!(
-        support::doctor::evidence(session, "server_sees_client_dn"),
+        crate::support::doctor::evidence(session, "server_sees_client_dn"),
         "/CN=bob"
     );
 }

@@ -1,9 +1,7 @@
 //! Issue 9: hostile input, hostile servers, careless operators. One case per defect, each
 //! checking the exit status, the time taken, peak memory where it matters, and that no
 //! secret and no raw control character reaches any output. Files come from
-//! fixtures/hostile/; peers are scripted (support::fake_peer, support::tls_peer) or real.
-
-mod support;
+//! fixtures/hostile/; peers are scripted (crate::support::fake_peer, crate::support::tls_peer) or real.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -11,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::doctor::{run_doctor, run_doctor_with, DoctorRun};
-use support::fake_peer::{error_response, spawn, Step};
-use support::pg::{run_with_timeout, PgConfig, PgServer};
-use support::pki::{self, Ca, LeafSpec};
-use support::tls_peer::{self, After};
+use crate::support::doctor::{run_doctor, run_doctor_with, DoctorRun};
+use crate::support::fake_peer::{error_response, spawn, Step};
+use crate::support::pg::{run_with_timeout, PgConfig, PgServer};
+use crate::support::pki::{self, Ca, LeafSpec};
+use crate::support::tls_peer::{self, After};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -137,7 +135,7 @@ fn a_password_that_is_not_utf8_is_sent_as_bytes_and_never_printed() {
     assert_clean(&run, &["SECRET"]);
     // psql, with the same bytes, agrees.
     let mut psql = Command::new(pg.psql_path());
-    support::pg::scrub_pg_env(&mut psql)
+    crate::support::pg::scrub_pg_env(&mut psql)
         .env("HOME", home.path())
         .env("PGPASSWORD", OsStr::from_bytes(LATIN1_PASSWORD))
         .args(["-w", "-X", "-At", "-c", "select 1"])
@@ -211,7 +209,7 @@ fn server_text_before_tls_is_escaped() {
 #[test]
 fn certificate_names_server_errors_and_sasl_names_are_escaped() {
     // A self-signed certificate whose names carry escapes, and an ErrorResponse that does.
-    let ca = support::ossl_pki::OsslCa::root(HOSTILE_TEXT, 3);
+    let ca = crate::support::ossl_pki::OsslCa::root(HOSTILE_TEXT, 3);
     let port = tls_peer::spawn(
         vec![ca.issued.cert_der.clone()],
         ca.issued.key_pem.clone(),
@@ -485,7 +483,7 @@ fn a_silent_resolver_ends_at_the_deadline() {
         format!("nameserver {}\noptions timeout:10 attempts:3\n", addr.ip()).as_bytes(),
         0o644,
     );
-    let doctor = support::doctor::binary();
+    let doctor = crate::support::doctor::binary();
     let started = Instant::now();
     let mut cmd = Command::new("unshare");
     cmd.args([
@@ -528,7 +526,7 @@ fn a_closed_pipe_keeps_the_failure_status() {
     let target = format!("host=127.0.0.1 port={} user=alice", closed_port());
     let home = tempfile::tempdir().unwrap();
     for _ in 0..10 {
-        let mut child = Command::new(support::doctor::binary())
+        let mut child = Command::new(crate::support::doctor::binary())
             .arg(&target)
             .env("HOME", home.path())
             .stdin(Stdio::null())
@@ -666,7 +664,7 @@ fn a_passfile_too_large_to_read_leaves_password_cells_undetermined() {
     assert_eq!(run.cell("disable").0, None, "{}", run.stdout);
     assert_eq!(run.cell("disable").2.as_deref(), Some("passfile_unread"));
     assert!(run.finding("password_required").is_none(), "{}", run.stdout);
-    let real = support::psql::run_psql(
+    let real = crate::support::psql::run_psql(
         &pg.psql_path(),
         &format!("{target} sslmode=disable"),
         home.path(),
@@ -747,7 +745,7 @@ fn write_errors_are_reported() {
             .write(true)
             .open("/dev/full")
             .unwrap();
-        let status_and_err = Command::new(support::doctor::binary())
+        let status_and_err = Command::new(crate::support::doctor::binary())
             .args(&args)
             .env("HOME", home.path())
             .stdout(full)

@@ -1,12 +1,10 @@
 //! The command line: usage errors, help, colour, multi-host and Unix-socket targets.
 
-mod support;
-
 use std::process::Command;
 
-use support::doctor::{assert_agrees_with_psql, binary, run_doctor};
-use support::pg::{run_with_timeout, scrub_pg_env, tls_server, PgConfig, PgServer};
-use support::pki::Ca;
+use crate::support::doctor::{assert_agrees_with_psql, binary, run_doctor};
+use crate::support::pg::{run_with_timeout, scrub_pg_env, tls_server, PgConfig, PgServer};
+use crate::support::pki::Ca;
 
 fn raw(args: &[&str]) -> (i32, String, String) {
     let home = tempfile::tempdir().unwrap();
@@ -92,7 +90,7 @@ fn trusting_server() -> (Ca, PgServer) {
 fn multi_host_skips_the_unreachable_host_and_says_where_libpq_ends() {
     let (ca, pg) = trusting_server();
     let home = tempfile::tempdir().unwrap();
-    let root = support::pki::write_file(
+    let root = crate::support::pki::write_file(
         home.path(),
         "root.crt",
         ca.issued.cert_pem.as_bytes(),
@@ -147,7 +145,7 @@ fn unix_socket_is_reported_as_never_tls() {
         &[],
     );
     run.expect_finding("unix_socket", "info");
-    for mode in support::doctor::MODES {
+    for mode in crate::support::doctor::MODES {
         assert_eq!(run.cell(mode), (Some(true), false, None), "{mode}");
     }
     assert_agrees_with_psql(&run, &pg.psql_path(), &target, home.path(), None);
@@ -157,7 +155,7 @@ fn unix_socket_is_reported_as_never_tls() {
 fn targets_file_gives_one_report_each_and_the_worst_exit_status() {
     let (ca, pg) = trusting_server();
     let home = tempfile::tempdir().unwrap();
-    let root = support::pki::write_file(
+    let root = crate::support::pki::write_file(
         home.path(),
         "root.crt",
         ca.issued.cert_pem.as_bytes(),
@@ -168,7 +166,7 @@ fn targets_file_gives_one_report_each_and_the_worst_exit_status() {
         .local_addr()
         .unwrap()
         .port();
-    let file = support::pki::write_file(
+    let file = crate::support::pki::write_file(
         home.path(),
         "targets",
         format!(
@@ -191,11 +189,11 @@ fn targets_file_gives_one_report_each_and_the_worst_exit_status() {
     assert_eq!(code, 2, "2 (unreachable) wins over 0: {stdout}");
     // Several targets are one JSON document: every report, then their summary.
     let fleet: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    support::doctor::validate(&fleet);
+    crate::support::doctor::validate(&fleet);
     let reports = fleet["reports"].as_array().unwrap();
     assert_eq!(reports.len(), 2);
     for r in reports {
-        support::doctor::validate(r);
+        crate::support::doctor::validate(r);
     }
     assert_eq!(reports[0]["verdict"]["exit_code"], 0);
     assert_eq!(reports[1]["verdict"]["exit_code"], 2);
@@ -208,7 +206,7 @@ fn targets_file_gives_one_report_each_and_the_worst_exit_status() {
     assert_eq!(summary["exit_code"], 2);
     assert_eq!(summary["codes"]["tcp_connect_failed"], 1, "{summary}");
 
-    let bad = support::pki::write_file(
+    let bad = crate::support::pki::write_file(
         home.path(),
         "bad-targets",
         b"host=h\nhost=h sslmode=Require\n",

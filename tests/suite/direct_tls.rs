@@ -1,11 +1,9 @@
 //! Issue 5: direct TLS (sslnegotiation=direct, PostgreSQL 17) against a real PostgreSQL 17
 //! server and a PostgreSQL 15 server, compared with libpq 17's psql.
 
-mod support;
-
-use support::doctor::{assert_agrees_with_psql, run_doctor};
-use support::pg::{pg17_bin_dir, tls_server, PgConfig, PgServer};
-use support::pki::{self, Ca};
+use crate::support::doctor::{assert_agrees_with_psql, run_doctor};
+use crate::support::pg::{pg17_bin_dir, tls_server, PgConfig, PgServer};
+use crate::support::pki::{self, Ca};
 
 fn server(pg17: bool) -> (Ca, PgServer) {
     tls_server(PgConfig {
@@ -72,7 +70,7 @@ fn direct_tls_to_postgresql_15_is_unsupported_and_says_what_the_server_answered(
     assert_eq!(run.code, 1, "{}", run.stdout);
     let f = run.expect_finding("direct_tls_unsupported", "error");
     assert!(
-        support::doctor::evidence(f, "ssl_request_answer")
+        crate::support::doctor::evidence(f, "ssl_request_answer")
             .as_str()
             .unwrap()
             .contains("'S'"),

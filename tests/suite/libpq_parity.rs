@@ -3,14 +3,12 @@
 //! keys, a hashed CRL directory, protocol-version bounds, sslrootcert=system), each against a
 //! real PostgreSQL and compared with the real psql at all six sslmodes.
 
-mod support;
-
 use std::path::Path;
 
-use support::doctor::{assert_agrees_with_psql_env, run_doctor, DoctorRun};
-use support::ossl_pki::{KeyKind, OsslCa, Spec};
-use support::pg::{PgConfig, PgServer};
-use support::pki::{self, Ca, Issued, LeafSpec};
+use crate::support::doctor::{assert_agrees_with_psql_env, run_doctor, DoctorRun};
+use crate::support::ossl_pki::{KeyKind, OsslCa, Spec};
+use crate::support::pg::{PgConfig, PgServer};
+use crate::support::pki::{self, Ca, Issued, LeafSpec};
 
 const HBA: &str = "\
 hostssl certdb  all 127.0.0.1/32 cert
@@ -323,7 +321,7 @@ fn sslcrldir_revokes_the_server_certificate() {
     );
     let f = run.expect_finding("server_cert_revoked", "error");
     assert_eq!(
-        support::doctor::evidence(f, "crl_dir"),
+        crate::support::doctor::evidence(f, "crl_dir"),
         dir.display().to_string(),
         "{f}"
     );
@@ -473,7 +471,7 @@ fn protocol_bounds_are_applied_to_the_handshake() {
     assert_eq!(run.json["tls"]["version"], "TLSv1.2", "{}", run.json["tls"]);
     let session = run.expect_finding("tls_session", "info");
     assert_eq!(
-        support::doctor::evidence(session, "server_sees_version"),
+        crate::support::doctor::evidence(session, "server_sees_version"),
         "TLSv1.2",
         "{session}"
     );
@@ -521,7 +519,7 @@ fn a_maximum_below_tls_1_2_is_judged_as_libpq_fails_it() {
     assert_eq!(run.cell("prefer"), (Some(true), false, None));
     let f = run.expect_finding("tls_version_unsupported", "error");
     assert!(
-        support::doctor::evidence(f, "libpq_says")
+        crate::support::doctor::evidence(f, "libpq_says")
             .as_str()
             .unwrap()
             .contains("between TLSv1 and TLSv1.1"),
@@ -756,9 +754,9 @@ fn settings_the_doctor_does_not_emulate_are_named_in_the_report() {
             .find(|f| f["code"] == "setting_not_emulated")
             .unwrap_or_else(|| panic!("{target}: no setting_not_emulated: {}", run.stdout));
         assert_eq!(f["severity"], "warning");
-        assert_eq!(support::doctor::evidence(f, "keyword"), keyword, "{f}");
+        assert_eq!(crate::support::doctor::evidence(f, "keyword"), keyword, "{f}");
         assert!(
-            support::doctor::evidence(f, "why").as_str().unwrap().len() > 20,
+            crate::support::doctor::evidence(f, "why").as_str().unwrap().len() > 20,
             "{f}"
         );
     }
@@ -795,8 +793,8 @@ fn gssencmode_require_without_a_credential_cache_fails_before_connecting() {
     assert_eq!(run.code, 3, "{}{}", run.stdout, run.stderr);
     let message = "GSSAPI encryption required but no credential cache";
     assert!(run.stderr.contains(message), "{}", run.stderr);
-    let psql17 = support::pg::pg17_bin_dir().join("psql");
-    let real = support::psql::run_psql_env(
+    let psql17 = crate::support::pg::pg17_bin_dir().join("psql");
+    let real = crate::support::psql::run_psql_env(
         &psql17,
         target,
         home.path(),

@@ -2,7 +2,7 @@
 //! Shared integration-test harness: throw-away PKI (rcgen), real PostgreSQL
 //! servers, and the real `psql` for differential tests.
 //!
-//! Each test binary does `mod support;` and uses the parts it needs.
+//! The one test binary (`tests/suite/main.rs`) declares it once; each area uses the parts it needs.
 
 pub mod doctor;
 pub mod fake_peer;
