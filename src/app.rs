@@ -51,17 +51,7 @@ impl RunContext {
         });
         let (rules, rule_findings) = match admin_rules {
             Some(Ok(rules)) => (Some(rules.context.clone()), admin_findings(&rules)),
-            Some(Err(e)) => (
-                options.hba.clone(),
-                vec![Finding {
-                    code: Code::AdminConnectionFailed,
-                    severity: Severity::Warning,
-                    summary: format!("the --admin connection could not read the rules: {e}"),
-                    evidence: vec![],
-                    fix: Some("connect --admin as a superuser, or GRANT EXECUTE ON FUNCTION pg_hba_file_rules() (and pg_ident_file_mappings()) to that role; PostgreSQL 15 or later".into()),
-                    modes: vec![],
-                }],
-            ),
+            Some(Err(e)) => (options.hba.clone(), vec![admin_failure(&e)]),
             None => (
                 options.hba.clone(),
                 options
@@ -169,6 +159,18 @@ fn password_source(plan: &Plan) -> Option<String> {
     plan.password.as_ref().map(|(_, source)| source.describe())
 }
 
+/// The --admin connection could not read the rules: the run goes on without them.
+fn admin_failure(e: &crate::admin::AdminError) -> Finding {
+    Finding {
+        code: Code::AdminConnectionFailed,
+        severity: Severity::Warning,
+        summary: format!("the --admin connection could not read the rules: {e}"),
+        evidence: vec![],
+        fix: Some("connect --admin as a superuser, or GRANT EXECUTE ON FUNCTION pg_hba_file_rules() (and pg_ident_file_mappings()) to that role; PostgreSQL 15 or later".into()),
+        modes: vec![],
+    }
+}
+
 /// What the --admin rules say about themselves: stale, or with lines the server refuses.
 fn admin_findings(rules: &crate::admin::AdminRules) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -214,4 +216,66 @@ fn hba_file_findings(errors: &[crate::hba::ParseError]) -> Vec<Finding> {
         });
     }
     out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The findings the run context makes of its rules.
+    fn table() -> Vec<(&'static str, Vec<Finding>, Code)> {
+        let row = |kind: &str, value: &str| vec![Some(kind.to_string()), Some(value.to_string())];
+        let stale = crate::admin::rules_from_rows(
+            &[
+                row(
+                    "rule",
+                    r#"{"line_number": 1, "type": "host", "database": ["all"], "user_name": ["all"], "address": "0.0.0.0", "netmask": "0.0.0.0", "auth_method": "scram-sha-256"}"#,
+                ),
+                row("stale", "true"),
+            ],
+            "postgres",
+        );
+        let broken = crate::hba::parse_hba(
+            "host all all 10.0.0.0/33 md5\n",
+            std::path::Path::new("pg_hba.conf"),
+            17,
+        );
+        vec![
+            (
+                "--admin could not connect",
+                vec![admin_failure(&crate::admin::AdminError::NoPassword)],
+                Code::AdminConnectionFailed,
+            ),
+            (
+                "pg_hba.conf changed after the reload",
+                admin_findings(&stale),
+                Code::HbaRulesStale,
+            ),
+            (
+                "a --hba file the server refuses",
+                hba_file_findings(&broken.errors),
+                Code::HbaParseError,
+            ),
+        ]
+    }
+
+    pub(crate) fn codes_produced() -> BTreeSet<Code> {
+        table()
+            .into_iter()
+            .flat_map(|(_, f, _)| f)
+            .map(|f| f.code)
+            .collect()
+    }
+
+    #[test]
+    fn every_case_yields_its_code() {
+        for (name, findings, code) in table() {
+            assert!(
+                findings.iter().any(|f| f.code == code),
+                "{name}: {findings:?}"
+            );
+        }
+    }
 }

@@ -363,6 +363,23 @@ mod tests {
         }
     }
 
+    /// Every code is produced by some server-less table: the judgement's (synthetic
+    /// observations), the client's files, the lint, the run's rules and the settings.
+    #[test]
+    fn every_code_is_produced_by_a_table() {
+        let mut produced = crate::eval::tests::codes_produced();
+        produced.extend(crate::local::tests::codes_produced());
+        produced.extend(crate::hba::lint::tests::codes_produced());
+        produced.extend(crate::app::tests::codes_produced());
+        produced.extend(crate::keywords::tests::codes_produced());
+        let missing: Vec<Code> = Code::ALL
+            .iter()
+            .copied()
+            .filter(|c| !produced.contains(c))
+            .collect();
+        assert!(missing.is_empty(), "no table produces {missing:?}");
+    }
+
     #[test]
     fn findings_doc_is_current() {
         crate::testing::check_generated("docs/findings.md", &findings_markdown());

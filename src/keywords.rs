@@ -257,12 +257,33 @@ pub fn markdown() -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::path::Path;
 
     fn root() -> &'static Path {
         Path::new(env!("CARGO_MANIFEST_DIR"))
+    }
+
+    /// A setting the doctor does not emulate, used.
+    pub(crate) fn codes_produced() -> std::collections::BTreeSet<Code> {
+        let env = crate::plan::Environment {
+            vars: Default::default(),
+            home: None,
+            os_user: Some("alice".into()),
+        };
+        let plan = crate::plan::resolve(
+            "host=db.example.com replication=database",
+            &crate::plan::FlagSettings::default(),
+            &env,
+        )
+        .unwrap();
+        unemulated_findings(&plan).iter().map(|f| f.code).collect()
+    }
+
+    #[test]
+    fn a_setting_not_emulated_is_named() {
+        assert!(codes_produced().contains(&Code::SettingNotEmulated));
     }
 
     #[test]

@@ -97,3 +97,104 @@ fn client_fix(code: Code, path: &std::path::Path) -> String {
         ),
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::BTreeSet;
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::testing::ossl_pki::{KeyKind, OsslCa, Spec};
+    use crate::testing::pki::{write_file, Ca, LeafSpec};
+
+    /// A client certificate and key on disk, as libpq would find them, per local-file code.
+    fn table(dir: &Path) -> Vec<(&'static str, PathBuf, PathBuf, Code)> {
+        let ca = Ca::root("Local Root");
+        let alice = ca.issue(&LeafSpec::client("alice"));
+        let bob = ca.issue(&LeafSpec::client("bob"));
+        let weak = OsslCa::from_rcgen(&ca).issue(&Spec::v1("alice").key(KeyKind::Rsa1024));
+        let encrypted = openssl::pkey::PKey::private_key_from_pem(alice.key_pem.as_bytes())
+            .unwrap()
+            .private_key_to_pem_pkcs8_passphrase(
+                openssl::symm::Cipher::aes_256_cbc(),
+                b"not-the-passphrase",
+            )
+            .unwrap();
+        let file = |name: &str, contents: &[u8], mode: u32| write_file(dir, name, contents, mode);
+        let cert = file("alice.crt", alice.cert_pem.as_bytes(), 0o644);
+        let key = file("alice.key", alice.key_pem.as_bytes(), 0o600);
+        vec![
+            (
+                "a certificate file with no certificate",
+                file("junk.crt", b"not a certificate\n", 0o644),
+                key.clone(),
+                Code::ClientCertUnreadable,
+            ),
+            (
+                "no key beside the certificate",
+                cert.clone(),
+                dir.join("missing.key"),
+                Code::ClientKeyMissing,
+            ),
+            (
+                "a key file with no key",
+                cert.clone(),
+                file("junk.key", b"junk\n", 0o600),
+                Code::ClientKeyUnreadable,
+            ),
+            (
+                "a key anyone may read",
+                cert.clone(),
+                file("open.key", alice.key_pem.as_bytes(), 0o644),
+                Code::ClientKeyPermissions,
+            ),
+            (
+                "an encrypted key",
+                cert.clone(),
+                file("enc.key", &encrypted, 0o600),
+                Code::ClientKeyEncrypted,
+            ),
+            (
+                "bob's key",
+                cert.clone(),
+                file("bob.key", bob.key_pem.as_bytes(), 0o600),
+                Code::ClientKeyMismatch,
+            ),
+            (
+                "a 1024-bit RSA certificate",
+                file("weak.crt", weak.cert_pem.as_bytes(), 0o644),
+                file("weak.key", weak.key_pem.as_bytes(), 0o600),
+                Code::ClientKeyWeak,
+            ),
+        ]
+    }
+
+    fn load(cert: &Path, key: &Path) -> Option<Code> {
+        match client_cert::load(&ClientRequest {
+            cert: Some(cert),
+            key: Some(key),
+            cert_explicit: true,
+            sslpassword: None,
+            cert_mode_disabled: false,
+        }) {
+            ClientIdentity::Failed { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn codes_produced() -> BTreeSet<Code> {
+        let dir = tempfile::tempdir().unwrap();
+        table(dir.path())
+            .into_iter()
+            .filter_map(|(_, cert, key, _)| load(&cert, &key))
+            .collect()
+    }
+
+    #[test]
+    fn every_file_yields_its_code() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, cert, key, code) in table(dir.path()) {
+            assert_eq!(load(&cert, &key), Some(code), "{name}");
+        }
+    }
+}

@@ -1,4 +1,13 @@
-//! Helpers for the unit tests.
+//! Helpers for the unit tests, and the test PKI they share with the integration tests
+//! (certificates are made at test time, never committed).
+
+#[allow(dead_code)]
+#[path = "../tests/suite/support/pki.rs"]
+pub mod pki;
+
+#[allow(dead_code)]
+#[path = "../tests/suite/support/ossl_pki.rs"]
+pub mod ossl_pki;
 
 use std::path::PathBuf;
 

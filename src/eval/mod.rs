@@ -3,6 +3,8 @@
 //! libpq's own order. The clock is a parameter.
 
 pub mod client;
+#[cfg(test)]
+pub(crate) mod tests;
 
 use crate::catalogue::Code;
 use crate::evidence::{Evidence, Value};

@@ -267,3 +267,122 @@ fn shadows(earlier: &HbaRule, later: &HbaRule) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    use super::*;
+
+    /// One pg_hba.conf (with pg_ident.conf and postgresql.conf where the code needs them) per
+    /// lint code.
+    /// name, pg_hba.conf, pg_ident.conf, postgresql.conf, PostgreSQL version, the code.
+    type Row = (
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+        u32,
+        Code,
+    );
+
+    fn table() -> Vec<Row> {
+        vec![
+            (
+                "a netmask of 33 bits",
+                "host all all 10.0.0.0/33 scram-sha-256\n",
+                None,
+                None,
+                17,
+                Code::HbaParseError,
+            ),
+            (
+                "a line after one that takes all its connections",
+                "host all all 0.0.0.0/0 scram-sha-256\nhost app alice 10.0.0.1/32 scram-sha-256\n",
+                None,
+                None,
+                17,
+                Code::HbaShadowedRule,
+            ),
+            (
+                "trust from anywhere",
+                "host all all 0.0.0.0/0 trust\n",
+                None,
+                None,
+                17,
+                Code::HbaInsecureTrust,
+            ),
+            (
+                "md5",
+                "hostssl all all 10.0.0.0/8 md5\n",
+                None,
+                None,
+                17,
+                Code::HbaWeakPasswordMethod,
+            ),
+            (
+                "clientcert=1 on PostgreSQL 13",
+                "hostssl all all 0.0.0.0/0 scram-sha-256 clientcert=1\n",
+                None,
+                None,
+                13,
+                Code::HbaObsoleteClientcert,
+            ),
+            (
+                "cert with no ssl_ca_file",
+                "hostssl all all 0.0.0.0/0 cert\n",
+                None,
+                Some("ssl = on\nssl_cert_file = 'server.crt'\n"),
+                17,
+                Code::HbaCertNeedsCa,
+            ),
+            (
+                "hostssl for one database, host for the rest",
+                "hostssl app all 0.0.0.0/0 scram-sha-256\nhost all all 0.0.0.0/0 scram-sha-256\n",
+                None,
+                None,
+                17,
+                Code::HbaPlaintextAllowed,
+            ),
+            (
+                "a map that pg_ident.conf does not hold",
+                "hostssl all all 0.0.0.0/0 cert map=certs\n",
+                Some("other alice alice\n"),
+                None,
+                17,
+                Code::IdentNoMatch,
+            ),
+        ]
+    }
+
+    fn run(hba: &str, ident: Option<&str>, conf: Option<&str>, version: u32) -> Vec<Finding> {
+        let file = crate::hba::parse_hba(hba, Path::new("/etc/postgresql/pg_hba.conf"), version);
+        let ident =
+            ident.map(|t| crate::hba::parse_ident(t, Path::new("/etc/postgresql/pg_ident.conf")));
+        let conf = conf.map(crate::hba::server_conf::parse);
+        lint(&file, ident.as_ref(), conf.as_ref(), version)
+    }
+
+    pub(crate) fn codes_produced() -> BTreeSet<Code> {
+        table()
+            .into_iter()
+            .flat_map(|(_, hba, ident, conf, version, _)| run(hba, ident, conf, version))
+            .map(|f| f.code)
+            .collect()
+    }
+
+    #[test]
+    fn every_file_yields_its_code() {
+        for (name, hba, ident, conf, version, code) in table() {
+            let found: Vec<Code> = run(hba, ident, conf, version)
+                .iter()
+                .map(|f| f.code)
+                .collect();
+            assert!(
+                found.contains(&code),
+                "{name}: expected {code}, got {found:?}"
+            );
+        }
+    }
+}

@@ -175,10 +175,12 @@ fn cert_method_accepts_a_matching_cn_and_shows_what_the_server_saw() {
         "/CN=alice",
         "{session}"
     );
-    assert!(crate::support::doctor::evidence(session, "server_sees_issuer_dn")
-        .as_str()
-        .unwrap()
-        .contains("Lab Client CA"));
+    assert!(
+        crate::support::doctor::evidence(session, "server_sees_issuer_dn")
+            .as_str()
+            .unwrap()
+            .contains("Lab Client CA")
+    );
     assert_eq!(run.json["tls"]["client_cert_sent"], true);
     assert!(run.json["tls"]["client_ca_names"][0]
         .as_str()

@@ -480,12 +480,16 @@ fn regex_and_include_match_the_postgresql_17_server() {
             "{user}/{db}: server used {file}"
         );
         assert_eq!(
-            crate::support::doctor::evidence(f, "hba_file").as_str().unwrap(),
+            crate::support::doctor::evidence(f, "hba_file")
+                .as_str()
+                .unwrap(),
             file,
             "{user}/{db}: {f}"
         );
         assert_eq!(
-            crate::support::doctor::evidence(f, "hba_line").as_u64().unwrap(),
+            crate::support::doctor::evidence(f, "hba_line")
+                .as_u64()
+                .unwrap(),
             *line as u64,
             "{user}/{db}: {f}"
         );

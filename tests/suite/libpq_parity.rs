@@ -754,9 +754,17 @@ fn settings_the_doctor_does_not_emulate_are_named_in_the_report() {
             .find(|f| f["code"] == "setting_not_emulated")
             .unwrap_or_else(|| panic!("{target}: no setting_not_emulated: {}", run.stdout));
         assert_eq!(f["severity"], "warning");
-        assert_eq!(crate::support::doctor::evidence(f, "keyword"), keyword, "{f}");
+        assert_eq!(
+            crate::support::doctor::evidence(f, "keyword"),
+            keyword,
+            "{f}"
+        );
         assert!(
-            crate::support::doctor::evidence(f, "why").as_str().unwrap().len() > 20,
+            crate::support::doctor::evidence(f, "why")
+                .as_str()
+                .unwrap()
+                .len()
+                > 20,
             "{f}"
         );
     }

@@ -141,7 +141,10 @@ fn verify_full_by_name_succeeds_with_default_root_file() {
         run.stdout
     );
     let session = run.expect_finding("tls_session", "info");
-    assert_eq!(crate::support::doctor::evidence(session, "server_sees_ssl"), true);
+    assert_eq!(
+        crate::support::doctor::evidence(session, "server_sees_ssl"),
+        true
+    );
     assert!(run.json["probe"]["connections"].as_u64().unwrap() <= 2);
     // The settings say where the root file came from.
     let settings = run.json["target"]["settings"].as_array().unwrap();
@@ -186,7 +189,10 @@ fn hostname_mismatch_names_the_certificate_names() {
     );
     assert_eq!(run.code, 1);
     let f = run.expect_finding("server_cert_hostname_mismatch", "error");
-    assert_eq!(crate::support::doctor::evidence(f, "host"), "db.wrong.example");
+    assert_eq!(
+        crate::support::doctor::evidence(f, "host"),
+        "db.wrong.example"
+    );
     assert_eq!(
         crate::support::doctor::evidence(f, "certificate_names"),
         "localhost, 127.0.0.1"
@@ -438,7 +444,10 @@ fn no_hba_entry_in_plaintext_and_in_tls() {
     );
     assert_eq!(run.code, 1);
     let f = run.expect_finding("hba_no_entry", "error");
-    assert_eq!(crate::support::doctor::evidence(f, "encryption"), "no encryption");
+    assert_eq!(
+        crate::support::doctor::evidence(f, "encryption"),
+        "no encryption"
+    );
     assert_eq!(run.cell("require"), (Some(true), true, None));
     // hostnossl only: TLS has no entry, prefer falls back to plaintext.
     let run = diagnose(
@@ -450,7 +459,10 @@ fn no_hba_entry_in_plaintext_and_in_tls() {
     );
     assert_eq!(run.code, 1);
     let f = run.expect_finding("hba_no_entry", "error");
-    assert_eq!(crate::support::doctor::evidence(f, "encryption"), "SSL encryption");
+    assert_eq!(
+        crate::support::doctor::evidence(f, "encryption"),
+        "SSL encryption"
+    );
     assert_eq!(run.cell("prefer"), (Some(true), false, None));
 }
 
@@ -469,7 +481,10 @@ fn hba_reject_role_missing_database_missing() {
         let run = diagnose(&pg, conninfo, "verify-full", home.path(), None);
         assert_eq!(run.code, 1, "{conninfo}");
         let f = run.expect_finding(code, "error");
-        assert!(crate::support::doctor::evidence(f, "sqlstate").is_string(), "{f}");
+        assert!(
+            crate::support::doctor::evidence(f, "sqlstate").is_string(),
+            "{f}"
+        );
         assert_eq!(run.cell("verify-full").2.as_deref(), Some(code));
     }
 }

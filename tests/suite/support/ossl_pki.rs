@@ -22,6 +22,8 @@ use super::pki::Issued;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyKind {
     EcP256,
+    /// Below OpenSSL security level 2 ("ee key too small").
+    Rsa1024,
     Rsa2048,
     /// id-RSASSA-PSS, as `openssl genpkey -algorithm rsa-pss` makes.
     RsaPss,
@@ -33,6 +35,7 @@ pub fn new_key(kind: KeyKind) -> PKey<Private> {
             let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
             PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
         }
+        KeyKind::Rsa1024 => PKey::from_rsa(openssl::rsa::Rsa::generate(1024).unwrap()).unwrap(),
         KeyKind::Rsa2048 => PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap(),
         KeyKind::RsaPss => {
             let out = Command::new("openssl")
