@@ -4,7 +4,7 @@
 
 use crate::catalogue::Code;
 use crate::client_cert::{self, ClientIdentity, ClientRequest};
-use crate::eval::client::ClientView;
+use crate::eval::client_cert::ClientView;
 use crate::eval::LocalSetup;
 use crate::evidence::Value;
 use crate::finding::Problem;

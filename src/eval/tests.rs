@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use super::client::ClientView;
+use super::client_cert::ClientView;
 use super::*;
 use crate::client_cert::{NoCertificate, Pkcs12Contents};
 use crate::observe::{

@@ -1,0 +1,64 @@
+//! Causes in the TLS handshake.
+
+#[allow(unused_imports)]
+use super::super::*;
+
+pub(in crate::eval) fn handshake_problem(failure: &TlsFailure, tls: &TlsAttempt, input: &EvalInput) -> Problem {
+    match failure {
+        TlsFailure::Alert(alert @ Alert::ProtocolVersion) => Problem::new(
+            Code::TlsVersionUnsupported,
+            "the server refused every TLS version the client offers (TLS 1.2 and 1.3)",
+        )
+        .with("alert", Value::name(alert.name()))
+        .fix("check ssl_min_protocol_version / ssl_max_protocol_version in postgresql.conf"),
+        TlsFailure::Incompatible(why) => Problem::new(
+            Code::TlsVersionUnsupported,
+            format!("no TLS version or cipher suite in common with the server: {why}"),
+        )
+        .fix("check ssl_min_protocol_version, ssl_max_protocol_version and ssl_ciphers in postgresql.conf"),
+        TlsFailure::Alert(alert) if tls.client_cert_sent && alert.refuses_certificate() => {
+            client_cert::refusal_problem(*alert, &input.local.client, tls, input.now, false)
+        }
+        TlsFailure::Alert(alert @ Alert::HandshakeFailure) if tls.chain.is_empty() => Problem::new(
+            Code::TlsHandshakeFailed,
+            "the server ended the TLS handshake with alert handshake_failure before sending its certificate",
+        )
+        .with("alert", Value::name(alert.name()))
+        .with("likely_cause", "no cipher suite, key-exchange group or signature scheme in common (ssl_ciphers, ssl_ecdh_curve, or an unusual server key type)")
+        .fix("check ssl_ciphers and ssl_ecdh_curve in postgresql.conf and the server key type (`openssl x509 -in server.crt -noout -text`)"),
+        TlsFailure::Alert(alert) => Problem::new(
+            Code::TlsHandshakeFailed,
+            format!("the server ended the TLS handshake with alert {alert}"),
+        )
+        .with("alert", Value::name(alert.name()))
+        .fix("the server log says why (\"could not accept SSL connection: ...\")"),
+        TlsFailure::Eof => Problem::new(
+            Code::TlsHandshakeFailed,
+            "the server closed the connection during the TLS handshake",
+        )
+        .fix("the server log says why (\"could not accept SSL connection: ...\")"),
+        TlsFailure::Reset(e) => Problem::new(
+            Code::TlsHandshakeFailed,
+            format!("the connection was reset during the TLS handshake: {e}"),
+        ),
+        TlsFailure::Timeout(kind) => Problem::new(
+            Code::ConnectTimeout,
+            format!("the TLS handshake did not finish within {}", timeout_name(*kind)),
+        ),
+        TlsFailure::Other(e) => Problem::new(Code::TlsHandshakeFailed, format!("TLS handshake failed: {e}")),
+        TlsFailure::OnlyOldVersions { min, max } => Problem::new(
+            Code::TlsVersionUnsupported,
+            format!("SSL error: tlsv1 alert protocol version: libpq offers only {min} to {max} (ssl_max_protocol_version), which the server refuses"),
+        )
+        .with("ssl_min_protocol_version", min.clone())
+        .with("ssl_max_protocol_version", max.clone())
+        .with("libpq_says", format!("This may indicate that the server does not support any SSL protocol version between {min} and {max}."))
+        .with("note", "PostgreSQL 13+ refuses TLS below 1.2 by default, and OpenSSL 3 at security level 2 (Debian's default) speaks neither TLS 1.0 nor 1.1; the doctor cannot offer them either")
+        .fix("remove ssl_max_protocol_version, or set it to TLSv1.2 or TLSv1.3"),
+        TlsFailure::Unemulated(why) => Problem::new(
+            Code::TlsNotEmulated,
+            format!("the doctor's TLS library cannot complete this handshake where libpq (OpenSSL) can: {why}; the TLS verdicts are left undetermined"),
+        )
+        .fix("check this connection with psql; an ECDSA P-256 or RSA (rsaEncryption) server key, or TLS 1.3, works with every client"),
+    }
+}
