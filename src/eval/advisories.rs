@@ -10,9 +10,10 @@ use super::*;
 pub(in crate::eval) fn add(
     input: &EvalInput,
     cells: &BTreeMap<SslMode, Cell>,
-    chain: &[CertSummary],
+    assessment: &Assessment,
     findings: &mut Vec<Finding>,
 ) {
+    let chain = &assessment.chain;
     let unix = input.endpoint.is_unix_socket();
     let requested_cell = &cells[&input.requested];
     if unix {
@@ -112,10 +113,7 @@ pub(in crate::eval) fn add(
         let openssl_full = cells[&SslMode::VerifyFull]
             .code
             .is_none_or(|c| !is_chain_code(c));
-        if !tls.chain.is_empty()
-            && openssl_full
-            && trust::verify_chain(&tls.chain, certs, input.local.crl.as_ref(), input.now).is_ok()
-        {
+        if !tls.chain.is_empty() && openssl_full && assessment.trusted() {
             let host = (!input.endpoint.host.is_empty()).then_some(input.endpoint.host.as_str());
             let host_ok =
                 host.is_some_and(|h| chain.first().is_some_and(|c| x509::host_matches(c, h)));
@@ -208,7 +206,12 @@ pub(in crate::eval) fn add(
     }
 }
 
-pub(in crate::eval) fn expiry_findings(chain: &[CertSummary], now: i64, warn_days: i64, findings: &mut Vec<Finding>) {
+pub(in crate::eval) fn expiry_findings(
+    chain: &[CertSummary],
+    now: i64,
+    warn_days: i64,
+    findings: &mut Vec<Finding>,
+) {
     for (depth, cert) in chain.iter().enumerate() {
         let left = cert.not_after - now;
         if left > 0 && left <= warn_days * 86_400 {

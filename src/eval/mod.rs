@@ -2,15 +2,17 @@
 //! whether libpq would get a session, over TLS or not, and the first check it fails, in
 //! libpq's own order. The clock is a parameter.
 
-pub mod client_cert;
 mod advisories;
+mod assessment;
 mod causes;
+pub mod client_cert;
 mod prose;
 mod sequence;
 #[cfg(test)]
 pub(crate) mod tests;
 
 use advisories::*;
+pub use assessment::Assessment;
 use causes::{auth::*, chain::*, network::*, tls::*};
 use prose::*;
 use sequence::*;
@@ -107,19 +109,6 @@ pub struct EvalInput<'a> {
     pub ssl_request_probe: Option<&'a TlsAttempt>,
 }
 
-/// The server chain of the TLS attempt, summarized.
-fn observed_chain(input: &EvalInput) -> Vec<CertSummary> {
-    input
-        .tls
-        .map(|t| {
-            t.chain
-                .iter()
-                .filter_map(|d| x509::summarize(d).ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The password permit for a TLS connection at `mode`: send only where libpq at that mode
 /// would itself use the connection.
 pub fn permit_at(
@@ -138,7 +127,7 @@ pub fn permit_at(
 
 /// Judges a host: the six cells and the findings that explain them.
 pub fn judge(input: &EvalInput) -> Judgement {
-    let chain = observed_chain(input);
+    let assessment = Assessment::of(input);
     let mut problems: Vec<(Problem, Vec<SslMode>)> = Vec::new();
     // One finding per code. When the same code arises at several modes with different
     // details, the words of the requested mode's failure are the ones shown.
@@ -162,13 +151,13 @@ pub fn judge(input: &EvalInput) -> Judgement {
         let result = if unix {
             plain_path(input)
         } else {
-            mode_path(input, mode, &chain)
+            mode_path(input, mode, &assessment)
         };
         let cell = match result {
             Ok(encrypted) => {
                 if !encrypted && mode >= SslMode::Allow && !unix {
                     // Works, but only in plaintext: say why TLS was not used.
-                    if let Some(reason) = fallback_reason(input, mode, &chain) {
+                    if let Some(reason) = fallback_reason(input, mode, &assessment) {
                         add(reason.problem, None);
                     }
                 }
@@ -214,7 +203,7 @@ pub fn judge(input: &EvalInput) -> Judgement {
         })
         .collect();
 
-    advisories::add(input, &cells, &chain, &mut findings);
+    advisories::add(input, &cells, &assessment, &mut findings);
     // Errors first; among equals, the cause of the requested mode's failure first.
     let requested_code = cells[&input.requested].code;
     findings.sort_by_key(|f| {
@@ -227,7 +216,7 @@ pub fn judge(input: &EvalInput) -> Judgement {
     Judgement {
         cells,
         findings,
-        chain,
+        chain: assessment.chain,
         postgres_replied: postgres_replied(input),
         tls_session: input.tls.and_then(tls_session),
     }
@@ -263,7 +252,6 @@ fn postgres_replied(input: &EvalInput) -> bool {
     tls_replied || plain_replied
 }
 
-
 /// Whether libpq at `mode` would accept the TLS connection that presented `chain`: local
 /// set-up, chain trust (when verifying) and host name. Decides if the password may be sent.
 pub fn tls_acceptable(
@@ -276,31 +264,18 @@ pub fn tls_acceptable(
     if local.client_failure.is_some() || matches!(local.roots, RootState::Unreadable { .. }) {
         return false;
     }
-    let chain_trusted = match &local.roots {
-        RootState::Loaded { certs, .. } => {
-            trust::verify_chain(chain_der, certs, local.crl.as_ref(), now).is_ok()
-        }
-        _ => !mode.requires_root(),
+    let assessment = Assessment::of_chain(local, endpoint, chain_der, now);
+    let chain_trusted = match assessment.trust {
+        Some(verdict) => verdict.is_ok(),
+        None => !mode.requires_root(),
     };
-    if !chain_trusted {
-        return false;
-    }
-    if mode == SslMode::VerifyFull {
-        let chain: Vec<CertSummary> = chain_der
-            .iter()
-            .filter_map(|d| x509::summarize(d).ok())
-            .collect();
-        if hostname_problem(endpoint, &chain).is_some() {
-            return false;
-        }
-    }
-    true
+    chain_trusted && (mode != SslMode::VerifyFull || assessment.hostname.is_none())
 }
 
 /// Whether the TLS attempt fails at `mode` in a way after which prefer falls back to plaintext.
 pub fn tls_falls_back(input: &EvalInput, mode: SslMode) -> bool {
-    let chain = observed_chain(input);
-    matches!(tls_path(input, mode, &chain), Err(f) if f.falls_back)
+    let assessment = Assessment::of(input);
+    matches!(tls_path(input, mode, &assessment), Err(f) if f.falls_back)
 }
 
 /// The password gate for one host: the password goes only where libpq at that sslmode
@@ -340,4 +315,3 @@ impl crate::observe::PasswordGate for Gate<'_> {
         tls_falls_back(&input, SslMode::Prefer)
     }
 }
-

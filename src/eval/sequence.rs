@@ -23,7 +23,11 @@ pub(in crate::eval) struct Failure {
 pub(in crate::eval) type PathResult = Result<bool /* encrypted */, Failure>;
 
 /// libpq's sequence for one sslmode.
-pub(in crate::eval) fn mode_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResult {
+pub(in crate::eval) fn mode_path(
+    input: &EvalInput,
+    mode: SslMode,
+    assessment: &Assessment,
+) -> PathResult {
     if input.local.system_roots && mode != SslMode::VerifyFull {
         return Err(plain_failure(
             Problem::new(
@@ -36,29 +40,33 @@ pub(in crate::eval) fn mode_path(input: &EvalInput, mode: SslMode, chain: &[Cert
         ));
     }
     if input.negotiation == crate::plan::Negotiation::Direct {
-        return direct_path(input, mode, chain);
+        return direct_path(input, mode, assessment);
     }
     match mode {
         SslMode::Disable => plain_path(input),
         SslMode::Allow => match plain_path(input) {
             Err(first) if first.server_error => {
-                tls_path(input, mode, chain).map_err(|then| then_failed(first, then))
+                tls_path(input, mode, assessment).map_err(|then| then_failed(first, then))
             }
             other => other,
         },
-        SslMode::Prefer => match tls_path(input, mode, chain) {
+        SslMode::Prefer => match tls_path(input, mode, assessment) {
             Err(first) if first.falls_back => {
                 plain_path_after_tls(input).map_err(|then| then_failed(first, then))
             }
             other => other,
         },
-        _ => tls_path(input, mode, chain),
+        _ => tls_path(input, mode, assessment),
     }
 }
 
 /// sslnegotiation=direct: libpq 17 refuses the weak modes outright, and a server that does
 /// not speak direct TLS ends the handshake before any certificate.
-pub(in crate::eval) fn direct_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResult {
+pub(in crate::eval) fn direct_path(
+    input: &EvalInput,
+    mode: SslMode,
+    assessment: &Assessment,
+) -> PathResult {
     if !mode.requires_tls() {
         return Err(plain_failure(
             Problem::new(
@@ -105,7 +113,7 @@ pub(in crate::eval) fn direct_path(input: &EvalInput, mode: SslMode, chain: &[Ce
             }
         }
     }
-    tls_path(input, mode, chain)
+    tls_path(input, mode, assessment)
 }
 
 /// Both attempts of allow/prefer failed: the cell shows the first failure, in libpq's order,
@@ -123,9 +131,13 @@ pub(in crate::eval) fn then_failed(mut first: Failure, mut then: Failure) -> Fai
 }
 
 /// Why a mode that tries TLS ended in plaintext (for the fallback warning's evidence).
-pub(in crate::eval) fn fallback_reason(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> Option<Failure> {
+pub(in crate::eval) fn fallback_reason(
+    input: &EvalInput,
+    mode: SslMode,
+    assessment: &Assessment,
+) -> Option<Failure> {
     match mode {
-        SslMode::Prefer | SslMode::Allow => tls_path(input, SslMode::Prefer, chain).err(),
+        SslMode::Prefer | SslMode::Allow => tls_path(input, SslMode::Prefer, assessment).err(),
         _ => None,
     }
 }
@@ -175,7 +187,11 @@ pub(in crate::eval) fn plain_failure(problem: Problem, on_tls: bool) -> Failure 
 }
 
 /// The TLS path at `mode`: SSLRequest reply, local set-up, handshake, chain, host name, auth.
-pub(in crate::eval) fn tls_path(input: &EvalInput, mode: SslMode, chain: &[CertSummary]) -> PathResult {
+pub(in crate::eval) fn tls_path(
+    input: &EvalInput,
+    mode: SslMode,
+    assessment: &Assessment,
+) -> PathResult {
     let Some(tls) = input.tls else {
         // The plaintext connection could not even be made: the TLS one would fail the same way.
         if let Some(err) = input.plain.and_then(|p| p.connect_error.as_ref()) {
@@ -382,11 +398,12 @@ pub(in crate::eval) fn tls_path(input: &EvalInput, mode: SslMode, chain: &[CertS
     }
     let verifying = input.local.roots.is_loaded() || mode.requires_root();
     if verifying {
-        if let RootState::Loaded { certs, source } = &input.local.roots {
-            if let Err(failure) =
-                trust::verify_chain(&tls.chain, certs, input.local.crl.as_ref(), input.now)
+        if let (RootState::Loaded { certs, source }, Some(Err(failure))) =
+            (&input.local.roots, &assessment.trust)
+        {
             {
-                let mut problem = chain_problem(&failure, chain, certs, source, input.now);
+                let mut problem =
+                    chain_problem(failure, &assessment.chain, certs, source, input.now);
                 if let (ChainFailureKind::Revoked | ChainFailureKind::CrlIncomplete, Some(crl)) =
                     (failure.kind, &input.local.crl)
                 {
@@ -406,8 +423,8 @@ pub(in crate::eval) fn tls_path(input: &EvalInput, mode: SslMode, chain: &[CertS
     }
 
     if mode == SslMode::VerifyFull {
-        if let Some(problem) = hostname_problem(input.endpoint, chain) {
-            return Err(plain_failure(problem, true));
+        if let Some(problem) = &assessment.hostname {
+            return Err(plain_failure(problem.clone(), true));
         }
     }
 

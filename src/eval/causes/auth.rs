@@ -5,7 +5,11 @@
 use super::super::*;
 
 /// Turns a startup outcome into a path result.
-pub(in crate::eval) fn startup_result(outcome: &StartupOutcome, input: &EvalInput, on_tls: bool) -> PathResult {
+pub(in crate::eval) fn startup_result(
+    outcome: &StartupOutcome,
+    input: &EvalInput,
+    on_tls: bool,
+) -> PathResult {
     let fail = |problem: Problem| Failure {
         problem,
         falls_back: false,
@@ -301,7 +305,10 @@ pub(in crate::eval) fn server_error_problem(
 }
 
 /// The connection as the server saw it, for the pg_hba.conf evaluator.
-pub(in crate::eval) fn hba_connection(input: &EvalInput, on_tls: bool) -> crate::hba::matcher::Connection {
+pub(in crate::eval) fn hba_connection(
+    input: &EvalInput,
+    on_tls: bool,
+) -> crate::hba::matcher::Connection {
     let (local, server) = if on_tls {
         (
             input.tls.and_then(|t| t.local_addr),

@@ -3,7 +3,10 @@
 #[allow(unused_imports)]
 use super::super::*;
 
-pub(in crate::eval) fn hostname_problem(endpoint: &Endpoint, chain: &[CertSummary]) -> Option<Problem> {
+pub(in crate::eval) fn hostname_problem(
+    endpoint: &Endpoint,
+    chain: &[CertSummary],
+) -> Option<Problem> {
     let leaf = chain.first()?;
     if endpoint.host.is_empty() {
         return Some(

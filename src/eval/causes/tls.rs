@@ -3,7 +3,11 @@
 #[allow(unused_imports)]
 use super::super::*;
 
-pub(in crate::eval) fn handshake_problem(failure: &TlsFailure, tls: &TlsAttempt, input: &EvalInput) -> Problem {
+pub(in crate::eval) fn handshake_problem(
+    failure: &TlsFailure,
+    tls: &TlsAttempt,
+    input: &EvalInput,
+) -> Problem {
     match failure {
         TlsFailure::Alert(alert @ Alert::ProtocolVersion) => Problem::new(
             Code::TlsVersionUnsupported,
