@@ -38,7 +38,7 @@ pub struct Cli {
     /// host[:port], URI or conninfo string (libpq defaults when absent)
     pub target: Option<std::ffi::OsString>,
 
-    /// A file of targets, one per line: each is diagnosed (JSON: one report per line)
+    /// A file of targets, one per line: each is diagnosed (JSON: one document with every report and their summary)
     #[arg(long)]
     pub targets: Option<PathBuf>,
 

@@ -25,7 +25,7 @@ fn now() -> i64 {
 
 /// One host as the probe might have seen it: every field a scenario can change.
 #[derive(Clone)]
-struct World {
+pub(crate) struct World {
     endpoint: Endpoint,
     requested: SslMode,
     local: LocalSetup,
@@ -139,7 +139,7 @@ fn no_client() -> ClientView {
 impl World {
     /// A healthy server with a certificate from the root the client trusts, both
     /// connections working.
-    fn healthy() -> World {
+    pub(crate) fn healthy() -> World {
         let pki = pki();
         World {
             endpoint: Endpoint {
@@ -197,7 +197,7 @@ impl World {
         self
     }
 
-    fn judge(&self) -> Judgement {
+    pub(crate) fn judge(&self) -> Judgement {
         judge(&EvalInput {
             endpoint: &self.endpoint,
             requested: self.requested,
@@ -280,6 +280,47 @@ fn client_leaf(days_before: i64, days_after: i64) -> Issued {
 
 fn chain_of(leaf: &Issued) -> impl FnOnce(&mut TlsAttempt) + '_ {
     move |t| t.chain = vec![leaf.cert_der.clone()]
+}
+
+/// The requested sslmode and the host, for building a report of the world.
+impl World {
+    pub(crate) fn requested_mode(&self) -> SslMode {
+        self.requested
+    }
+
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+}
+
+/// Scenarios whose reports the renderers' snapshot tests show (name, world).
+pub(crate) fn report_scenarios() -> Vec<(&'static str, World)> {
+    let wanted = [
+        ("healthy", None),
+        ("root_cert_missing", Some(Code::RootCertMissing)),
+        ("unknown_ca", Some(Code::ServerCertUnknownCa)),
+        ("hostname_mismatch", Some(Code::ServerCertHostnameMismatch)),
+        ("expired", Some(Code::ServerCertExpired)),
+        ("hba_no_entry", Some(Code::HbaNoEntry)),
+        ("password_failed", Some(Code::PasswordFailed)),
+        ("plaintext_fallback", Some(Code::PlaintextFallback)),
+        ("client_cert_unknown_ca", Some(Code::ClientCertUnknownCa)),
+        ("tcp_refused", Some(Code::TcpConnectFailed)),
+    ];
+    let table = table();
+    wanted
+        .into_iter()
+        .map(|(name, code)| match code {
+            None => (name, World::healthy()),
+            Some(code) => {
+                let (_, world, _) = table
+                    .iter()
+                    .find(|(_, _, c)| *c == code)
+                    .unwrap_or_else(|| panic!("no scenario for {code}"));
+                (name, world.clone())
+            }
+        })
+        .collect()
 }
 
 /// One scenario per code that eval produces from an observation.

@@ -10,3 +10,6 @@ pub enum Colour {
     On,
     Off,
 }
+
+#[cfg(test)]
+mod tests;
