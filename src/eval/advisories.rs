@@ -1,7 +1,19 @@
 //! Findings that break no sslmode today: expiry ahead, the server's log, the session.
 
-#[allow(unused_imports)]
-use super::*;
+use std::collections::BTreeMap;
+
+use crate::catalogue::{Code, Severity};
+use crate::eval::assessment::Assessment;
+use crate::eval::causes::auth::*;
+use crate::eval::client_cert::{self};
+use crate::eval::model::*;
+use crate::eval::prose::*;
+use crate::evidence::{human_time as date, Evidence, Value};
+use crate::finding::Finding;
+use crate::observe::{StartupOutcome, TlsAttempt};
+use crate::sslmode::SslMode;
+use crate::trust::{self, RootState};
+use crate::x509::{self, CertSummary};
 
 /// The facts of a judged host that break nothing today, added to its findings: a Unix
 /// socket, a plaintext fallback, expiry ahead, an ignored CRL, the server's log, the
@@ -309,4 +321,8 @@ pub(in crate::eval) fn tls_session(tls: &TlsAttempt) -> Option<TlsSession> {
         client_ca_names: client_cert::ca_names(tls),
         client_cert_sent: tls.client_cert_sent,
     })
+}
+
+fn is_chain_code(code: Code) -> bool {
+    code.phase() == crate::catalogue::Phase::Chain
 }

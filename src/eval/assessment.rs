@@ -2,8 +2,12 @@
 //! verdict against the root file (with the CRLs), and verify-full's host-name check. The
 //! six sslmodes then read it; none verifies again.
 
-#[allow(unused_imports)]
-use super::*;
+use crate::eval::causes::chain::*;
+use crate::eval::model::*;
+use crate::finding::Problem;
+use crate::plan::Endpoint;
+use crate::trust::{self, ChainFailure, RootState};
+use crate::x509::{self, CertSummary};
 
 pub struct Assessment {
     /// The chain as sent, summarized (depth 0 first).

@@ -6,108 +6,26 @@ mod advisories;
 mod assessment;
 mod causes;
 pub mod client_cert;
+mod model;
 mod prose;
 mod sequence;
 #[cfg(test)]
 pub(crate) mod tests;
 
-use advisories::*;
 pub use assessment::Assessment;
-use causes::{auth::*, chain::*, network::*, tls::*};
-use prose::*;
-use sequence::*;
+pub use model::{Cell, EvalInput, Judgement, LocalSetup, TlsSession};
 
-pub use crate::evidence::human_time as date;
-
-use crate::catalogue::Code;
-use crate::evidence::{Evidence, Value};
 use std::collections::BTreeMap;
 
-use client_cert::ClientView;
-
-use crate::catalogue::Severity;
+use crate::eval::advisories::*;
+use crate::eval::prose::*;
+use crate::eval::sequence::*;
+use crate::evidence::human_time as date;
 use crate::finding::{self, Finding, Problem};
-use crate::observe::{
-    Alert, AuthStage, ConnectFailure, PlainAttempt, SslReply, StartupOutcome, TimeoutKind,
-    TlsAttempt, TlsFailure,
-};
+use crate::observe::{SslReply, StartupOutcome, TlsAttempt};
 use crate::plan::Endpoint;
 use crate::sslmode::SslMode;
-use crate::trust::{self, ChainFailure, ChainFailureKind, CrlState, RootSource, RootState};
-use crate::wire::ErrorFields;
-use crate::x509::{self, CertSummary};
-
-/// The client-side material, as loaded before connecting.
-#[derive(Debug, Clone)]
-pub struct LocalSetup {
-    pub roots: RootState,
-    /// sslrootcert=system (libpq 16+), which libpq allows only with verify-full.
-    pub system_roots: bool,
-    pub crl: Option<CrlState>,
-    /// A client certificate/key problem that makes libpq's TLS set-up fail.
-    pub client_failure: Option<Problem>,
-    /// What the client presents.
-    pub client: ClientView,
-    /// A CRL file libpq would silently ignore, and why.
-    pub crl_ignored: Option<(std::path::PathBuf, String)>,
-}
-
-/// What one sslmode gets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cell {
-    /// Some(true): a session; Some(false): refused; None: not determined (see `code`).
-    pub ok: Option<bool>,
-    /// libpq's last attempt at this mode used TLS.
-    pub encrypted: bool,
-    pub code: Option<Code>,
-}
-
-/// Everything judged for one host.
-#[derive(Debug, Clone)]
-pub struct Judgement {
-    pub cells: BTreeMap<SslMode, Cell>,
-    pub findings: Vec<Finding>,
-    pub chain: Vec<CertSummary>,
-    /// PostgreSQL answered something on some attempt.
-    pub postgres_replied: bool,
-    /// The TLS session, when a handshake completed.
-    pub tls_session: Option<TlsSession>,
-}
-
-/// What a completed handshake established, as the report shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsSession {
-    pub version: String,
-    pub cipher_suite: String,
-    pub key_exchange_group: Option<String>,
-    pub alpn: Option<String>,
-    /// The CA names in the server's CertificateRequest; None when it sent none.
-    pub client_ca_names: Option<Vec<String>>,
-    pub client_cert_sent: bool,
-}
-
-pub struct EvalInput<'a> {
-    pub endpoint: &'a Endpoint,
-    pub requested: SslMode,
-    pub local: &'a LocalSetup,
-    pub tls: Option<&'a TlsAttempt>,
-    pub plain: Option<&'a PlainAttempt>,
-    pub now: i64,
-    pub warn_days: i64,
-    pub user: &'a str,
-    pub dbname: &'a str,
-    /// Where the password came from (never the password itself).
-    pub password_source: Option<String>,
-    /// A passfile libpq would read that the doctor could not: why.
-    pub password_unknown: Option<&'a str>,
-    /// pg_hba.conf and pg_ident.conf, when the user gave them.
-    pub hba: Option<&'a crate::hba::HbaContext>,
-    /// The server's own reasons, from its log (--server-log).
-    pub server_log: Option<&'a crate::serverlog::LogReasons>,
-    pub negotiation: crate::plan::Negotiation,
-    /// After a failed direct handshake, the SSLRequest asked on a second connection.
-    pub ssl_request_probe: Option<&'a TlsAttempt>,
-}
+use crate::trust::RootState;
 
 /// The password permit for a TLS connection at `mode`: send only where libpq at that mode
 /// would itself use the connection.
@@ -220,10 +138,6 @@ pub fn judge(input: &EvalInput) -> Judgement {
         postgres_replied: postgres_replied(input),
         tls_session: input.tls.and_then(tls_session),
     }
-}
-
-fn is_chain_code(code: Code) -> bool {
-    code.phase() == crate::catalogue::Phase::Chain
 }
 
 fn postgres_replied(input: &EvalInput) -> bool {

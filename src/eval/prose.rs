@@ -1,9 +1,6 @@
 //! Words built from typed values, in one place: instants relative to the injected clock,
 //! byte previews, the encryption libpq names in its messages.
 
-#[allow(unused_imports)]
-use super::*;
-
 /// "3 days ago", "in 1 day": computed here from the injected clock, never in rendering.
 pub(in crate::eval) fn relative(unix: i64, now: i64) -> String {
     let days = (unix - now) / 86_400;

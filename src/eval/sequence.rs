@@ -1,26 +1,16 @@
 //! libpq's sequence for each sslmode: which attempts it makes in which order, what makes
 //! allow and prefer try the other kind of connection, and the first check each fails.
 
-#[allow(unused_imports)]
-use super::*;
-
-/// A failed path, with whether allow/prefer would still fall back to plaintext after it.
-#[derive(Debug, Clone)]
-pub(in crate::eval) struct Failure {
-    pub(in crate::eval) problem: Problem,
-    /// A TLS set-up or handshake failure, or a server error during auth (not 57P03).
-    pub(in crate::eval) falls_back: bool,
-    /// A server ErrorResponse: what makes `allow` retry with TLS.
-    pub(in crate::eval) server_error: bool,
-    pub(in crate::eval) undetermined: bool,
-    /// The failure happened on a TLS connection.
-    pub(in crate::eval) on_tls: bool,
-    /// Failures of later attempts at the same mode (prefer's plaintext after TLS, allow's
-    /// TLS after plaintext): libpq reports them all, and each breaks the mode.
-    pub(in crate::eval) also: Vec<Problem>,
-}
-
-pub(in crate::eval) type PathResult = Result<bool /* encrypted */, Failure>;
+use crate::catalogue::Code;
+use crate::eval::assessment::Assessment;
+use crate::eval::causes::{auth::*, chain::*, network::*, tls::*};
+use crate::eval::model::*;
+use crate::eval::prose::*;
+use crate::evidence::Value;
+use crate::finding::Problem;
+use crate::observe::{SslReply, TlsFailure};
+use crate::sslmode::SslMode;
+use crate::trust::{ChainFailureKind, RootState};
 
 /// libpq's sequence for one sslmode.
 pub(in crate::eval) fn mode_path(

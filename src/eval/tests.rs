@@ -8,13 +8,17 @@ use std::path::PathBuf;
 
 use super::client_cert::ClientView;
 use super::*;
+use crate::catalogue::{Code, Severity};
 use crate::client_cert::{NoCertificate, Pkcs12Contents};
+use crate::finding::Finding;
 use crate::observe::{
     Alert, AuthStage, ConnectFailure, Flood, HandshakeFacts, PlainAttempt, ServerSslView, SslReply,
     StartupOutcome, TimeoutKind, TlsAttempt, TlsFailure,
 };
+use crate::plan::Endpoint;
 use crate::plan::{CertMode, Negotiation};
 use crate::serverlog::LogReasons;
+use crate::sslmode::SslMode;
 use crate::testing::pki::{self, Ca, Issued, LeafSpec};
 use crate::trust::{RootSource, RootState};
 use crate::wire::ErrorFields;

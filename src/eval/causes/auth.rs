@@ -1,8 +1,16 @@
 //! Causes at startup and authentication: the server's ErrorResponse by SQLSTATE, passwords,
 //! SCRAM, and the pg_hba.conf line that decided.
 
-#[allow(unused_imports)]
-use super::super::*;
+use crate::catalogue::Code;
+use crate::eval::causes::network::*;
+use crate::eval::client_cert::{self};
+use crate::eval::model::*;
+use crate::eval::prose::*;
+use crate::evidence::Value;
+use crate::finding::Problem;
+use crate::observe::{AuthStage, StartupOutcome};
+use crate::plan::Endpoint;
+use crate::wire::ErrorFields;
 
 /// Turns a startup outcome into a path result.
 pub(in crate::eval) fn startup_result(

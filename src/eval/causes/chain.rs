@@ -1,7 +1,12 @@
 //! Causes in the server's chain and names, as OpenSSL and libpq judge them.
 
-#[allow(unused_imports)]
-use super::super::*;
+use crate::catalogue::Code;
+use crate::eval::prose::*;
+use crate::evidence::{human_time as date, Value};
+use crate::finding::Problem;
+use crate::plan::Endpoint;
+use crate::trust::{ChainFailure, ChainFailureKind, RootSource};
+use crate::x509::{self, CertSummary};
 
 pub(in crate::eval) fn hostname_problem(
     endpoint: &Endpoint,

@@ -1,7 +1,10 @@
 //! Causes in the network phase: no address, no TCP, no answer.
 
-#[allow(unused_imports)]
-use super::super::*;
+use crate::catalogue::Code;
+use crate::evidence::Value;
+use crate::finding::Problem;
+use crate::observe::{ConnectFailure, TimeoutKind};
+use crate::plan::Endpoint;
 
 pub(in crate::eval) fn connect_problem(err: &ConnectFailure, endpoint: &Endpoint) -> Problem {
     match err {

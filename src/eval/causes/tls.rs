@@ -1,7 +1,12 @@
 //! Causes in the TLS handshake.
 
-#[allow(unused_imports)]
-use super::super::*;
+use crate::catalogue::Code;
+use crate::eval::causes::network::*;
+use crate::eval::client_cert::{self};
+use crate::eval::model::*;
+use crate::evidence::Value;
+use crate::finding::Problem;
+use crate::observe::{Alert, TlsAttempt, TlsFailure};
 
 pub(in crate::eval) fn handshake_problem(
     failure: &TlsFailure,
