@@ -166,6 +166,16 @@ pub struct ErrorFields {
     pub hint: Option<String>,
 }
 
+/// The SQLSTATE codes the doctor tells apart, named as in PostgreSQL's errcodes.txt.
+pub mod sqlstate {
+    pub const INVALID_AUTHORIZATION_SPECIFICATION: &str = "28000";
+    pub const INVALID_PASSWORD: &str = "28P01";
+    pub const INVALID_CATALOG_NAME: &str = "3D000";
+    pub const TOO_MANY_CONNECTIONS: &str = "53300";
+    pub const CANNOT_CONNECT_NOW: &str = "57P03";
+    pub const CONFIG_FILE_ERROR: &str = "F0000";
+}
+
 /// Authentication requests the doctor understands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthRequest {

@@ -10,6 +10,7 @@ use crate::evidence::Value;
 use crate::finding::Problem;
 use crate::observe::{AuthStage, StartupOutcome};
 use crate::plan::Endpoint;
+use crate::wire::sqlstate;
 use crate::wire::ErrorFields;
 
 /// Turns a startup outcome into a path result.
@@ -98,7 +99,7 @@ pub(in crate::eval) fn startup_result(
             let problem = server_error_problem(fields, *stage, input, on_tls);
             Err(Failure {
                 problem,
-                falls_back: fields.code != "57P03",
+                falls_back: fields.code != sqlstate::CANNOT_CONNECT_NOW,
                 server_error: true,
                 undetermined: false,
                 on_tls,
@@ -192,7 +193,7 @@ pub(in crate::eval) fn server_error_problem(
 ) -> Problem {
     let msg = &fields.message;
     let (code, fix): (Code, String) = match fields.code.as_str() {
-        "28000" if msg.starts_with("no pg_hba.conf entry") => (
+        sqlstate::INVALID_AUTHORIZATION_SPECIFICATION if msg.starts_with("no pg_hba.conf entry") => (
             Code::HbaNoEntry,
             format!(
                 "add a line to pg_hba.conf, e.g. `{} {} {} <client-address>/32 scram-sha-256`, then `SELECT pg_reload_conf();`",
@@ -201,50 +202,50 @@ pub(in crate::eval) fn server_error_problem(
                 input_user(input)
             ),
         ),
-        "28000" if msg.starts_with("pg_hba.conf rejects") => (
+        sqlstate::INVALID_AUTHORIZATION_SPECIFICATION if msg.starts_with("pg_hba.conf rejects") => (
             Code::HbaReject,
             "a reject line in pg_hba.conf matches first; connect with the encryption an earlier line allows (hostssl lines need TLS), or change the rules".into(),
         ),
-        "28000" if msg.starts_with("role ") && msg.ends_with("does not exist") => (
+        sqlstate::INVALID_AUTHORIZATION_SPECIFICATION if msg.starts_with("role ") && msg.ends_with("does not exist") => (
             Code::RoleMissing,
             format!("CREATE ROLE \"{}\" LOGIN; or connect as an existing role (user=...)", input_user(input)),
         ),
-        "28000" if msg.contains("is not permitted to log in") => (
+        sqlstate::INVALID_AUTHORIZATION_SPECIFICATION if msg.contains("is not permitted to log in") => (
             Code::ServerRefused,
             format!("ALTER ROLE \"{}\" LOGIN;", input_user(input)),
         ),
-        "3D000" => (
+        sqlstate::INVALID_CATALOG_NAME => (
             Code::DatabaseMissing,
             format!(
                 "CREATE DATABASE \"{}\"; or name an existing database (dbname=...; libpq defaults it to the user name)",
                 input_db(input)
             ),
         ),
-        "28P01" if stage == AuthStage::AfterSaslFinal => (
+        sqlstate::INVALID_PASSWORD if stage == AuthStage::AfterSaslFinal => (
             Code::ClientCertCnMismatch,
             "the password was right (the server proved it with its SCRAM final message), so clientcert=verify-full refused the certificate's CN/DN: the CN must equal the user name, or use map= with pg_ident.conf".into(),
         ),
-        "28P01" => (
+        sqlstate::INVALID_PASSWORD => (
             Code::PasswordFailed,
             "check the password (~/.pgpass, PGPASSWORD); the server hides a missing role behind the same error, its log says which (\"Role ... does not exist\" or \"Password does not match\")".into(),
         ),
-        "53300" => (
+        sqlstate::TOO_MANY_CONNECTIONS => (
             Code::TooManyConnections,
             "raise max_connections or the role/database CONNECTION LIMIT, or use a pooler".into(),
         ),
-        "57P03" => (
+        sqlstate::CANNOT_CONNECT_NOW => (
             Code::ServerNotReady,
             "wait for the server to finish starting or recovering; check the server log".into(),
         ),
-        "28000" if msg.starts_with("connection requires a valid client certificate") => (
+        sqlstate::INVALID_AUTHORIZATION_SPECIFICATION if msg.starts_with("connection requires a valid client certificate") => (
             Code::ClientCertMissing,
             "give the client certificate and key (sslcert=..., sslkey=..., or ~/.postgresql/postgresql.crt and .key)".into(),
         ),
-        "F0000" if msg.contains("root certificate store") => (
+        sqlstate::CONFIG_FILE_ERROR if msg.contains("root certificate store") => (
             Code::ServerCaMissing,
             "on the server, set ssl_ca_file to the CA that issues client certificates, then reload".into(),
         ),
-        "28000" if msg.starts_with("certificate authentication failed") || msg.starts_with("\"trust\" authentication failed") => (
+        sqlstate::INVALID_AUTHORIZATION_SPECIFICATION if msg.starts_with("certificate authentication failed") || msg.starts_with("\"trust\" authentication failed") => (
             Code::ClientCertCnMismatch,
             "the client certificate's CN must equal the user name (or be mapped with map= in pg_ident.conf)".into(),
         ),
@@ -260,7 +261,7 @@ pub(in crate::eval) fn server_error_problem(
     if let Some(h) = &fields.hint {
         problem = problem.with("server_hint", h.clone());
     }
-    if fields.code == "28P01" {
+    if fields.code == sqlstate::INVALID_PASSWORD {
         if let Some(source) = &input.password_source {
             problem = problem.with("password_source", source.clone());
         }
