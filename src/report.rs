@@ -405,38 +405,6 @@ fn tls_out(session: &TlsSession) -> TlsOut {
     }
 }
 
-/// Which host libpq would end on for the requested mode: it skips hosts it cannot reach
-/// and servers that are not ready (57P03), and stops at anything else.
-pub fn choose_host(hosts: &[HostResult], requested: SslMode) -> (usize, Vec<String>) {
-    let mut reasons = vec![String::new(); hosts.len()];
-    for (i, h) in hosts.iter().enumerate() {
-        let cell = &h.judgement.cells[&requested];
-        let skip = matches!(
-            cell.code,
-            Some(Code::TcpConnectFailed) | Some(Code::ConnectTimeout) | Some(Code::ServerNotReady)
-        );
-        if skip && i + 1 < hosts.len() {
-            reasons[i] = format!(
-                "skipped: {} at sslmode={requested}, so libpq tries the next host",
-                cell.code.map(Code::as_str).unwrap_or_default()
-            );
-            continue;
-        }
-        reasons[i] = match cell.ok {
-            Some(true) => format!("libpq ends here: sslmode={requested} gets a session"),
-            _ => format!(
-                "libpq ends here: {} stops the host loop",
-                cell.code.map(Code::as_str).unwrap_or("the failure")
-            ),
-        };
-        for r in reasons.iter_mut().skip(i + 1) {
-            *r = "not reached by libpq".into();
-        }
-        return (i, reasons);
-    }
-    (hosts.len().saturating_sub(1), reasons)
-}
-
 pub struct BuildInput<'a> {
     pub plan: &'a Plan,
     /// The TLS library's crypto provider, as the probe names it.
@@ -447,7 +415,8 @@ pub struct BuildInput<'a> {
 
 pub fn build(input: &BuildInput) -> Report {
     let plan = input.plan;
-    let (chosen, reasons) = choose_host(input.hosts, plan.sslmode);
+    let judgements: Vec<&Judgement> = input.hosts.iter().map(|h| &h.judgement).collect();
+    let (chosen, reasons) = crate::eval::host_loop::choose_host(&judgements, plan.sslmode);
     let host = &input.hosts[chosen];
     let judgement = &host.judgement;
     let findings: Vec<FindingOut> = judgement.findings.iter().map(finding_out).collect();

@@ -6,6 +6,7 @@ mod advisories;
 mod assessment;
 mod causes;
 pub mod client_cert;
+pub mod host_loop;
 mod model;
 mod prose;
 mod sequence;
