@@ -8,7 +8,7 @@ use crate::eval::causes::auth::*;
 use crate::eval::client_cert::{self};
 use crate::eval::model::*;
 use crate::eval::prose::*;
-use crate::evidence::{human_time as date, Evidence, Value};
+use crate::evidence::{Evidence, Value};
 use crate::finding::Finding;
 use crate::observe::{StartupOutcome, TlsAttempt};
 use crate::sslmode::SslMode;
@@ -231,14 +231,9 @@ pub(in crate::eval) fn expiry_findings(
                 code: Code::ServerCertExpiringSoon,
                 severity: Severity::Warning,
                 summary: format!(
-                    "{} expires on {} ({})",
-                    if depth == 0 {
-                        "the server certificate".to_string()
-                    } else {
-                        format!("the chain certificate at depth {depth}")
-                    },
-                    date(cert.not_after),
-                    relative(cert.not_after, now)
+                    "{} expires on {}",
+                    which_certificate(depth, chain.len()),
+                    instant(cert.not_after, now)
                 ),
                 evidence: vec![
                     Evidence::new("certificate_subject", Value::name(cert.subject.clone())),

@@ -10,7 +10,7 @@ use crate::observe::{Alert, TlsAttempt};
 use crate::plan::CertMode;
 use crate::x509::CertSummary;
 
-use super::{date, relative};
+use super::prose::{instant, relative};
 
 /// What the client presents (or why nothing), as loaded before connecting.
 #[derive(Debug, Clone, Default)]
@@ -83,7 +83,7 @@ pub fn refusal_problem(
             let until = leaf.map(|l| l.not_after).unwrap_or(now);
             Problem::new(
                 Code::ClientCertExpired,
-                format!("the client certificate \"{subject}\" expired on {} ({}); the server refused it {when}", date(until), relative(until, now)),
+                format!("the client certificate \"{subject}\" expired on {}; the server refused it {when}", instant(until, now)),
             )
             .with("not_after", Value::Time(until))
             .fix("issue a new client certificate (the server's CA must sign it) and replace sslcert/sslkey")
@@ -111,7 +111,7 @@ pub fn refusal_problem(
             let from = leaf.map(|l| l.not_before).unwrap_or(now);
             Problem::new(
                 Code::ClientCertNotYetValid,
-                format!("the client certificate \"{subject}\" is not valid until {} ({}); the server refused it {when}", date(from), relative(from, now)),
+                format!("the client certificate \"{subject}\" is not valid until {}; the server refused it {when}", instant(from, now)),
             )
             .with("not_before", Value::Time(from))
             .fix("check the clocks of this machine, the server and the CA that issued the certificate")
@@ -279,7 +279,7 @@ pub fn local_findings(
     if leaf.not_after < now {
         out.push(warn(
             Code::ClientCertExpired,
-            format!("the client certificate \"{}\" expired on {} ({})", leaf.subject, date(leaf.not_after), relative(leaf.not_after, now)),
+            format!("the client certificate \"{}\" expired on {}", leaf.subject, instant(leaf.not_after, now)),
             vec![Evidence::new("not_after", Value::Time(leaf.not_after))],
             "issue a new client certificate; a server that checks client certificates (ssl_ca_file set) refuses this one",
         ));
@@ -287,10 +287,9 @@ pub fn local_findings(
         out.push(warn(
             Code::ClientCertExpiringSoon,
             format!(
-                "the client certificate \"{}\" expires on {} ({})",
+                "the client certificate \"{}\" expires on {}",
                 leaf.subject,
-                date(leaf.not_after),
-                relative(leaf.not_after, now)
+                instant(leaf.not_after, now)
             ),
             vec![
                 Evidence::new("not_after", Value::Time(leaf.not_after)),
@@ -303,10 +302,9 @@ pub fn local_findings(
         out.push(warn(
             Code::ClientCertNotYetValid,
             format!(
-                "the client certificate \"{}\" is not valid until {} ({})",
+                "the client certificate \"{}\" is not valid until {}",
                 leaf.subject,
-                date(leaf.not_before),
-                relative(leaf.not_before, now)
+                instant(leaf.not_before, now)
             ),
             vec![Evidence::new("not_before", Value::Time(leaf.not_before))],
             "check the clocks of this machine and of the CA that issued it",

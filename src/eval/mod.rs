@@ -19,9 +19,7 @@ pub use model::{Cell, EvalInput, Judgement, LocalSetup, TlsSession};
 use std::collections::BTreeMap;
 
 use crate::eval::advisories::*;
-use crate::eval::prose::*;
 use crate::eval::sequence::*;
-use crate::evidence::human_time as date;
 use crate::finding::{self, Finding, Problem};
 use crate::observe::{SslReply, StartupOutcome, TlsAttempt};
 use crate::plan::Endpoint;

@@ -1,5 +1,23 @@
-//! Words built from typed values, in one place: instants relative to the injected clock,
-//! byte previews, the encryption libpq names in its messages.
+//! Words built from typed values, in one place: instants for people and relative to the
+//! injected clock, which certificate of a chain, byte previews, the encryption libpq names
+//! in its messages.
+
+pub(in crate::eval) use crate::evidence::human_time as date;
+
+/// "expires on 2026-11-01 21:45:51 UTC (in 3 days)".
+pub(in crate::eval) fn instant(unix: i64, now: i64) -> String {
+    format!("{} ({})", date(unix), relative(unix, now))
+}
+
+/// The certificate at `depth` of a chain of `sent` certificates, as a person names it; a
+/// depth past the chain is the trust anchor from the root file.
+pub(in crate::eval) fn which_certificate(depth: usize, sent: usize) -> String {
+    match depth {
+        0 => "the server certificate".to_string(),
+        d if d < sent => format!("the chain certificate at depth {d}"),
+        _ => "the trust anchor in your root file".to_string(),
+    }
+}
 
 /// "3 days ago", "in 1 day": computed here from the injected clock, never in rendering.
 pub(in crate::eval) fn relative(unix: i64, now: i64) -> String {

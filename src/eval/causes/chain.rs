@@ -2,7 +2,7 @@
 
 use crate::catalogue::Code;
 use crate::eval::prose::*;
-use crate::evidence::{human_time as date, Value};
+use crate::evidence::Value;
 use crate::finding::Problem;
 use crate::plan::Endpoint;
 use crate::trust::{ChainFailure, ChainFailureKind, RootSource};
@@ -110,11 +110,7 @@ pub(in crate::eval) fn chain_problem(
         RootSource::File(p) => p.display().to_string(),
         RootSource::System => "the system's trusted roots".into(),
     };
-    let which = match failure.depth {
-        0 => "the server certificate".to_string(),
-        d if (d as usize) < chain.len() => format!("the chain certificate at depth {d}"),
-        _ => "the trust anchor in your root file".to_string(),
-    };
+    let which = which_certificate(failure.depth as usize, chain.len());
     let mut problem = match failure.kind {
         ChainFailureKind::Expired => {
             let c = subject_at.clone();
@@ -122,9 +118,8 @@ pub(in crate::eval) fn chain_problem(
             Problem::new(
                 Code::ServerCertExpired,
                 format!(
-                    "{which} expired on {} ({})",
-                    date(until),
-                    relative(until, now)
+                    "{which} expired on {}",
+                    instant(until, now)
                 ),
             )
             .with("not_after", Value::Time(until))
@@ -138,7 +133,7 @@ pub(in crate::eval) fn chain_problem(
             let from = subject_at.as_ref().map(|c| c.not_before).unwrap_or(now);
             Problem::new(
                 Code::ServerCertNotYetValid,
-                format!("{which} is not valid until {} ({})", date(from), relative(from, now)),
+                format!("{which} is not valid until {}", instant(from, now)),
             )
             .with("not_before", Value::Time(from))
             .fix("check the clocks of the client and of the machine that issued the certificate")
