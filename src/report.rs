@@ -185,9 +185,16 @@ impl EvidenceValue {
             EvidenceValue::Line(n) => n.to_string(),
             EvidenceValue::Number(n) => n.to_string(),
             EvidenceValue::Flag(b) => (if *b { "yes" } else { "no" }).to_string(),
-            EvidenceValue::Time(t) => t.clone(),
+            EvidenceValue::Time(t) => for_people(t),
         }
     }
+}
+
+/// An RFC 3339 instant as people read it: `2026-11-01 21:45:51 UTC`.
+pub fn for_people(rfc3339: &str) -> String {
+    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .map(|t| crate::evidence::human_time(t.unix_timestamp()))
+        .unwrap_or_else(|_| rfc3339.to_string())
 }
 
 fn evidence_out(e: &Evidence) -> EvidenceOut {

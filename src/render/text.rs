@@ -9,7 +9,7 @@ use anstyle::{AnsiColor, Style};
 
 use super::Colour;
 use crate::catalogue::Severity;
-use crate::report::{FindingOut, LintReport, Report};
+use crate::report::{for_people, FindingOut, LintReport, Report};
 use crate::untrusted::for_terminal_short;
 
 /// Every value the text renderers did not write themselves goes through this: control
@@ -142,7 +142,12 @@ pub fn report(report: &Report, colour: Colour, out: &mut dyn Write) -> io::Resul
         for c in &report.server_chain {
             writeln!(out, "  [{}] {}", c.depth, safe(&c.subject))?;
             writeln!(out, "      issuer: {}", safe(&c.issuer))?;
-            writeln!(out, "      valid:  {} .. {}", c.not_before, c.not_after)?;
+            writeln!(
+                out,
+                "      valid:  {} .. {}",
+                for_people(&c.not_before),
+                for_people(&c.not_after)
+            )?;
             let mut names: Vec<String> = c.dns_names.iter().map(|n| format!("DNS:{n}")).collect();
             names.extend(c.ip_addresses.iter().map(|n| format!("IP:{n}")));
             if !names.is_empty() {
