@@ -92,7 +92,7 @@ fn plans(cli: &Cli) -> Result<Vec<Plan>, ToolError> {
             ))
         }
         // One target per line; blank lines and # comments skipped.
-        Some(file) => plan::read_small_text(file)
+        Some(file) => crate::files::read_text(file)
             .map_err(|source| ToolError::Unreadable {
                 what: "targets file",
                 path: file.clone(),

@@ -3,6 +3,7 @@
 //! value remembers where it came from, because "require behaves like verify-ca" only makes
 //! sense once the user sees that a root.crt was picked up from their home directory.
 
+use crate::files::read_text;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -692,7 +693,7 @@ fn gss_credential_cache(env: &Environment) -> Option<String> {
         return Some(default.display().to_string());
     }
     let conf = env.var("KRB5_CONFIG").unwrap_or("/etc/krb5.conf");
-    match read_small_text(Path::new(conf)) {
+    match read_text(Path::new(conf)) {
         Ok(text) if text.contains("default_ccache_name") => {
             Some(format!("default_ccache_name in {conf}"))
         }
@@ -926,7 +927,7 @@ fn read_service(
     candidates.push((sysconf.join("pg_service.conf"), false));
 
     for (file, must_exist) in candidates {
-        let text = match read_small_text(&file) {
+        let text = match read_text(&file) {
             Ok(t) => t,
             Err(_) if !must_exist => continue,
             Err(e) => {
@@ -988,10 +989,6 @@ fn read_service(
 }
 
 /// Reads a configuration file of at most 1 MiB, byte for byte (see `files::read_text`).
-pub fn read_small_text(path: &Path) -> std::io::Result<String> {
-    crate::files::read_text(path)
-}
-
 /// libpq's `passwordFromFile`: the first matching `host:port:db:user:password` line.
 /// An Err is a note libpq would print (the file is then ignored).
 /// Why a passfile gave no password.
@@ -1026,7 +1023,7 @@ fn password_from_file(
             file.display()
         )));
     }
-    let text = read_small_text(file).map_err(|e| {
+    let text = read_text(file).map_err(|e| {
         PassfileProblem::Unread(format!(
             "the doctor could not read password file \"{}\" ({e}); libpq would, so whether it holds a password is not known",
             file.display()

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use std::cell::Cell;
 
-use crate::plan::read_small_text;
+use crate::files::read_text;
 
 /// One token of a field: its text, and whether it was quoted (which removes keyword meaning).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,7 +196,7 @@ impl Budget {
                 path.display()
             ));
         }
-        let text = read_small_text(path)
+        let text = read_text(path)
             .map_err(|e| format!("could not open file \"{}\": {e}", path.display()))?;
         self.bytes.set(self.bytes.get() + text.len());
         if self.bytes.get() > MAX_BYTES {
@@ -428,7 +428,7 @@ pub enum LoadError {
 }
 
 fn read_config(path: &Path) -> Result<String, LoadError> {
-    read_small_text(path).map_err(|source| LoadError::Unreadable {
+    read_text(path).map_err(|source| LoadError::Unreadable {
         path: path.to_path_buf(),
         source,
     })

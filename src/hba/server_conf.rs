@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::plan::read_small_text;
+use crate::files::read_text;
 
 /// postgresql.conf settings the lint needs, with where each was set.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,7 +61,7 @@ fn read_file(
         ));
     }
     let text =
-        read_small_text(path).map_err(|e| format!("could not read \"{}\": {e}", path.display()))?;
+        read_text(path).map_err(|e| format!("could not read \"{}\": {e}", path.display()))?;
     let base = path.parent().unwrap_or(Path::new("."));
     for (number, line) in text.lines().enumerate() {
         let Some((name, value)) = parse_line(line) else {
