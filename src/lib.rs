@@ -1,9 +1,11 @@
 //! pgtls-doctor: tells exactly why a PostgreSQL TLS connection fails, and proves it works
 //! when it does.
 //!
-//! The pipeline, one module each: `plan` (what libpq would use) → `probe` (all I/O, through
-//! the `wire` codec) → `eval` (pure judgement of the six sslmodes, clock injected) →
-//! `report` (the one report type) → `render` (text or JSON).
+//! The pipeline, one module each: `plan` (what libpq would use) → `local` (the client's
+//! files) → `connections` and `probe` (all I/O, through the `wire` codec), recording
+//! `observe` data → `eval` (pure judgement of the six sslmodes, clock injected) → `report`
+//! (the one report type, codes from `catalogue`) → `render` (one file per format).
+//! `command` runs a parsed command line; `app` runs one target.
 
 pub mod admin;
 pub mod app;
