@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what the build and the integration tests need on Debian 12:
 # PostgreSQL server binaries (tests start throw-away servers from
-# /usr/lib/postgresql/<v>/bin), OpenSSL headers + pkg-config (openssl-sys)
-# and the openssl CLI. Idempotent; runs as root without a terminal (CI).
+# /usr/lib/postgresql/<v>/bin), OpenSSL headers + pkg-config (openssl-sys),
+# the openssl CLI, and groff and zsh (the man page and the completions are
+# checked with them). Idempotent; runs as root without a terminal (CI).
 set -euo pipefail
 
 have_postgres() {
@@ -33,8 +34,12 @@ install_pg17() {
     chmod -R a+rX "$PG17_DIR"
 }
 
-if have_postgres && have_openssl_dev && command -v openssl >/dev/null 2>&1; then
-    echo "install-deps: PostgreSQL and OpenSSL development files already present"
+have_doc_tools() {
+    command -v groff >/dev/null 2>&1 && command -v zsh >/dev/null 2>&1
+}
+
+if have_postgres && have_openssl_dev && command -v openssl >/dev/null 2>&1 && have_doc_tools; then
+    echo "install-deps: PostgreSQL, OpenSSL development files, groff and zsh already present"
     install_pg17
     exit 0
 fi
@@ -46,7 +51,7 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
-apt-get install -y --no-install-recommends postgresql libssl-dev pkg-config openssl
+apt-get install -y --no-install-recommends postgresql libssl-dev pkg-config openssl groff-base zsh
 
 # The Debian package creates and starts a "main" cluster; the tests run
 # their own servers, so stop it and keep it from starting again.

@@ -18,19 +18,66 @@ pub enum Color {
     Never,
 }
 
-const AFTER_HELP: &str = "\
-TARGET is host, host:port, [v6]:port, a postgres:// URI, or a key=value conninfo string.
-Absent parts come from PGSERVICE, the PG* variables, ~/.pgpass and ~/.postgresql/, as libpq.
+/// The exit statuses, as `--help` and the man page print them.
+pub const EXIT_STATUS: &[(&str, &str)] = &[
+    ("0", "the connection as requested works and no finding is an error"),
+    ("1", "at least one error finding (the requested sslmode fails or cannot be confirmed)"),
+    ("2", "no reply recognisably from PostgreSQL (refused, unresolvable, timeout, not PostgreSQL)"),
+    ("3", "usage error, a file only the doctor reads is unreadable, or the output could not be written"),
+];
 
-EXIT STATUS:
-  0  the connection as requested works and no finding is an error
-  1  at least one error finding (the requested sslmode fails or cannot be confirmed)
-  2  no reply recognisably from PostgreSQL (refused, unresolvable, timeout, not PostgreSQL)
-  3  usage error, a file only the doctor reads is unreadable, or the output could not be written";
+/// Examples for the doctor's three users, as `--help` and the man page print them.
+pub const EXAMPLES: &[(&str, &str)] = &[
+    (
+        "Why does psql say \"certificate verify failed\"? Every sslmode, the failing check and the fix:",
+        "pgtls-doctor \"host=db.example.com user=app\" --sslmode verify-full --sslrootcert ca.crt",
+    ),
+    (
+        "In CI after a deploy: exit 1 when the connection as deployed fails, 2 when nothing answers:",
+        "pgtls-doctor --targets endpoints.txt --sslmode verify-full --format json > tls-report.json",
+    ),
+    (
+        "For a support ticket: the whole diagnosis as JSON (passwords and keys are never shown):",
+        "pgtls-doctor \"$DATABASE_URL\" --format json > pgtls-report.json",
+    ),
+    (
+        "The lines of a pg_hba.conf the server would refuse, rules that never match, weak rules:",
+        "pgtls-doctor hba lint /etc/postgresql/17/main/pg_hba.conf",
+    ),
+];
+
+fn after_help() -> String {
+    let mut text = String::from(
+        "TARGET is host, host:port, [v6]:port, a postgres:// URI, or a key=value conninfo string.\n\
+         Absent parts come from PGSERVICE, the PG* variables, ~/.pgpass and ~/.postgresql/, as libpq.\n\n\
+         EXAMPLES:\n",
+    );
+    for (what, command) in EXAMPLES {
+        text.push_str(&format!("  {what}\n    {command}\n"));
+    }
+    text.push_str("\nEXIT STATUS:\n");
+    for (code, meaning) in EXIT_STATUS {
+        text.push_str(&format!("  {code}  {meaning}\n"));
+    }
+    text.trim_end().to_string()
+}
+
+/// What `--generate` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Generate {
+    /// The man page (roff), for man1/pgtls-doctor.1
+    Man,
+    /// bash completions
+    CompleteBash,
+    /// zsh completions (_pgtls-doctor)
+    CompleteZsh,
+    /// fish completions
+    CompleteFish,
+}
 
 /// Tells exactly why a PostgreSQL TLS connection fails, and proves it works when it does.
 #[derive(Debug, Parser)]
-#[command(name = "pgtls-doctor", version, after_help = AFTER_HELP, args_conflicts_with_subcommands = true)]
+#[command(name = "pgtls-doctor", version, after_help = after_help(), args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -106,6 +153,9 @@ pub struct Cli {
     /// Send a cleartext password (method "password") even without TLS
     #[arg(long = "allow-cleartext-password")]
     pub allow_cleartext_password: bool,
+    /// Write the man page or shell completions to stdout, and exit
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub generate: Option<Generate>,
     /// Judge certificates as of this Unix time instead of now (for tests and "what if")
     #[arg(long, hide = true)]
     pub now: Option<i64>,

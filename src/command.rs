@@ -17,6 +17,16 @@ use crate::report::{self, Fleet, Summary, Tool};
 const MAX_TIMEOUT_SECS: f64 = 86_400.0;
 
 pub fn run(cli: &Cli) -> Result<u8, ToolError> {
+    if let Some(what) = cli.generate {
+        let mut stdout = std::io::stdout().lock();
+        return match crate::generate::write(what, &mut stdout).and_then(|_| stdout.flush()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(ToolError::Write {
+                what: "output",
+                source: e,
+            }),
+            _ => Ok(crate::report::exit::OK),
+        };
+    }
     let colour = colour(cli.color);
     if let Some(Command::Hba {
         action:

@@ -20,6 +20,7 @@ pub mod eval;
 pub mod evidence;
 pub mod files;
 pub mod finding;
+pub mod generate;
 pub mod hba;
 pub mod keywords;
 pub mod local;
