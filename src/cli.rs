@@ -168,6 +168,50 @@ pub enum Command {
         #[command(subcommand)]
         action: HbaCommand,
     },
+    /// Make a CA, a server certificate and client certificates for PostgreSQL, and print how
+    /// to install and use them
+    Pki(PkiArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PkiArgs {
+    /// A new directory (made 0700), or an empty one only you can enter
+    pub dir: PathBuf,
+    /// A DNS name clients put in host= (repeat for several; the first is the CN)
+    #[arg(long = "server-name", value_name = "NAME")]
+    pub server_names: Vec<String>,
+    /// An IP address clients put in host= (repeat for several)
+    #[arg(long = "server-ip", value_name = "ADDRESS")]
+    pub server_ips: Vec<std::net::IpAddr>,
+    /// A user to make a client certificate for, CN = the user (repeat for several)
+    #[arg(long = "client", value_name = "USER")]
+    pub clients: Vec<String>,
+    /// Validity of the server and client certificates, in days
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+    /// Validity of the CA, in days
+    #[arg(long = "ca-days", default_value_t = 3650)]
+    pub ca_days: u32,
+    /// Encrypt the client keys with the passphrase in this file (its first line)
+    #[arg(long = "passphrase-file", value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Where the printed commands install the server's files (its data directory)
+    #[arg(
+        long = "server-dir",
+        value_name = "DIR",
+        default_value = "/var/lib/postgresql/17/main"
+    )]
+    pub server_dir: String,
+    /// The port the printed connection strings name
+    #[arg(long, default_value_t = 5432)]
+    pub port: u16,
+    /// The client network the printed pg_hba.conf lines admit
+    #[arg(
+        long = "client-network",
+        value_name = "CIDR",
+        default_value = "0.0.0.0/0"
+    )]
+    pub client_network: String,
 }
 
 #[derive(Debug, Subcommand)]

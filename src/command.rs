@@ -28,6 +28,9 @@ pub fn run(cli: &Cli) -> Result<u8, ToolError> {
         };
     }
     let colour = colour(cli.color);
+    if let Some(Command::Pki(args)) = &cli.command {
+        return pki(args);
+    }
     if let Some(Command::Hba {
         action:
             HbaCommand::Lint {
@@ -251,6 +254,62 @@ fn diagnose(
             source,
         }),
         None => Ok(exit_code),
+    }
+}
+
+/// `pki DIR`: the files, then how to install and use them.
+fn pki(args: &crate::cli::PkiArgs) -> Result<u8, ToolError> {
+    let passphrase = match &args.passphrase_file {
+        None => None,
+        Some(file) => {
+            let text = crate::files::read_text(file).map_err(|source| ToolError::Unreadable {
+                what: "passphrase file",
+                path: file.clone(),
+                source,
+            })?;
+            let first = text.lines().next().unwrap_or_default();
+            if first.is_empty() {
+                return Err(ToolError::Usage(format!(
+                    "the passphrase file \"{}\" is empty",
+                    file.display()
+                )));
+            }
+            Some(crate::plan::Secret::new(first))
+        }
+    };
+    let written = crate::pki::make(&crate::pki::PkiRequest {
+        dir: args.dir.clone(),
+        server_names: args.server_names.clone(),
+        server_addresses: args.server_ips.clone(),
+        clients: args.clients.clone(),
+        days: args.days,
+        ca_days: args.ca_days,
+        passphrase,
+        server_dir: args.server_dir.clone(),
+        port: args.port,
+        client_network: args.client_network.clone(),
+    })?;
+    let mut stdout = std::io::stdout().lock();
+    let mut text = String::from("# Wrote (keys 0600):\n");
+    for file in &written.files {
+        text.push_str(&format!("#   {}\n", file.display()));
+    }
+    text.push('\n');
+    text.push_str(&written.instructions);
+    // Paths and names are the user's, shown line by line with control characters escaped.
+    let shown: String = text
+        .lines()
+        .map(|line| format!("{}\n", crate::untrusted::for_terminal(line)))
+        .collect();
+    match stdout
+        .write_all(shown.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(ToolError::Write {
+            what: "output",
+            source: e,
+        }),
+        _ => Ok(crate::report::exit::OK),
     }
 }
 

@@ -41,6 +41,9 @@ pub enum ToolError {
         #[source]
         source: crate::plan::PlanError,
     },
+    /// `pki` wrote nothing.
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
     /// The report could not be written (a full disk; a closed pipe is not an error).
     #[error("could not write the {what}: {source}")]
     Write {

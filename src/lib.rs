@@ -25,6 +25,7 @@ pub mod hba;
 pub mod keywords;
 pub mod local;
 pub mod observe;
+pub mod pki;
 pub mod plan;
 pub mod probe;
 pub mod render;

@@ -19,6 +19,7 @@ mod hostile_peers;
 mod hostile_tls;
 mod input_files;
 mod libpq_parity;
+mod pki;
 mod probe_scenarios;
 mod properties;
 mod secrets;
