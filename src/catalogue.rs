@@ -1,7 +1,7 @@
 //! The catalogue: every finding code the doctor emits, defined once, with its phase, its
-//! default severity and its one-line meaning. docs/findings.md and the schema's code list
-//! are generated from it (`PGTLS_BLESS=1 cargo test --lib catalogue`); a test fails when
-//! either is stale.
+//! default severity and its one-line meaning. The long explanation of each is in
+//! `explain.rs`; docs/findings.md and the schema's code list are generated from both
+//! (`PGTLS_BLESS=1 cargo test --lib`), and a test fails when either is stale.
 
 use serde::Serialize;
 
@@ -279,63 +279,11 @@ impl Code {
     pub fn parse(text: &str) -> Option<Code> {
         Code::ALL.iter().copied().find(|c| c.as_str() == text)
     }
-
-    /// The long explanation `explain CODE` will print: empty until it is written, in
-    /// docs/explain/CODE.md.
-    pub fn explanation(self) -> Option<&'static str> {
-        None
-    }
 }
 
 impl std::fmt::Display for Code {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// docs/findings.md, generated from the catalogue.
-pub fn findings_markdown() -> String {
-    let mut out = String::from(
-        "# Finding codes\n\n\
-         <!-- Generated from src/catalogue.rs by `PGTLS_BLESS=1 cargo test --lib catalogue`; do not edit. -->\n\n\
-         Every finding has a stable `code`, a `phase`, a `severity`, a one-line `summary`, typed `evidence` \
-         (names, dates, numbers, file lines, the server's own words, in order, repeated keys kept), a `fix`, \
-         and the `modes` it makes fail.\n\n\
-         Severity: `error` = the connection as requested fails because of it; `warning` = it works now but is \
-         insecure or will break (plaintext fallback, expiring, fails at a stricter sslmode); `info` = facts, \
-         and failures only at sslmodes weaker than the one requested. A finding that breaks sslmodes takes its \
-         severity from them; the default below is the severity of a finding that stands alone.\n",
-    );
-    for phase in Phase::ALL {
-        let codes: Vec<Code> = Code::ALL
-            .iter()
-            .copied()
-            .filter(|c| c.phase() == phase)
-            .collect();
-        if codes.is_empty() {
-            continue;
-        }
-        out.push_str(&format!(
-            "\n## {}\n\n| code | default severity | meaning |\n|---|---|---|\n",
-            capitalised(phase.as_str())
-        ));
-        for code in codes {
-            out.push_str(&format!(
-                "| `{}` | {} | {} |\n",
-                code.as_str(),
-                code.default_severity().as_str(),
-                code.meaning()
-            ));
-        }
-    }
-    out
-}
-
-fn capitalised(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
     }
 }
 
@@ -378,10 +326,5 @@ mod tests {
             .filter(|c| !produced.contains(c))
             .collect();
         assert!(missing.is_empty(), "no table produces {missing:?}");
-    }
-
-    #[test]
-    fn findings_doc_is_current() {
-        crate::testing::check_generated("docs/findings.md", &findings_markdown());
     }
 }

@@ -171,6 +171,11 @@ pub enum Command {
     /// Make a CA, a server certificate and client certificates for PostgreSQL, and print how
     /// to install and use them
     Pki(PkiArgs),
+    /// What a finding code means, how psql shows it, how to confirm it by hand and how to fix it
+    Explain {
+        /// A finding code, as in a report (`server_cert_expired`)
+        code: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]

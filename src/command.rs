@@ -31,6 +31,9 @@ pub fn run(cli: &Cli) -> Result<u8, ToolError> {
     if let Some(Command::Pki(args)) = &cli.command {
         return pki(args);
     }
+    if let Some(Command::Explain { code }) = &cli.command {
+        return explain(code);
+    }
     if let Some(Command::Hba {
         action:
             HbaCommand::Lint {
@@ -254,6 +257,31 @@ fn diagnose(
             source,
         }),
         None => Ok(exit_code),
+    }
+}
+
+/// `explain CODE`; an unknown code is a usage error that names the closest known ones.
+fn explain(code: &str) -> Result<u8, ToolError> {
+    let Some(known) = crate::catalogue::Code::parse(code.trim()) else {
+        let closest: Vec<&str> = crate::explain::closest(code)
+            .iter()
+            .map(|c| c.as_str())
+            .collect();
+        return Err(ToolError::Usage(format!(
+            "unknown finding code \"{code}\"; the closest known codes: {} (docs/findings.md lists them all)",
+            closest.join(", ")
+        )));
+    };
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(crate::explain::text(known).as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(ToolError::Write {
+            what: "output",
+            source: e,
+        }),
+        _ => Ok(crate::report::exit::OK),
     }
 }
 

@@ -18,6 +18,7 @@ pub mod conninfo;
 pub mod error;
 pub mod eval;
 pub mod evidence;
+pub mod explain;
 pub mod files;
 pub mod finding;
 pub mod generate;

@@ -8,6 +8,7 @@ mod support;
 mod cli;
 mod client_certs;
 mod direct_tls;
+mod explain;
 mod generate;
 mod guides;
 mod harness_smoke;
