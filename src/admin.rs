@@ -166,6 +166,13 @@ pub fn rules_from_rows(rows: &[Vec<Option<String>>], admin_user: &str) -> AdminR
         match kind.as_str() {
             "rule" => {
                 let raw = rule_text(&v);
+                // PostgreSQL 15 leaves some refused lines with neither a type nor an error
+                // text (clientcert=1, for one): the line is refused all the same.
+                let error = error.or_else(|| {
+                    v["type"].is_null().then(|| {
+                        "the server refuses this line (pg_hba_file_rules gives no reason; `pgtls-doctor hba lint` on the file says why)".to_string()
+                    })
+                });
                 if let Some(message) = error {
                     file.errors.push(ParseError {
                         file: path,

@@ -171,6 +171,13 @@ pub enum Command {
     /// Make a CA, a server certificate and client certificates for PostgreSQL, and print how
     /// to install and use them
     Pki(PkiArgs),
+    /// The first run: a throwaway PostgreSQL on this machine with the mistakes the guides lead
+    /// to, each diagnosed beside what psql says; everything it makes is removed afterwards
+    Demo {
+        /// Leave the server running, and print how to connect to it and how to remove it
+        #[arg(long)]
+        keep: bool,
+    },
     /// What a finding code means, how psql shows it, how to confirm it by hand and how to fix it
     Explain {
         /// A finding code, as in a report (`server_cert_expired`)

@@ -34,6 +34,22 @@ pub fn run(cli: &Cli) -> Result<u8, ToolError> {
     if let Some(Command::Explain { code }) = &cli.command {
         return explain(code);
     }
+    if let Some(Command::Demo { keep }) = &cli.command {
+        let mut stdout = std::io::stdout().lock();
+        let outcomes = crate::demo::run(
+            &crate::demo::DemoOptions {
+                keep: *keep,
+                colour,
+            },
+            &mut stdout,
+        )?;
+        // 0 when every scenario came out as the demo says it does.
+        return Ok(if outcomes.iter().all(|o| o.as_expected) {
+            crate::report::exit::OK
+        } else {
+            crate::report::exit::PROBLEM
+        });
+    }
     if let Some(Command::Hba {
         action:
             HbaCommand::Lint {

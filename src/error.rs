@@ -41,6 +41,9 @@ pub enum ToolError {
         #[source]
         source: crate::plan::PlanError,
     },
+    /// The demo could not run (no PostgreSQL binaries, or a step failed).
+    #[error(transparent)]
+    Demo(#[from] crate::demo::DemoError),
     /// `pki` wrote nothing.
     #[error(transparent)]
     Pki(#[from] crate::pki::PkiError),

@@ -15,6 +15,7 @@ pub mod client_cert;
 pub mod command;
 pub mod connections;
 pub mod conninfo;
+pub mod demo;
 pub mod error;
 pub mod eval;
 pub mod evidence;

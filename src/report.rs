@@ -441,16 +441,27 @@ pub fn build(input: &BuildInput) -> Report {
         exit::OK
     };
     let summary = match (requested.ok, requested.code) {
-        (Some(true), _) => format!(
-            "sslmode={} connects to {} {}",
-            plan.sslmode,
-            host.endpoint.display(),
-            if requested.encrypted {
-                "over TLS"
-            } else {
-                "WITHOUT TLS"
+        (Some(true), _) => {
+            let works = format!(
+                "sslmode={} connects to {} {}",
+                plan.sslmode,
+                host.endpoint.display(),
+                if requested.encrypted {
+                    "over TLS"
+                } else {
+                    "WITHOUT TLS"
+                }
+            );
+            // It connects, yet an error stands (rules the server refuses, say): say which.
+            match judgement
+                .findings
+                .iter()
+                .find(|f| f.severity == Severity::Error)
+            {
+                Some(error) => format!("{works}, but {}", error.summary),
+                None => works,
             }
-        ),
+        }
         (Some(false), code) => format!(
             "sslmode={} fails at {}: {}",
             plan.sslmode,

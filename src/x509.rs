@@ -242,6 +242,23 @@ pub fn presented_names(cert: &CertSummary) -> Vec<String> {
     names
 }
 
+/// The names libpq 15+ examines against `host`, in its order, for its mismatch message
+/// ("server certificate for FIRST (and N other names)"): every SAN, then the CN when the
+/// certificate has no SAN of the host's kind.
+pub fn examined_names(cert: &CertSummary, host: &str) -> Vec<String> {
+    let mut names: Vec<String> = cert.dns_names.clone();
+    names.extend(cert.ip_addresses.iter().map(|ip| ip.to_string()));
+    let cn_checked = if parse_libpq_ip(host).is_some() {
+        cert.ip_addresses.is_empty()
+    } else {
+        cert.dns_names.is_empty()
+    };
+    if cn_checked {
+        names.extend(cert.common_name.clone());
+    }
+    names
+}
+
 /// inet_aton / inet_pton: libpq accepts `127.1` as an IPv4 address.
 fn parse_libpq_ip(host: &str) -> Option<IpAddr> {
     if let Ok(ip) = host.parse::<IpAddr>() {
@@ -383,5 +400,18 @@ mod tests {
             vec!["a", "127.0.0.1"]
         );
         assert_eq!(presented_names(&cert(Some("cn"), &[], &[])), vec!["cn"]);
+    }
+
+    #[test]
+    fn libpq_examines_the_cn_when_no_san_is_of_the_hosts_kind() {
+        // psql: server certificate for "localhost" (and 1 other name) does not match host name "127.0.0.1"
+        let c = cert(Some("localhost"), &["localhost"], &[]);
+        assert_eq!(
+            examined_names(&c, "127.0.0.1"),
+            vec!["localhost", "localhost"]
+        );
+        assert_eq!(examined_names(&c, "db.example.com"), vec!["localhost"]);
+        let c = cert(Some("cn"), &["a"], &["127.0.0.1"]);
+        assert_eq!(examined_names(&c, "10.0.0.1"), vec!["a", "127.0.0.1"]);
     }
 }

@@ -223,6 +223,30 @@ pub fn report(report: &Report, colour: Colour, out: &mut dyn Write) -> io::Resul
     Ok(())
 }
 
+/// The verdict and the findings that matter (errors and warnings), for the demo's pages.
+pub fn summary(report: &Report, colour: Colour, out: &mut dyn Write) -> io::Result<()> {
+    let paint = Paint::new(colour);
+    let verdict = if report.verdict.ok {
+        paint.fg_bold(
+            AnsiColor::Green,
+            &format!("OK    {}", safe(&report.verdict.summary)),
+        )
+    } else {
+        paint.fg_bold(
+            AnsiColor::Red,
+            &format!("FAIL  {}", safe(&report.verdict.summary)),
+        )
+    };
+    writeln!(out, "   {verdict}")?;
+    let serious: Vec<FindingOut> = report
+        .findings
+        .iter()
+        .filter(|f| f.severity != Severity::Info)
+        .cloned()
+        .collect();
+    findings(&serious, paint, out)
+}
+
 fn findings(list: &[FindingOut], paint: Paint, out: &mut dyn Write) -> io::Result<()> {
     for f in list {
         writeln!(out)?;

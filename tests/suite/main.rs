@@ -7,6 +7,7 @@ mod support;
 
 mod cli;
 mod client_certs;
+mod demo;
 mod direct_tls;
 mod explain;
 mod generate;

@@ -45,8 +45,9 @@ pub(in crate::eval) fn hostname_problem(
         );
     }
     let names = x509::presented_names(leaf);
-    let first = names.first().cloned().unwrap_or_default();
-    let message = match names.len() {
+    let examined = x509::examined_names(leaf, &endpoint.host);
+    let first = examined.first().cloned().unwrap_or_default();
+    let message = match examined.len() {
         0 => "could not get server's host name from server certificate".to_string(),
         1 => format!(
             "server certificate for \"{first}\" does not match host name \"{}\"",
