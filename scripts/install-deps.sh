@@ -2,8 +2,8 @@
 # Install what the build and the integration tests need on Debian 12:
 # PostgreSQL server binaries (tests start throw-away servers from
 # /usr/lib/postgresql/<v>/bin), OpenSSL headers + pkg-config (openssl-sys),
-# the openssl CLI, and groff and zsh (the man page and the completions are
-# checked with them). Idempotent; runs as root without a terminal (CI).
+# the openssl CLI, groff and zsh (the man page and the completions are
+# checked with them) and testssl.sh (the README's comparison is captured with it). Idempotent; runs as root without a terminal (CI).
 set -euo pipefail
 
 have_postgres() {
@@ -35,7 +35,7 @@ install_pg17() {
 }
 
 have_doc_tools() {
-    command -v groff >/dev/null 2>&1 && command -v zsh >/dev/null 2>&1
+    command -v groff >/dev/null 2>&1 && command -v zsh >/dev/null 2>&1 && command -v testssl >/dev/null 2>&1
 }
 
 if have_postgres && have_openssl_dev && command -v openssl >/dev/null 2>&1 && have_doc_tools; then
@@ -51,7 +51,7 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
-apt-get install -y --no-install-recommends postgresql libssl-dev pkg-config openssl groff-base zsh
+apt-get install -y --no-install-recommends postgresql libssl-dev pkg-config openssl groff-base zsh testssl.sh
 
 # The Debian package creates and starts a "main" cluster; the tests run
 # their own servers, so stop it and keep it from starting again.

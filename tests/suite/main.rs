@@ -24,4 +24,5 @@ mod libpq_parity;
 mod pki;
 mod probe_scenarios;
 mod properties;
+mod readme;
 mod secrets;
