@@ -159,25 +159,27 @@ fn new_key() -> Result<KeyPair, PkiError> {
     KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(generated)
 }
 
-struct Made {
-    cert_pem: String,
-    key: KeyPair,
+/// A certificate (PEM) and its key.
+pub(crate) struct Made {
+    pub cert_pem: String,
+    pub key: KeyPair,
 }
 
-fn leaf(
+/// A leaf (CA:FALSE) signed by `issuer`, valid from `from` to `until` (offsets from now).
+pub(crate) fn leaf(
     issuer: &Issuer<'_, KeyPair>,
     cn: &str,
     sans: Vec<SanType>,
     purpose: ExtendedKeyUsagePurpose,
-    days: u32,
+    from: Duration,
+    until: Duration,
 ) -> Result<Made, PkiError> {
     let now = OffsetDateTime::now_utc();
     let key = new_key()?;
     let mut p = CertificateParams::default();
     p.distinguished_name = dn(cn);
-    // An hour back, against clocks that lag a little.
-    p.not_before = now - Duration::hours(1);
-    p.not_after = now + Duration::days(i64::from(days));
+    p.not_before = now + from;
+    p.not_after = now + until;
     p.is_ca = IsCa::ExplicitNoCa;
     p.subject_alt_names = sans;
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -189,6 +191,35 @@ fn leaf(
         cert_pem: cert.pem(),
         key,
     })
+}
+
+/// A CA that signs leaves only (path length 0), valid for `days`; its certificate (PEM),
+/// its key (PEM) and the issuer to sign with.
+pub(crate) fn ca(
+    cn: &str,
+    days: u32,
+) -> Result<(Issuer<'static, KeyPair>, String, String), PkiError> {
+    let now = OffsetDateTime::now_utc();
+    let key = new_key()?;
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name = dn(cn);
+    ca.not_before = now - Duration::hours(1);
+    ca.not_after = now + Duration::days(i64::from(days));
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca.key_identifier_method = KeyIdMethod::Sha256;
+    let cert = ca.self_signed(&key).map_err(generated)?;
+    let key_pem = key.serialize_pem();
+    Ok((Issuer::new(ca, key), cert.pem(), key_pem))
+}
+
+/// An hour back, against clocks that lag a little, to `days` ahead.
+fn validity(days: u32) -> (Duration, Duration) {
+    (-Duration::hours(1), Duration::days(i64::from(days)))
 }
 
 /// The client key as libpq reads it (PEM) and as pgJDBC reads it (PKCS#8 DER), encrypted
@@ -228,24 +259,7 @@ pub fn make(req: &PkiRequest) -> Result<Written, PkiError> {
         file_stem(user)?;
     }
     prepare_dir(&req.dir)?;
-    let now = OffsetDateTime::now_utc();
-
-    let ca_key = new_key()?;
-    let mut ca = CertificateParams::default();
-    ca.distinguished_name = dn("pgtls-doctor PostgreSQL CA");
-    ca.not_before = now - Duration::hours(1);
-    ca.not_after = now + Duration::days(i64::from(req.ca_days));
-    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    ca.key_identifier_method = KeyIdMethod::Sha256;
-    let ca_cert = ca.self_signed(&ca_key).map_err(generated)?;
-    let ca_pem = ca_cert.pem();
-    let ca_key_pem = ca_key.serialize_pem();
-    let issuer = Issuer::new(ca, ca_key);
+    let (issuer, ca_pem, ca_key_pem) = ca("pgtls-doctor PostgreSQL CA", req.ca_days)?;
 
     let mut sans = Vec::new();
     for name in &req.server_names {
@@ -260,12 +274,14 @@ pub fn make(req: &PkiRequest) -> Result<Written, PkiError> {
         .first()
         .cloned()
         .unwrap_or_else(|| req.server_addresses[0].to_string());
+    let (from, until) = validity(req.days);
     let server = leaf(
         &issuer,
         &server_cn,
         sans,
         ExtendedKeyUsagePurpose::ServerAuth,
-        req.days,
+        from,
+        until,
     )?;
 
     let dir = &req.dir;
@@ -288,7 +304,8 @@ pub fn make(req: &PkiRequest) -> Result<Written, PkiError> {
             user,
             Vec::new(),
             ExtendedKeyUsagePurpose::ClientAuth,
-            req.days,
+            from,
+            until,
         )?;
         let (pem, der) = client_key_files(&made.key, passphrase.as_deref())?;
         let stem = file_stem(user)?;

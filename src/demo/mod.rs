@@ -9,15 +9,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, SanType,
-};
+use rcgen::{ExtendedKeyUsagePurpose, SanType};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::app::{RunContext, RunOptions};
 use crate::catalogue::Code;
+use crate::pki;
 use crate::plan::{Environment, FlagSettings};
 use crate::render::Colour;
 use server::{Server, ServerError};
@@ -62,6 +60,8 @@ pub enum DemoError {
     Server(#[from] ServerError),
     #[error("could not make the demo's certificates: {0}")]
     Pki(String),
+    #[error(transparent)]
+    Certificates(#[from] crate::pki::PkiError),
     #[error("could not write the output: {0}")]
     Write(#[from] std::io::Error),
 }
@@ -72,57 +72,8 @@ pub struct DemoOptions {
     pub colour: Colour,
 }
 
-struct Pair {
-    cert_pem: String,
-    key_pem: String,
-}
-
-fn pki_error(e: rcgen::Error) -> DemoError {
-    DemoError::Pki(e.to_string())
-}
-
-fn ca(cn: &str) -> Result<(Issuer<'static, KeyPair>, String), DemoError> {
-    let now = OffsetDateTime::now_utc();
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(pki_error)?;
-    let mut p = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, cn);
-    p.distinguished_name = dn;
-    p.not_before = now - time::Duration::hours(1);
-    p.not_after = now + time::Duration::days(30);
-    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    p.key_identifier_method = KeyIdMethod::Sha256;
-    let cert = p.self_signed(&key).map_err(pki_error)?;
-    Ok((Issuer::new(p, key), cert.pem()))
-}
-
-fn leaf(
-    issuer: &Issuer<'_, KeyPair>,
-    cn: &str,
-    sans: Vec<SanType>,
-    purpose: ExtendedKeyUsagePurpose,
-    days: (i64, i64),
-) -> Result<Pair, DemoError> {
-    let now = OffsetDateTime::now_utc();
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(pki_error)?;
-    let mut p = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, cn);
-    p.distinguished_name = dn;
-    p.not_before = now + time::Duration::days(days.0);
-    p.not_after = now + time::Duration::days(days.1);
-    p.is_ca = IsCa::ExplicitNoCa;
-    p.subject_alt_names = sans;
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    p.extended_key_usages = vec![purpose];
-    p.use_authority_key_identifier_extension = true;
-    p.key_identifier_method = KeyIdMethod::Sha256;
-    let cert = p.signed_by(&key, issuer).map_err(pki_error)?;
-    Ok(Pair {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    })
+fn days(n: i64) -> time::Duration {
+    time::Duration::days(n)
 }
 
 fn write_private(path: &Path, contents: &str, mode: u32) -> Result<(), DemoError> {
@@ -137,38 +88,51 @@ const HBA: &str = "hostssl app alice 127.0.0.1/32 cert\nhostssl app bob 127.0.0.
 
 /// Sets the server up: PKI, configuration, roles.
 fn set_up(server: &mut Server) -> Result<(), DemoError> {
-    let (demo_ca, demo_ca_pem) = ca("Demo CA")?;
-    let (_, other_ca_pem) = ca("Some Other CA")?;
+    let (demo_ca, demo_ca_pem, _) = pki::ca("Demo CA", 30)?;
+    let (_, other_ca_pem, _) = pki::ca("Some Other CA", 30)?;
     // The server certificate names localhost only: connecting to 127.0.0.1 fails verify-full.
-    let host = "localhost".to_string().try_into().map_err(pki_error)?;
-    let server_cert = leaf(
+    let host = "localhost"
+        .to_string()
+        .try_into()
+        .map_err(|e: rcgen::Error| DemoError::Pki(e.to_string()))?;
+    let server_cert = pki::leaf(
         &demo_ca,
         "localhost",
         vec![SanType::DnsName(host)],
         ExtendedKeyUsagePurpose::ServerAuth,
-        (-1, 30),
+        days(-1),
+        days(30),
     )?;
-    let crt = server.write_server_file("server.crt", &server_cert.cert_pem.into_bytes(), 0o644)?;
-    let key = server.write_server_file("server.key", &server_cert.key_pem.into_bytes(), 0o600)?;
+    let crt = server.write_server_file("server.crt", server_cert.cert_pem.as_bytes(), 0o644)?;
+    let key = server.write_server_file(
+        "server.key",
+        server_cert.key.serialize_pem().as_bytes(),
+        0o600,
+    )?;
     let ca_file = server.write_server_file("root.crt", demo_ca_pem.as_bytes(), 0o644)?;
     let client = server.client_dir();
     write_private(&client.join("ca.crt"), &demo_ca_pem, 0o644)?;
     write_private(&client.join("other-ca.crt"), &other_ca_pem, 0o644)?;
-    for (name, cn, days) in [
+    for (name, cn, valid) in [
         ("alice", "alice", (-1, 30)),
         ("bob", "bob", (-1, 30)),
         ("carol", "carol", (-1, 30)),
         ("alice-expired", "alice", (-30, -2)),
     ] {
-        let pair = leaf(
+        let made = pki::leaf(
             &demo_ca,
             cn,
             Vec::new(),
             ExtendedKeyUsagePurpose::ClientAuth,
-            days,
+            days(valid.0),
+            days(valid.1),
         )?;
-        write_private(&client.join(format!("{name}.crt")), &pair.cert_pem, 0o644)?;
-        write_private(&client.join(format!("{name}.key")), &pair.key_pem, 0o600)?;
+        write_private(&client.join(format!("{name}.crt")), &made.cert_pem, 0o644)?;
+        write_private(
+            &client.join(format!("{name}.key")),
+            &made.key.serialize_pem(),
+            0o600,
+        )?;
     }
     let conf = format!(
         "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\nssl_ca_file = '{}'\n",

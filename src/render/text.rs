@@ -59,6 +59,21 @@ impl Paint {
     }
 }
 
+/// "OK    ..." in green or "FAIL  ..." in red.
+fn verdict(paint: Paint, report: &Report) -> String {
+    if report.verdict.ok {
+        paint.fg_bold(
+            AnsiColor::Green,
+            &format!("OK    {}", safe(&report.verdict.summary)),
+        )
+    } else {
+        paint.fg_bold(
+            AnsiColor::Red,
+            &format!("FAIL  {}", safe(&report.verdict.summary)),
+        )
+    }
+}
+
 fn severity_label(paint: Paint, severity: Severity) -> String {
     match severity {
         Severity::Error => paint.fg_bold(AnsiColor::Red, "error  "),
@@ -85,18 +100,7 @@ pub fn report(report: &Report, colour: Colour, out: &mut dyn Write) -> io::Resul
         t.sslmode
     )?;
     writeln!(out)?;
-    let verdict = if report.verdict.ok {
-        paint.fg_bold(
-            AnsiColor::Green,
-            &format!("OK    {}", safe(&report.verdict.summary)),
-        )
-    } else {
-        paint.fg_bold(
-            AnsiColor::Red,
-            &format!("FAIL  {}", safe(&report.verdict.summary)),
-        )
-    };
-    writeln!(out, "{verdict}")?;
+    writeln!(out, "{}", verdict(paint, report))?;
     writeln!(out)?;
 
     writeln!(
@@ -226,18 +230,7 @@ pub fn report(report: &Report, colour: Colour, out: &mut dyn Write) -> io::Resul
 /// The verdict and the findings that matter (errors and warnings), for the demo's pages.
 pub fn summary(report: &Report, colour: Colour, out: &mut dyn Write) -> io::Result<()> {
     let paint = Paint::new(colour);
-    let verdict = if report.verdict.ok {
-        paint.fg_bold(
-            AnsiColor::Green,
-            &format!("OK    {}", safe(&report.verdict.summary)),
-        )
-    } else {
-        paint.fg_bold(
-            AnsiColor::Red,
-            &format!("FAIL  {}", safe(&report.verdict.summary)),
-        )
-    };
-    writeln!(out, "   {verdict}")?;
+    writeln!(out, "   {}", verdict(paint, report))?;
     let serious: Vec<FindingOut> = report
         .findings
         .iter()
