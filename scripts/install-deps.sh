@@ -3,7 +3,8 @@
 # PostgreSQL server binaries (tests start throw-away servers from
 # /usr/lib/postgresql/<v>/bin), OpenSSL headers + pkg-config (openssl-sys),
 # the openssl CLI, groff and zsh (the man page and the completions are
-# checked with them) and testssl.sh (the README's comparison is captured with it). Idempotent; runs as root without a terminal (CI).
+# checked with them), testssl.sh (the README's comparison is captured with it) and
+# prometheus (promtool checks the Prometheus output). Idempotent; runs as root without a terminal (CI).
 set -euo pipefail
 
 have_postgres() {
@@ -35,7 +36,7 @@ install_pg17() {
 }
 
 have_doc_tools() {
-    command -v groff >/dev/null 2>&1 && command -v zsh >/dev/null 2>&1 && command -v testssl >/dev/null 2>&1
+    command -v groff >/dev/null 2>&1 && command -v zsh >/dev/null 2>&1 && command -v testssl >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1
 }
 
 if have_postgres && have_openssl_dev && command -v openssl >/dev/null 2>&1 && have_doc_tools; then
@@ -51,7 +52,7 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
-apt-get install -y --no-install-recommends postgresql libssl-dev pkg-config openssl groff-base zsh testssl.sh
+apt-get install -y --no-install-recommends postgresql libssl-dev pkg-config openssl groff-base zsh testssl.sh prometheus
 
 # The Debian package creates and starts a "main" cluster; the tests run
 # their own servers, so stop it and keep it from starting again.
@@ -67,8 +68,11 @@ if command -v pg_lsclusters >/dev/null 2>&1; then
     done || true
 fi
 service postgresql stop >/dev/null 2>&1 || true
+# Only promtool is wanted from the prometheus package, not a running server.
+service prometheus stop >/dev/null 2>&1 || true
 if command -v systemctl >/dev/null 2>&1; then
     systemctl disable --now postgresql >/dev/null 2>&1 || true
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
 update-rc.d postgresql disable >/dev/null 2>&1 || true
 

@@ -145,6 +145,8 @@ pub fn run(plan: &Plan, context: &RunContext) -> Report {
         .collect();
     report::build(&report::BuildInput {
         plan,
+        client_certificate: local.client.leaf.as_ref(),
+        now: options.now,
         crypto_provider: crate::probe::PROVIDER_NAME,
         hosts: &hosts,
         duration_ms: started.elapsed().as_millis() as u64,

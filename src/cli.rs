@@ -8,7 +8,23 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Text,
+    /// One document (several targets: every report and their summary)
     Json,
+    /// One line per report, then a summary line; each line has its "kind"
+    Ndjson,
+    /// JUnit XML, as GitLab and Jenkins read it
+    Junit,
+    /// Prometheus exposition text (for node_exporter's textfile collector with --output)
+    Prometheus,
+}
+
+/// What makes the run's exit status 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    /// An error finding (the requested connection fails or cannot be confirmed)
+    Error,
+    /// Also a warning finding (a certificate expiring within --warn-days, a fallback)
+    Warning,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -132,6 +148,12 @@ pub struct Cli {
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
     pub format: Format,
+    /// Write the output to FILE instead of stdout, atomically (a temporary file, then rename)
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Exit 1 on an error finding (the default), or also on a warning
+    #[arg(long = "fail-on", value_enum, default_value_t = FailOn::Error)]
+    pub fail_on: FailOn,
     /// Colour in text output (NO_COLOR is honoured with auto)
     #[arg(long, value_enum, default_value_t = Color::Auto, global = true)]
     pub color: Color,

@@ -71,7 +71,18 @@ pub fn run(cli: &Cli) -> Result<u8, ToolError> {
     }
     let plans = plans(cli)?;
     let context = RunContext::prepare(run_options(cli)?);
-    diagnose(&plans, &context, cli.format, colour)
+    let now = context.options.now;
+    diagnose(
+        &plans,
+        &context,
+        &Output {
+            format: cli.format,
+            colour,
+            file: cli.output.as_deref(),
+            fail_on: cli.fail_on,
+            now,
+        },
+    )
 }
 
 /// Colour on a terminal unless NO_COLOR is set; `--color` decides otherwise.
@@ -225,47 +236,92 @@ fn load_hba_context(cli: &Cli) -> Result<Option<hba::HbaContext>, ToolError> {
     }))
 }
 
-/// Several targets: text reports one after another; JSON as one document with every
-/// report and their summary. The worst exit status, 2 before 1 before 0, is the run's.
-fn diagnose(
-    plans: &[Plan],
-    context: &RunContext,
+/// How the reports are written.
+struct Output<'a> {
     format: Format,
     colour: Colour,
-) -> Result<u8, ToolError> {
+    /// --output FILE: written at the end, atomically.
+    file: Option<&'a Path>,
+    fail_on: crate::cli::FailOn,
+    /// The run's clock (the Prometheus text's last-run time).
+    now: i64,
+}
+
+/// The run's exit status for one report: its own, or 1 for a warning with --fail-on warning.
+fn exit_status(report: &report::Report, fail_on: crate::cli::FailOn) -> u8 {
+    let warned = report
+        .findings
+        .iter()
+        .any(|f| f.severity == crate::catalogue::Severity::Warning);
+    match report.verdict.exit_code {
+        report::exit::OK if warned && fail_on == crate::cli::FailOn::Warning => {
+            report::exit::PROBLEM
+        }
+        code => code,
+    }
+}
+
+/// Text and NDJSON stream each report as it completes; JSON (several targets), JUnit and
+/// Prometheus are written once every report is in. The worst exit status, 2 before 1
+/// before 0, is the run's.
+fn diagnose(plans: &[Plan], context: &RunContext, output: &Output) -> Result<u8, ToolError> {
+    let mut buffer: Vec<u8> = Vec::new();
     let mut stdout = std::io::stdout().lock();
+    let sink: &mut dyn Write = if output.file.is_some() {
+        &mut buffer
+    } else {
+        &mut stdout
+    };
     let mut reports = Vec::new();
     let mut write_error = None;
+    let mut exit_code = report::exit::OK;
     for (i, plan) in plans.iter().enumerate() {
         let report = app::run(plan, context);
-        let written = match (format, plans.len()) {
-            (Format::Json, 1) => render::json::report(&report, &mut stdout),
-            (Format::Json, _) => Ok(()),
-            (Format::Text, _) => (if i > 0 { writeln!(stdout) } else { Ok(()) })
-                .and_then(|_| render::text::report(&report, colour, &mut stdout)),
+        let written = match (output.format, plans.len()) {
+            (Format::Json, 1) => render::json::report(&report, sink),
+            (Format::Ndjson, _) => render::ndjson::report(&report, sink),
+            (Format::Text, _) => (if i > 0 { writeln!(sink) } else { Ok(()) })
+                .and_then(|_| render::text::report(&report, output.colour, sink)),
+            _ => Ok(()),
         };
         // The verdict counts whether or not anyone reads it: a CI job piping into `head`
         // must still fail on a broken database.
+        exit_code = report::worst_exit(exit_code, exit_status(&report, output.fail_on));
         reports.push(report);
-        match written.and_then(|_| stdout.flush()) {
+        match written.and_then(|_| sink.flush()) {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
             Err(e) => write_error = Some(e),
             Ok(()) => {}
         }
     }
-    let summary = Summary::of(&reports);
-    let exit_code = summary.exit_code;
-    if format == Format::Json && plans.len() > 1 {
-        let fleet = Fleet {
-            schema_version: report::SCHEMA_VERSION,
-            tool: Tool::THIS,
-            reports,
-            summary,
-        };
-        match render::json::fleet(&fleet, &mut stdout).and_then(|_| stdout.flush()) {
-            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => write_error = Some(e),
-            _ => {}
-        }
+    let mut summary = Summary::of(&reports);
+    summary.exit_code = exit_code;
+    let written = match output.format {
+        Format::Json if plans.len() > 1 => render::json::fleet(
+            &Fleet {
+                schema_version: report::SCHEMA_VERSION,
+                tool: Tool::THIS,
+                reports,
+                summary,
+            },
+            sink,
+        ),
+        Format::Ndjson => render::ndjson::summary(&summary, sink),
+        Format::Junit => render::junit::write(
+            &reports,
+            output.fail_on == crate::cli::FailOn::Warning,
+            sink,
+        ),
+        Format::Prometheus => render::prometheus::write(&reports, output.now, sink),
+        _ => Ok(()),
+    }
+    .and_then(|_| sink.flush());
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => write_error = Some(e),
+        _ => {}
+    }
+    if let (Some(file), None) = (output.file, &write_error) {
+        write_atomically(file, &buffer)?;
     }
     match write_error {
         Some(source) => Err(ToolError::Write {
@@ -274,6 +330,29 @@ fn diagnose(
         }),
         None => Ok(exit_code),
     }
+}
+
+/// Writes FILE as a whole or not at all: a temporary file beside it, then a rename (what
+/// node_exporter's textfile collector needs: it never reads half a file).
+fn write_atomically(file: &Path, contents: &[u8]) -> Result<(), ToolError> {
+    let failed = |source: std::io::Error| ToolError::Write {
+        what: "output file",
+        source: std::io::Error::new(source.kind(), format!("{}: {source}", file.display())),
+    };
+    let name = file
+        .file_name()
+        .ok_or_else(|| failed(std::io::Error::other("not a file name")))?;
+    let temporary = file.with_file_name(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result =
+        std::fs::write(&temporary, contents).and_then(|_| std::fs::rename(&temporary, file));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    result.map_err(failed)
 }
 
 /// `explain CODE`; an unknown code is a usage error that names the closest known ones.
@@ -372,8 +451,9 @@ fn lint(
     let report = report::lint_report(file, pg_version, hba_file.rules.len(), &findings);
     let mut stdout = std::io::stdout().lock();
     let written = match format {
-        Format::Json => render::json::lint(&report, &mut stdout),
         Format::Text => render::text::lint(&report, colour, &mut stdout),
+        // The lint report is one document; the machine formats all get its JSON.
+        _ => render::json::lint(&report, &mut stdout),
     }
     .and_then(|_| stdout.flush());
     match written {

@@ -49,6 +49,8 @@ pub struct Report {
     pub tls: Option<TlsOut>,
     /// Every host of a multi-host target (empty for one host).
     pub hosts: Vec<HostOut>,
+    /// The client certificate libpq would present (sslcert), when it could be read.
+    pub client_certificate: Option<CertOut>,
     pub probe: ProbeOut,
     pub notes: Vec<String>,
 }
@@ -261,6 +263,8 @@ pub struct HostOut {
 #[derive(Debug, Serialize, JsonSchema)]
 #[schemars(rename = "probe")]
 pub struct ProbeOut {
+    /// The instant the certificates were judged at (RFC 3339): now, or --now.
+    pub at: String,
     pub connections: u32,
     pub duration_ms: u64,
     pub crypto_provider: &'static str,
@@ -414,6 +418,10 @@ fn tls_out(session: &TlsSession) -> TlsOut {
 
 pub struct BuildInput<'a> {
     pub plan: &'a Plan,
+    /// The client certificate the target presents, when one loaded or could be read.
+    pub client_certificate: Option<&'a CertSummary>,
+    /// The clock the judgement used (Unix seconds).
+    pub now: i64,
     /// The TLS library's crypto provider, as the probe names it.
     pub crypto_provider: &'static str,
     pub hosts: &'a [HostResult],
@@ -531,7 +539,9 @@ pub fn build(input: &BuildInput) -> Report {
         } else {
             Vec::new()
         },
+        client_certificate: input.client_certificate.map(|c| cert_out(0, c)),
         probe: ProbeOut {
+            at: rfc3339(input.now),
             connections: input.hosts.iter().map(|h| h.connections).sum(),
             duration_ms: input.duration_ms,
             crypto_provider: input.crypto_provider,

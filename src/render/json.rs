@@ -1,12 +1,12 @@
 //! JSON for machines: one document for one target, one for several (the reports and their
-//! summary), and one line per report then the summary for line-oriented streams. Bytes that
-//! were not UTF-8 are made visible (`\xNN`).
+//! summary); `line` serves the NDJSON stream. Bytes that were not UTF-8 are made visible
+//! (`\xNN`).
 
 use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::report::{Fleet, Line, LintReport, Report, Summary};
+use crate::report::{Fleet, Line, LintReport, Report};
 
 fn json_value(document: &impl Serialize) -> io::Result<serde_json::Value> {
     let mut value = serde_json::to_value(document).map_err(io::Error::other)?;
@@ -33,11 +33,6 @@ pub fn fleet(fleet: &Fleet, out: &mut dyn Write) -> io::Result<()> {
 pub fn line(line: &Line, out: &mut dyn Write) -> io::Result<()> {
     serde_json::to_writer(&mut *out, &json_value(line)?)?;
     writeln!(out)
-}
-
-/// The summary line that closes a stream.
-pub fn summary_line(summary: &Summary, out: &mut dyn Write) -> io::Result<()> {
-    line(&Line::Summary(summary), out)
 }
 
 pub fn lint(report: &LintReport, out: &mut dyn Write) -> io::Result<()> {

@@ -2,6 +2,9 @@
 //! writer (and, for text, whether to colour). Nothing here decides anything.
 
 pub mod json;
+pub mod junit;
+pub mod ndjson;
+pub mod prometheus;
 pub mod text;
 
 /// Whether text output is coloured: decided once by the caller, never process-wide.

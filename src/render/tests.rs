@@ -42,6 +42,8 @@ fn report_of(world: &crate::eval::tests::World) -> report::Report {
     let plan = crate::plan::resolve(&target, &FlagSettings::default(), &env).unwrap();
     report::build(&report::BuildInput {
         plan: &plan,
+        client_certificate: None,
+        now: 1_700_000_000,
         crypto_provider: "ring",
         hosts: &[HostResult {
             endpoint: endpoint.clone(),

@@ -10,6 +10,7 @@ mod client_certs;
 mod demo;
 mod direct_tls;
 mod explain;
+mod formats;
 mod generate;
 mod guides;
 mod harness_smoke;
