@@ -193,6 +193,13 @@ pub struct Outcome {
 }
 
 pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<Vec<Outcome>, DemoError> {
+    let result = run_scenarios(options, out);
+    // After a signal the handler's thread owns the exit (130), whatever happened here.
+    yield_to_interrupt();
+    result
+}
+
+fn run_scenarios(options: &DemoOptions, out: &mut dyn Write) -> Result<Vec<Outcome>, DemoError> {
     let bin_dir = server::find_binaries()?;
     let mut server = Server::create(bin_dir.clone())?;
     let _interrupts = on_interrupt(server.leftovers.clone());
@@ -323,18 +330,32 @@ fn lint_summary(server: &Server, colour: Colour, out: &mut dyn Write) -> Result<
     Ok(())
 }
 
+/// Set once a signal arrived: the handler's thread then owns the exit, and the main thread,
+/// whose server it is tearing down, must not exit first with an error of its own.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Called on the main thread's way out with an error: after a signal, waits for the
+/// handler to finish the clean-up and exit 130.
+pub fn yield_to_interrupt() {
+    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+}
+
 /// On SIGINT, SIGTERM or SIGHUP: stop the server, remove the files, exit 130.
 fn on_interrupt(leftovers: server::Leftovers) -> Option<std::thread::JoinHandle<()>> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).ok()?;
     Some(std::thread::spawn(move || {
         if signals.forever().next().is_some() {
-            leftovers.cleanup();
-            eprintln!(
+            INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+            let message = format!(
                 "pgtls-doctor demo: interrupted; the server is stopped and {} is removed",
                 leftovers.dir.display()
             );
-            std::process::exit(130);
+            leftovers.cleanup_and_exit(130, &message);
         }
     }))
 }

@@ -123,8 +123,22 @@ impl Leftovers {
         self.dir.join("data")
     }
 
-    /// Stops the server (immediately) and removes every file of the demo.
+    /// Stops the server (immediately) and removes every file of the demo. One clean-up at a
+    /// time: the signal handler's and the main thread's never interleave.
     pub fn cleanup(&self) {
+        let _only_one = CLEANING.lock().unwrap_or_else(|e| e.into_inner());
+        self.clean();
+    }
+
+    /// Cleans up and ends the process with `status`, never letting another clean-up start.
+    pub fn cleanup_and_exit(&self, status: i32, message: &str) -> ! {
+        let _only_one = CLEANING.lock().unwrap_or_else(|e| e.into_inner());
+        self.clean();
+        eprintln!("{message}");
+        std::process::exit(status)
+    }
+
+    fn clean(&self) {
         if self.data().join("postmaster.pid").exists() {
             let _ = run(
                 server_cmd(&self.bin_dir.join("pg_ctl"), is_root())
@@ -134,9 +148,20 @@ impl Leftovers {
                 Duration::from_secs(20),
             );
         }
-        let _ = fs::remove_dir_all(&self.dir);
+        // A process still closing may add a file while the tree goes: try again briefly.
+        for _ in 0..20 {
+            match fs::remove_dir_all(&self.dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                _ => return,
+            }
+        }
     }
 }
+
+/// Held while a clean-up runs.
+static CLEANING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn server_cmd(bin: &Path, as_postgres: bool) -> Command {
     let mut cmd = if as_postgres {

@@ -48,7 +48,7 @@ pub struct CmdOutput {
     pub stdout: String,
     pub stderr: String,
     pub timed_out: bool,
-    /// The child's peak resident set size in KiB (getrusage of the reaped child).
+    /// The child's peak resident set size in KiB (its VmHWM, sampled while it ran).
     pub max_rss_kb: u64,
 }
 
@@ -75,8 +75,16 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> CmdOutput {
     let deadline = Instant::now() + timeout;
     let mut timed_out = false;
     let mut max_rss_kb = 0;
-    // wait4 rather than Child::try_wait: it also gives the child's peak memory.
-    let mut reap = || -> std::io::Result<Option<ExitStatus>> {
+    // The child's peak memory is its VmHWM, read while it runs. Not ru_maxrss: a child
+    // spawned with vfork (posix_spawn) inherits the high-water mark of this test process,
+    // which other tests' flood peers make large.
+    let pid = child.id();
+    let high_water = || -> Option<u64> {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    let reap = || -> std::io::Result<Option<ExitStatus>> {
         use std::os::unix::process::ExitStatusExt;
         let mut status = 0;
         // SAFETY: a zeroed rusage is a valid out-parameter.
@@ -86,13 +94,13 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> CmdOutput {
         match pid {
             0 => Ok(None),
             p if p < 0 => Err(std::io::Error::last_os_error()),
-            _ => {
-                max_rss_kb = usage.ru_maxrss as u64;
-                Ok(Some(ExitStatus::from_raw(status)))
-            }
+            _ => Ok(Some(ExitStatus::from_raw(status))),
         }
     };
     let status = loop {
+        if let Some(kb) = high_water() {
+            max_rss_kb = max_rss_kb.max(kb);
+        }
         match reap() {
             Ok(Some(st)) => break Some(st),
             Ok(None) if Instant::now() >= deadline => {
