@@ -98,8 +98,8 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// host[:port], URI or conninfo string (libpq defaults when absent)
-    pub target: Option<std::ffi::OsString>,
+    /// host[:port], URI or conninfo string (libpq defaults when absent); several are diagnosed one after another
+    pub target: Vec<std::ffi::OsString>,
 
     /// A file of targets, one per line: each is diagnosed (JSON: one document with every report and their summary)
     #[arg(long)]

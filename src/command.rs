@@ -129,7 +129,7 @@ fn plans(cli: &Cli) -> Result<Vec<Plan>, ToolError> {
     let flags = flag_settings(cli);
     let env = Environment::capture();
     let targets: Vec<String> = match &cli.targets {
-        Some(_) if cli.target.is_some() => {
+        Some(_) if !cli.target.is_empty() => {
             return Err(ToolError::Usage(
                 "give TARGET or --targets, not both".into(),
             ))
@@ -147,9 +147,12 @@ fn plans(cli: &Cli) -> Result<Vec<Plan>, ToolError> {
             .map(String::from)
             .collect(),
         // Bytes that are not UTF-8 are kept: libpq sends a Latin-1 password as it was given.
-        None => vec![crate::untrusted::decode_os(
-            cli.target.as_deref().unwrap_or_default(),
-        )],
+        None if cli.target.is_empty() => vec![String::new()],
+        None => cli
+            .target
+            .iter()
+            .map(|t| crate::untrusted::decode_os(t))
+            .collect(),
     };
     if targets.is_empty() {
         return Err(ToolError::Usage("the targets file names no target".into()));

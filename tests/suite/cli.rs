@@ -222,3 +222,26 @@ fn targets_file_gives_one_report_each_and_the_worst_exit_status() {
     assert_eq!(code, 3);
     assert!(stderr.contains("/nonexistent/targets"), "{stderr}");
 }
+
+#[test]
+fn several_targets_on_the_command_line_are_one_fleet() {
+    let closed = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (a, b) = (
+        format!("127.0.0.1:{}", closed()),
+        format!("127.0.0.1:{}", closed()),
+    );
+    let (code, stdout, _) = raw(&[&a, &b, "--format", "json"]);
+    assert_eq!(code, 2, "{stdout}");
+    let fleet: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    crate::support::doctor::validate(&fleet);
+    assert_eq!(fleet["reports"].as_array().unwrap().len(), 2);
+    assert_eq!(fleet["summary"]["unreachable"], 2);
+    let (code, _, stderr) = raw(&[&a, "--targets", "/dev/null"]);
+    assert_eq!(code, 3, "{stderr}");
+}
