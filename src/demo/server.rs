@@ -28,25 +28,26 @@ fn step(what: &str, detail: impl Into<String>) -> ServerError {
     }
 }
 
-/// A command's output, or its failure, within a deadline (the child is killed after it).
-pub fn run(cmd: &mut Command, limit: Duration) -> Result<std::process::Output, String> {
+/// A command's output within a deadline (the child is killed after it: a TimedOut error).
+pub fn run(cmd: &mut Command, limit: Duration) -> std::io::Result<std::process::Output> {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
+        .spawn()?;
     let deadline = Instant::now() + limit;
     loop {
-        match child.try_wait() {
-            Ok(Some(_)) => return child.wait_with_output().map_err(|e| e.to_string()),
-            Ok(None) if Instant::now() >= deadline => {
+        match child.try_wait()? {
+            Some(_) => return child.wait_with_output(),
+            None if Instant::now() >= deadline => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("no answer within {} s", limit.as_secs()));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {} s", limit.as_secs()),
+                ));
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(e.to_string()),
+            None => std::thread::sleep(Duration::from_millis(20)),
         }
     }
 }
@@ -285,7 +286,7 @@ impl Server {
                 ]),
             Duration::from_secs(120),
         )
-        .map_err(|e| step("initdb", e))?;
+        .map_err(|e| step("initdb", e.to_string()))?;
         if !initdb.status.success() {
             return Err(step(
                 "initdb",
@@ -317,7 +318,7 @@ impl Server {
                     .arg("start"),
                 Duration::from_secs(75),
             )
-            .map_err(|e| step("pg_ctl start", e))?;
+            .map_err(|e| step("pg_ctl start", e.to_string()))?;
             if out.status.success() {
                 self.port = port;
                 return Ok(());
@@ -362,7 +363,7 @@ impl Server {
                 ]),
             Duration::from_secs(30),
         )
-        .map_err(|e| step("psql", e))?;
+        .map_err(|e| step("psql", e.to_string()))?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
