@@ -28,6 +28,8 @@ pub struct RunOptions {
     pub server_log: Option<std::path::PathBuf>,
     /// --admin: a connection that may read pg_hba_file_rules.
     pub admin: Option<Plan>,
+    /// --check: only the connections libpq makes at the requested sslmode.
+    pub only_requested: bool,
 }
 
 /// The options and what they yield once for every target of the run: the rules in force
@@ -104,7 +106,15 @@ pub fn run(plan: &Plan, context: &RunContext) -> Report {
                 dbname: &plan.dbname,
                 negotiation: plan.negotiation,
             };
-            connections::observe_host(plan, endpoint, &params, &identity, deadlines, &gate)
+            connections::observe_host(
+                plan,
+                endpoint,
+                &params,
+                &identity,
+                deadlines,
+                &gate,
+                options.only_requested,
+            )
         })
         .collect();
     let log_reasons = options.server_log.as_deref().and_then(|path| {

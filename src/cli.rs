@@ -148,6 +148,11 @@ pub struct Cli {
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
     pub format: Format,
+    /// Connect only as an application would at the requested sslmode (the connections libpq
+    /// makes, no more): no extra connection, so no FATAL line in the server's log on a
+    /// healthy server; sslmodes that need another connection are left undetermined
+    #[arg(long)]
+    pub check: bool,
     /// Write the output to FILE instead of stdout, atomically (a temporary file, then rename)
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,

@@ -219,6 +219,7 @@ fn run_options(cli: &Cli) -> Result<RunOptions, ToolError> {
         hba,
         server_log: cli.server_log.clone(),
         admin,
+        only_requested: cli.check,
     })
 }
 

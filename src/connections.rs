@@ -18,6 +18,7 @@ pub fn observe_host(
     identity: &ClientIdentity,
     deadlines: Deadlines,
     gate: &dyn PasswordGate,
+    only_requested: bool,
 ) -> HostObservation {
     let requested = plan.sslmode;
     let mut connections = 0;
@@ -44,7 +45,7 @@ pub fn observe_host(
                     direct.handshake,
                     Some(Err(TlsFailure::Eof | TlsFailure::Reset(_)))
                 );
-            if eof_before_certificate {
+            if eof_before_certificate && !only_requested {
                 // A PostgreSQL 16 or older server (or an SSLRequest-only proxy) reads the
                 // ClientHello as a bad startup packet and hangs up. Ask it the old way.
                 connections += 1;
@@ -77,7 +78,8 @@ pub fn observe_host(
             connections += 1;
             let plain = probe::plain_attempt(endpoint, deadlines, params, PasswordPermit::Send);
             let tls_used = requested == SslMode::Allow && plain.ended_with_server_error();
-            let tls = if plain.connect_error.is_some() {
+            // --check: the TLS connection only where libpq makes it (allow, after a refusal).
+            let tls = if plain.connect_error.is_some() || (only_requested && !tls_used) {
                 None
             } else {
                 connections += 1;
@@ -118,12 +120,15 @@ pub fn observe_host(
                 &permit_for,
                 after_refusal,
             );
+            let falls_back = requested == SslMode::Prefer && gate.prefer_falls_back(&tls);
+            // --check: the plaintext connection only where libpq makes it (prefer's fallback).
             let needs_plain = tls.connect_error.is_none()
                 && tls.plaintext_after_refusal.is_none()
-                && matches!(tls.reply, None | Some(SslReply::Accepted));
+                && matches!(tls.reply, None | Some(SslReply::Accepted))
+                && (!only_requested || falls_back);
             let plain = if needs_plain {
                 connections += 1;
-                let permit = if requested == SslMode::Prefer && gate.prefer_falls_back(&tls) {
+                let permit = if falls_back {
                     PasswordPermit::Send
                 } else {
                     PasswordPermit::Withhold

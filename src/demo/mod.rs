@@ -313,6 +313,7 @@ fn diagnose(s: &Scenario, target: &str, server: &Server, home: &Path) -> crate::
         hba: None,
         server_log: Some(server.log_path()),
         admin: admin.flatten(),
+        only_requested: false,
     });
     crate::app::run(&plan, &context)
 }

@@ -156,7 +156,10 @@ pub(in crate::eval) fn plain_path(input: &EvalInput) -> PathResult {
         return Err(plain_failure(connect_problem(err, input.endpoint), false));
     }
     Err(Failure {
-        problem: Problem::new(Code::CredentialsWithheld, "no plaintext attempt was made"),
+        problem: Problem::new(
+            Code::NotProbed,
+            "the doctor made no plaintext connection (--check makes only the requested sslmode's), so this sslmode is not determined",
+        ),
         falls_back: false,
         server_error: false,
         undetermined: true,

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod check_mode;
 mod cli;
 mod client_certs;
 mod demo;
