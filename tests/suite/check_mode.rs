@@ -16,13 +16,7 @@ fn log_lines_after(pg: &PgServer, offset: usize) -> Vec<String> {
         .collect()
 }
 
-fn diagnose(
-    pg: &PgServer,
-    target: &str,
-    mode: &str,
-    check: bool,
-    home: &std::path::Path,
-) -> DoctorRun {
+fn diagnose(target: &str, mode: &str, check: bool, home: &std::path::Path) -> DoctorRun {
     let mut args = vec![target, "--sslmode", mode, "--format", "json"];
     if check {
         args.push("--check");
@@ -51,7 +45,7 @@ fn check_leaves_no_fatal_in_a_hostssl_only_servers_log() {
 
     // The full diagnosis tries plaintext too, and the server logs its refusal.
     let offset = pg.log().len();
-    let full = diagnose(&pg, &target, "prefer", false, home.path());
+    let full = diagnose(&target, "prefer", false, home.path());
     assert_eq!(full.code, 0, "{}", full.stdout);
     let logged = log_lines_after(&pg, offset);
     assert!(
@@ -61,7 +55,7 @@ fn check_leaves_no_fatal_in_a_hostssl_only_servers_log() {
 
     for mode in ["prefer", "require", "verify-ca", "verify-full"] {
         let offset = pg.log().len();
-        let run = diagnose(&pg, &target, mode, true, home.path());
+        let run = diagnose(&target, mode, true, home.path());
         assert_eq!(run.code, 0, "{mode}: {}", run.stdout);
         assert_eq!(run.cell(mode), (Some(true), true, None), "{mode}");
         assert_eq!(
@@ -75,6 +69,6 @@ fn check_leaves_no_fatal_in_a_hostssl_only_servers_log() {
         assert_eq!(run.cell("disable").2.as_deref(), Some("not_probed"));
     }
     // Against psql, the requested mode's verdict (and every determined one) agrees.
-    let run = diagnose(&pg, &target, "verify-full", true, home.path());
+    let run = diagnose(&target, "verify-full", true, home.path());
     assert_agrees_with_psql(&run, &pg.psql_path(), &target, home.path(), None);
 }
