@@ -311,6 +311,9 @@ fn diagnose(plans: &[Plan], context: &RunContext, output: &Output) -> Result<u8,
             sink,
         ),
         Format::Ndjson => render::ndjson::summary(&summary, sink),
+        Format::Text if plans.len() > 1 => {
+            render::text::fleet_summary(&reports, &summary, output.colour, sink)
+        }
         Format::Junit => render::junit::write(
             &reports,
             output.fail_on == crate::cli::FailOn::Warning,

@@ -9,7 +9,7 @@ use anstyle::{AnsiColor, Style};
 
 use super::Colour;
 use crate::catalogue::Severity;
-use crate::report::{for_people, FindingOut, LintReport, Report};
+use crate::report::{for_people, FindingOut, LintReport, Report, Summary};
 use crate::untrusted::for_terminal_short;
 
 /// Every value the text renderers did not write themselves goes through this: control
@@ -271,6 +271,51 @@ fn findings(list: &[FindingOut], paint: Paint, out: &mut dyn Write) -> io::Resul
                 "        {} {}",
                 paint.fg_bold(AnsiColor::Green, "fix:"),
                 safe(fix)
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The closing summary of several targets: how many work, fail or are unreachable, and the
+/// certificates that expire soonest.
+pub fn fleet_summary(
+    reports: &[Report],
+    summary: &Summary,
+    colour: Colour,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let paint = Paint::new(colour);
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{} {} targets: {} work, {} fail, {} unreachable",
+        paint.bold("Summary:"),
+        summary.targets,
+        summary.ok,
+        summary.failed,
+        summary.unreachable
+    )?;
+    let mut certs: Vec<(&str, String, String)> = Vec::new();
+    for report in reports {
+        let t = &report.target;
+        let target = format!("{}@{}:{}/{}", t.user, t.host, t.port, t.dbname);
+        for c in report.server_chain.iter().chain(&report.client_certificate) {
+            certs.push((c.not_after.as_str(), c.subject.clone(), target.clone()));
+        }
+    }
+    // RFC 3339 instants in UTC sort as text.
+    certs.sort();
+    certs.dedup();
+    if !certs.is_empty() {
+        writeln!(out, "Certificates that expire soonest:")?;
+        for (not_after, subject, target) in certs.iter().take(5) {
+            writeln!(
+                out,
+                "  {}  {}  ({})",
+                for_people(not_after),
+                safe(subject),
+                safe(target)
             )?;
         }
     }

@@ -244,4 +244,10 @@ fn several_targets_on_the_command_line_are_one_fleet() {
     assert_eq!(fleet["summary"]["unreachable"], 2);
     let (code, _, stderr) = raw(&[&a, "--targets", "/dev/null"]);
     assert_eq!(code, 3, "{stderr}");
+    // Text closes with a summary of the fleet.
+    let (_, stdout, _) = raw(&[&a, &b]);
+    assert!(
+        stdout.contains("Summary: 2 targets: 0 work, 0 fail, 2 unreachable"),
+        "{stdout}"
+    );
 }

@@ -127,6 +127,19 @@ fn code(out: &CmdOutput) -> i32 {
 fn every_format_over_a_fleet() {
     let fleet = fleet();
 
+    // Text: the reports, then the fleet's summary with the soonest-expiring certificates.
+    let out = run(&fleet, &[]);
+    assert!(
+        out.stdout.contains("Summary: 6 targets: 1 work"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Certificates that expire soonest:"),
+        "{}",
+        out.stdout
+    );
+
     // JSON: one document, every report and the summary.
     let out = run(&fleet, &["--format", "json"]);
     assert_eq!(code(&out), 2, "unreachable wins: {}", out.stderr);
