@@ -139,6 +139,12 @@ pub fn observe_host(
             };
             (Some(tls), plain)
         };
+    // A follow-up connection that recovered a TLS 1.3 alert counts too.
+    connections += tls
+        .iter()
+        .chain(ssl_request_probe.iter())
+        .map(|t| t.follow_ups)
+        .sum::<u32>();
     HostObservation {
         endpoint: endpoint.clone(),
         tls,

@@ -332,6 +332,8 @@ pub struct TlsAttempt {
     pub startup: Option<StartupOutcome>,
     /// After `N`, libpq continues in plaintext on the same socket.
     pub plaintext_after_refusal: Option<StartupOutcome>,
+    /// Connections made after this one to recover what it lost (a TLS 1.3 alert).
+    pub follow_ups: u32,
 }
 
 /// Everything seen on the plaintext connection.

@@ -325,6 +325,50 @@ pub fn tls_attempt(
     permit_for: &dyn Fn(&[Vec<u8>]) -> PasswordPermit,
     permit_after_refusal: PasswordPermit,
 ) -> TlsAttempt {
+    let attempt = |wait_for_alert| {
+        tls_attempt_once(
+            endpoint,
+            deadlines,
+            params,
+            identity,
+            tls_options,
+            negotiation,
+            permit_for,
+            permit_after_refusal,
+            wait_for_alert,
+        )
+    };
+    // The StartupMessage goes out at once: a healthy server costs no wait. Only when the
+    // connection then dies without a reason, with a client certificate sent under TLS 1.3,
+    // can a refusal alert have been lost to the reset: a second connection waits for it.
+    let mut first = attempt(false);
+    let died = matches!(
+        first.startup,
+        Some(StartupOutcome::Reset(_)) | Some(StartupOutcome::Closed)
+    );
+    let tls13 = matches!(&first.handshake, Some(Ok(f)) if f.version == "TLSv1.3");
+    if died && tls13 && first.client_cert_sent {
+        let second = attempt(true);
+        first.follow_ups += 1;
+        if let Some(alert @ StartupOutcome::Alert(_)) = second.startup {
+            first.startup = Some(alert);
+        }
+    }
+    first
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tls_attempt_once(
+    endpoint: &Endpoint,
+    deadlines: Deadlines,
+    params: &StartupParams,
+    identity: &ClientIdentity,
+    tls_options: TlsOptions,
+    negotiation: Negotiation,
+    permit_for: &dyn Fn(&[Vec<u8>]) -> PasswordPermit,
+    permit_after_refusal: PasswordPermit,
+    wait_for_alert: bool,
+) -> TlsAttempt {
     let mut out = TlsAttempt::default();
     let (mut link, addr) = match connect(endpoint, deadlines) {
         Ok(x) => x,
@@ -433,9 +477,12 @@ pub fn tls_attempt(
     out.handshake = Some(Ok(facts));
     // Under TLS 1.3 the server checks the client certificate after our Finished and answers
     // a refusal with an alert and a close. If the StartupMessage is already in flight, the
-    // close becomes a reset that can destroy the alert before it is read. Give the alert a
-    // few round trips to arrive first (libpq does not wait; it only loses the precise cause).
-    if out.client_cert_sent && tls.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
+    // close becomes a reset that can destroy the alert before it is read. On the follow-up
+    // connection (see `tls_attempt`), give the alert a few round trips to arrive first
+    // (libpq does not wait; it only loses the precise cause).
+    if wait_for_alert
+        && out.client_cert_sent
+        && tls.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
     {
         let wait = (tls.sock.rtt * 3).clamp(Duration::from_millis(20), Duration::from_millis(250));
         if let Some(alert) = early_alert(&mut tls, wait) {
