@@ -55,6 +55,19 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
+impl Report {
+    /// The target as the machine formats name it: `user@host:port/dbname` (the address when
+    /// there is no host name).
+    pub fn target_label(&self) -> String {
+        let t = &self.target;
+        let host = match (&t.hostaddr, t.host.is_empty()) {
+            (Some(addr), true) => addr.clone(),
+            _ => t.host.clone(),
+        };
+        format!("{}@{}:{}/{}", t.user, host, t.port, t.dbname)
+    }
+}
+
 #[derive(Debug, Serialize, JsonSchema)]
 #[schemars(rename = "tool")]
 pub struct Tool {

@@ -29,17 +29,8 @@ fn xml_body(text: &str) -> String {
     escape(lines.join("\n").as_str()).into_owned()
 }
 
-fn target(report: &Report) -> String {
-    let t = &report.target;
-    let host = match (&t.hostaddr, t.host.is_empty()) {
-        (Some(addr), true) => addr.clone(),
-        _ => t.host.clone(),
-    };
-    format!("{}@{}:{}/{}", t.user, host, t.port, t.dbname)
-}
-
 fn classname(report: &Report) -> String {
-    target(report).replace('.', "_")
+    report.target_label().replace('.', "_")
 }
 
 fn finding_text(f: &FindingOut) -> String {
@@ -73,7 +64,7 @@ pub fn write(reports: &[Report], warnings_fail: bool, out: &mut dyn Write) -> io
     for report in reports {
         let classname = classname(report);
         let seconds = report.probe.duration_ms as f64 / 1000.0;
-        let shown = target(report);
+        let shown = report.target_label();
         let errors: Vec<&FindingOut> = report
             .findings
             .iter()

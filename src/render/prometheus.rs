@@ -18,15 +18,6 @@ fn label(value: &str) -> String {
     shown.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-fn target(report: &Report) -> String {
-    let t = &report.target;
-    let host = match (&t.hostaddr, t.host.is_empty()) {
-        (Some(addr), true) => addr.clone(),
-        _ => t.host.clone(),
-    };
-    format!("{}@{}:{}/{}", t.user, host, t.port, t.dbname)
-}
-
 fn unix(rfc3339: &str) -> Option<i64> {
     time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
         .ok()
@@ -88,7 +79,7 @@ pub fn write(reports: &[Report], run_at: i64, out: &mut dyn Write) -> io::Result
         "1 for each finding of the target, by code and severity.",
     );
     for report in reports {
-        let t = target(report);
+        let t = report.target_label();
         let t = t.as_str();
         success.add(&[("target", t)], u8::from(report.verdict.ok));
         duration.add(&[("target", t)], report.probe.duration_ms as f64 / 1000.0);

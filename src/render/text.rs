@@ -298,8 +298,7 @@ pub fn fleet_summary(
     )?;
     let mut certs: Vec<(&str, String, String)> = Vec::new();
     for report in reports {
-        let t = &report.target;
-        let target = format!("{}@{}:{}/{}", t.user, t.host, t.port, t.dbname);
+        let target = report.target_label();
         for c in report.server_chain.iter().chain(&report.client_certificate) {
             certs.push((c.not_after.as_str(), c.subject.clone(), target.clone()));
         }
