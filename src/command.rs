@@ -70,6 +70,13 @@ pub fn run(cli: &Cli) -> Result<u8, ToolError> {
         );
     }
     let plans = plans(cli)?;
+    if plans.len() > 1 && cli.server_log.is_some() {
+        // The log does not say which target a line belongs to (yet: the backend PID of each
+        // connection would), so quoting it for several targets could blame the wrong one.
+        return Err(ToolError::Usage(
+            "--server-log explains one target's connections; with several targets it cannot tell whose a log line is: give one target".into(),
+        ));
+    }
     let context = RunContext::prepare(run_options(cli)?);
     let now = context.options.now;
     diagnose(

@@ -244,6 +244,10 @@ fn several_targets_on_the_command_line_are_one_fleet() {
     assert_eq!(fleet["summary"]["unreachable"], 2);
     let (code, _, stderr) = raw(&[&a, "--targets", "/dev/null"]);
     assert_eq!(code, 3, "{stderr}");
+    // The server log cannot be tied to one of several targets: refused, not guessed.
+    let (code, _, stderr) = raw(&[&a, &b, "--server-log", "/dev/null"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("--server-log"), "{stderr}");
     // Text closes with a summary of the fleet.
     let (_, stdout, _) = raw(&[&a, &b]);
     assert!(
