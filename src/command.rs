@@ -286,14 +286,31 @@ fn diagnose(plans: &[Plan], context: &RunContext, output: &Output) -> Result<u8,
     let mut reports = Vec::new();
     let mut write_error = None;
     let mut exit_code = report::exit::OK;
+    // Several targets on a terminal: a progress bar on stderr. Never in a pipe.
+    let progress = (plans.len() > 1 && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(plans.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} targets {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
     for (i, plan) in plans.iter().enumerate() {
         let report = app::run(plan, context);
-        let written = match (output.format, plans.len()) {
+        if let Some(bar) = &progress {
+            bar.inc(1);
+        }
+        let mut write = || match (output.format, plans.len()) {
             (Format::Json, 1) => render::json::report(&report, sink),
             (Format::Ndjson, _) => render::ndjson::report(&report, sink),
             (Format::Text, _) => (if i > 0 { writeln!(sink) } else { Ok(()) })
                 .and_then(|_| render::text::report(&report, output.colour, sink)),
             _ => Ok(()),
+        };
+        // The bar steps aside while a report is written to the same terminal.
+        let written = match &progress {
+            Some(bar) => bar.suspend(&mut write),
+            None => write(),
         };
         // The verdict counts whether or not anyone reads it: a CI job piping into `head`
         // must still fail on a broken database.
@@ -304,6 +321,9 @@ fn diagnose(plans: &[Plan], context: &RunContext, output: &Output) -> Result<u8,
             Err(e) => write_error = Some(e),
             Ok(()) => {}
         }
+    }
+    if let Some(bar) = &progress {
+        bar.finish_and_clear();
     }
     let mut summary = Summary::of(&reports);
     summary.exit_code = exit_code;

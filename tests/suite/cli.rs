@@ -249,9 +249,36 @@ fn several_targets_on_the_command_line_are_one_fleet() {
     assert_eq!(code, 3, "{stderr}");
     assert!(stderr.contains("--server-log"), "{stderr}");
     // Text closes with a summary of the fleet.
-    let (_, stdout, _) = raw(&[&a, &b]);
+    let (_, stdout, stderr) = raw(&[&a, &b]);
     assert!(
         stdout.contains("Summary: 2 targets: 0 work, 0 fail, 2 unreachable"),
         "{stdout}"
     );
+    assert!(stderr.is_empty(), "no progress bar in a pipe: {stderr:?}");
+}
+
+#[test]
+fn several_targets_on_a_terminal_show_a_progress_bar() {
+    // util-linux `script` gives the doctor a terminal.
+    let command = format!(
+        "{} 127.0.0.1:{} 127.0.0.1:{} --color never",
+        binary().display(),
+        free_port(),
+        free_port()
+    );
+    let out = run_with_timeout(
+        Command::new("script").args(["-qc", &command, "/dev/null"]),
+        std::time::Duration::from_secs(30),
+    );
+    assert!(out.success(), "{}", out.stderr);
+    assert!(out.stdout.contains("/2 targets"), "{}", out.stdout);
+    assert!(out.stdout.contains("Summary: 2 targets"), "{}", out.stdout);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
