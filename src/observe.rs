@@ -212,7 +212,7 @@ pub enum SslReply {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandshakeFacts {
-    pub version: String,
+    pub version: crate::plan::TlsVersion,
     pub cipher_suite: String,
     pub key_exchange_group: Option<String>,
     pub alpn: Option<String>,

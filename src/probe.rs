@@ -346,7 +346,7 @@ pub fn tls_attempt(
         first.startup,
         Some(StartupOutcome::Reset(_)) | Some(StartupOutcome::Closed)
     );
-    let tls13 = matches!(&first.handshake, Some(Ok(f)) if f.version == "TLSv1.3");
+    let tls13 = matches!(&first.handshake, Some(Ok(f)) if f.version == TlsVersion::V1_3);
     if died && tls13 && first.client_cert_sent {
         let second = attempt(true);
         first.follow_ups += 1;
@@ -451,24 +451,20 @@ fn tls_attempt_once(
         return out;
     }
     let facts = HandshakeFacts {
-        version: tls
-            .conn
-            .protocol_version()
-            .map(|v| match v {
-                rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
-                rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
-                other => format!("{other:?}"),
-            })
-            .unwrap_or_default(),
+        // The doctor offers TLS 1.2 and 1.3 only (see `offered_versions`).
+        version: match tls.conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => TlsVersion::V1_3,
+            _ => TlsVersion::V1_2,
+        },
         cipher_suite: tls
             .conn
             .negotiated_cipher_suite()
-            .map(|s| format!("{:?}", s.suite()))
+            .map(|s| suite_name(s.suite()))
             .unwrap_or_default(),
         key_exchange_group: tls
             .conn
             .negotiated_key_exchange_group()
-            .map(|g| format!("{:?}", g.name())),
+            .map(|g| group_name(g.name())),
         alpn: tls
             .conn
             .alpn_protocol()
@@ -629,6 +625,22 @@ fn io_reply(e: &io::Error, timed_out: Option<TimeoutKind>) -> SslReply {
 fn rustls_error(e: &io::Error) -> Option<&rustls::Error> {
     e.get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+}
+
+/// The IANA name of a cipher suite (`TLS13_AES_256_GCM_SHA384`), or its number.
+fn suite_name(suite: rustls::CipherSuite) -> String {
+    suite
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("0x{:04x}", u16::from(suite)))
+}
+
+/// The IANA name of a key-exchange group (`X25519`, `secp256r1`), or its number.
+fn group_name(group: rustls::NamedGroup) -> String {
+    group
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("0x{:04x}", u16::from(group)))
 }
 
 /// The alert as the observation records it.

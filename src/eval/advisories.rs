@@ -154,7 +154,7 @@ pub(in crate::eval) fn add(
         ) = (&tls.handshake, &tls.startup)
         {
             let mut evidence = vec![
-                Evidence::new("tls_version", facts.version.clone()),
+                Evidence::new("tls_version", facts.version.name()),
                 Evidence::new("cipher_suite", facts.cipher_suite.clone()),
             ];
             if let Some(g) = &facts.key_exchange_group {
@@ -192,7 +192,7 @@ pub(in crate::eval) fn add(
                 severity: Severity::Info,
                 summary: format!(
                     "TLS session established ({}, {})",
-                    facts.version, facts.cipher_suite
+                    facts.version.name(), facts.cipher_suite
                 ),
                 evidence,
                 fix: None,
@@ -309,7 +309,7 @@ pub(in crate::eval) fn server_log_findings(
 pub(in crate::eval) fn tls_session(tls: &TlsAttempt) -> Option<TlsSession> {
     let facts = tls.handshake.as_ref()?.as_ref().ok()?;
     Some(TlsSession {
-        version: facts.version.clone(),
+        version: facts.version.name().to_string(),
         cipher_suite: facts.cipher_suite.clone(),
         key_exchange_group: facts.key_exchange_group.clone(),
         alpn: facts.alpn.clone(),

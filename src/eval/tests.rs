@@ -79,7 +79,7 @@ fn session() -> StartupOutcome {
 
 fn facts() -> HandshakeFacts {
     HandshakeFacts {
-        version: "TLSv1.3".into(),
+        version: crate::plan::TlsVersion::V1_3,
         cipher_suite: "TLS13_AES_256_GCM_SHA384".into(),
         key_exchange_group: Some("X25519".into()),
         alpn: None,
