@@ -192,7 +192,8 @@ pub(in crate::eval) fn add(
                 severity: Severity::Info,
                 summary: format!(
                     "TLS session established ({}, {})",
-                    facts.version.name(), facts.cipher_suite
+                    facts.version.name(),
+                    facts.cipher_suite
                 ),
                 evidence,
                 fix: None,
