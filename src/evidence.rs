@@ -64,14 +64,6 @@ impl Value {
             Value::Time(_) => "time",
         }
     }
-
-    /// The text of a textual value.
-    pub fn as_text(&self) -> Option<&str> {
-        match self {
-            Value::Text(s) | Value::Name(s) | Value::Path(s) => Some(s),
-            _ => None,
-        }
-    }
 }
 
 /// An instant for people: `2026-11-01 21:45:51 UTC`.

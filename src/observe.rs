@@ -377,13 +377,17 @@ pub struct HostObservation {
 
 impl HostObservation {
     /// The log lines the server writes about these attempts: a FATAL line for each session
-    /// it refused, and "could not accept SSL connection" for each handshake it ended.
+    /// it refused, and "could not accept SSL connection" for each handshake it ended,
+    /// including a client certificate refused after the handshake and the connection a
+    /// follow-up made to recover that alert.
     pub fn server_log_lines(&self) -> usize {
         let refused = |outcome: Option<&StartupOutcome>| {
             usize::from(matches!(outcome, Some(StartupOutcome::ServerError { .. })))
         };
         let tls = |t: &TlsAttempt| {
             usize::from(matches!(t.handshake, Some(Err(TlsFailure::Alert(_)))))
+                + usize::from(matches!(t.startup, Some(StartupOutcome::Alert(_))))
+                + t.follow_ups as usize
                 + refused(t.startup.as_ref())
                 + refused(t.plaintext_after_refusal.as_ref())
         };

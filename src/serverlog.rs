@@ -79,9 +79,9 @@ fn events(text: &str) -> usize {
         .count()
 }
 
-/// Like [`read_excerpt`], after waiting (until `wait_until` at most) for the `expected`
-/// lines the server writes as this probe's backends exit. A log that is not live (a copy,
-/// or one that did not grow) is read at once.
+/// What was appended since `since` (a live log), or else the tail of the file (a copy
+/// taken later), keeping lines that mention `user`. A live log is read once the `expected`
+/// lines the backends write as they exit are there, or at `wait_until`; a copy at once.
 pub fn read_excerpt_expecting(
     path: &Path,
     since: Option<u64>,
@@ -99,12 +99,6 @@ pub fn read_excerpt_expecting(
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-}
-
-/// Reads what was appended since `since` (a live log), or else the tail of the file (a copy
-/// taken later), keeping lines that mention `user`.
-pub fn read_excerpt(path: &Path, since: Option<u64>, user: &str) -> std::io::Result<LogExcerpt> {
-    Ok(excerpt(&read_since(path, since, user)?, user))
 }
 
 fn excerpt(appended: &Appended, user: &str) -> LogExcerpt {
