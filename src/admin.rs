@@ -14,7 +14,7 @@ use crate::hba::{self, HbaContext, HbaFile, IdentFile, IdentRule, ParseError, To
 use crate::local::local_setup;
 use crate::observe::{PasswordPermit, StartupOutcome};
 use crate::plan::Plan;
-use crate::probe::{self, Deadlines, StartupParams};
+use crate::probe::{self, Deadlines, Permit, StartupParams, TlsPermits};
 use crate::sslmode::SslMode;
 
 /// One statement reads both views and the file name; a second, which needs the right to
@@ -54,7 +54,7 @@ pub enum AdminError {
 
 /// Connects with the admin conninfo (its own sslmode, password rules as for the probe) and
 /// reads the views.
-pub fn fetch(
+pub async fn fetch(
     plan: &Plan,
     timeout: Duration,
     allow_cleartext_password: bool,
@@ -77,7 +77,14 @@ pub fn fetch(
         step: plan.connect_timeout,
     };
     let outcome = if endpoint.is_unix_socket() || plan.sslmode == SslMode::Disable {
-        probe::plain_attempt(endpoint, deadlines, &params, PasswordPermit::Send).startup
+        probe::plain_attempt(
+            endpoint,
+            deadlines,
+            &params,
+            Permit::Now(PasswordPermit::Send),
+        )
+        .await
+        .startup
     } else {
         let mode = plan.sslmode;
         let permit_for = |chain: &[Vec<u8>]| eval::permit_at(&local, endpoint, chain, mode, now);
@@ -93,9 +100,13 @@ pub fn fetch(
             &identity,
             plan.tls_options(),
             plan.negotiation,
-            &permit_for,
-            after_refusal,
-        );
+            TlsPermits {
+                permit_for: &permit_for,
+                hold: Permit::Now(PasswordPermit::Send),
+                after_refusal,
+            },
+        )
+        .await;
         if let Some(e) = &tls.connect_error {
             return Err(AdminError::Connect(format!("{e:?}")));
         }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::catalogue::{Code, Severity};
 use crate::connections;
+use crate::engine::Slots;
 use crate::eval::{self, EvalInput};
 use crate::evidence::{Evidence, Value};
 use crate::finding::Finding;
@@ -38,19 +39,25 @@ pub struct RunContext {
     pub options: RunOptions,
     rules: Option<HbaContext>,
     rule_findings: Vec<Finding>,
+    /// How many diagnoses may run at once, overall and per server.
+    slots: Slots,
 }
 
 impl RunContext {
     /// Reads the --admin rules (one connection) or takes the --hba ones.
-    pub fn prepare(options: RunOptions) -> RunContext {
-        let admin_rules = options.admin.as_ref().map(|admin_plan| {
-            crate::admin::fetch(
-                admin_plan,
-                options.timeout,
-                options.allow_cleartext_password,
-                options.now,
-            )
-        });
+    pub async fn prepare(options: RunOptions, slots: Slots) -> RunContext {
+        let admin_rules = match options.admin.as_ref() {
+            Some(admin_plan) => Some(
+                crate::admin::fetch(
+                    admin_plan,
+                    options.timeout,
+                    options.allow_cleartext_password,
+                    options.now,
+                )
+                .await,
+            ),
+            None => None,
+        };
         let (rules, rule_findings) = match admin_rules {
             Some(Ok(rules)) => (Some(rules.context.clone()), admin_findings(&rules)),
             Some(Err(e)) => (options.hba.clone(), vec![admin_failure(&e)]),
@@ -67,18 +74,16 @@ impl RunContext {
             options,
             rules,
             rule_findings,
+            slots,
         }
     }
 }
 
-/// Diagnoses one target.
-pub fn run(plan: &Plan, context: &RunContext) -> Report {
+/// Diagnoses one target. Its deadline starts when its first host gets a slot; `run_ends`
+/// (the whole run's deadline) cuts it short.
+pub async fn run(plan: &Plan, context: &RunContext, run_ends: Option<Instant>) -> Report {
     let options = &context.options;
-    let started = Instant::now();
-    let deadlines = Deadlines {
-        overall: started + options.timeout,
-        step: plan.connect_timeout,
-    };
+    let mut started = Instant::now();
     let (local, identity) = local_setup(plan);
     let mut extra_findings = crate::keywords::unemulated_findings(plan);
     extra_findings.extend(context.rule_findings.iter().cloned());
@@ -94,36 +99,52 @@ pub fn run(plan: &Plan, context: &RunContext) -> Report {
         channel_binding: plan.channel_binding,
         extra_query: None,
     };
-    let observed: Vec<HostObservation> = plan
-        .endpoints
-        .iter()
-        .map(|endpoint| {
-            let gate = eval::Gate {
-                local: &local,
-                endpoint,
-                now: options.now,
-                user: &plan.user,
-                dbname: &plan.dbname,
-                negotiation: plan.negotiation,
-            };
-            connections::observe_host(
-                plan,
-                endpoint,
-                &params,
-                &identity,
-                deadlines,
-                &gate,
-                options.only_requested,
-            )
-        })
-        .collect();
-    let log_reasons = options.server_log.as_deref().and_then(|path| {
-        let expected = observed.iter().map(HostObservation::server_log_lines).sum();
-        let wait_until = (Instant::now() + SERVER_LOG_WAIT).min(deadlines.overall);
-        serverlog::read_excerpt_expecting(path, log_size, &plan.user, expected, wait_until)
+    let mut observed: Vec<HostObservation> = Vec::with_capacity(plan.endpoints.len());
+    let mut deadlines = None;
+    for endpoint in &plan.endpoints {
+        let _slot = context.slots.acquire(endpoint).await;
+        let deadlines = *deadlines.get_or_insert_with(|| {
+            started = Instant::now();
+            let own = started + options.timeout;
+            Deadlines {
+                overall: run_ends.map_or(own, |end| end.min(own)),
+                step: plan.connect_timeout,
+            }
+        });
+        let gate = eval::Gate {
+            local: &local,
+            endpoint,
+            now: options.now,
+            user: &plan.user,
+            dbname: &plan.dbname,
+            negotiation: plan.negotiation,
+        };
+        let host = connections::Host {
+            plan,
+            endpoint,
+            params: &params,
+            identity: &identity,
+            deadlines,
+        };
+        observed.push(connections::observe_host(&host, &gate, options.only_requested).await);
+    }
+    let overall = deadlines.map_or(started, |d| d.overall);
+    let log_reasons = match options.server_log.clone() {
+        None => None,
+        Some(path) => {
+            let expected = observed.iter().map(HostObservation::server_log_lines).sum();
+            let wait_until = (Instant::now() + SERVER_LOG_WAIT).min(overall);
+            let user = plan.user.clone();
+            // The poll sleeps between reads of a file: not on the engine's threads.
+            tokio::task::spawn_blocking(move || {
+                serverlog::read_excerpt_expecting(&path, log_size, &user, expected, wait_until)
+            })
+            .await
             .ok()
+            .and_then(Result::ok)
             .map(|excerpt| serverlog::interpret(&excerpt))
-    });
+        }
+    };
     let hosts: Vec<HostResult> = observed
         .into_iter()
         .map(|o| {

@@ -98,7 +98,7 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// host[:port], URI or conninfo string (libpq defaults when absent); several are diagnosed one after another
+    /// host[:port], URI or conninfo string (libpq defaults when absent); several are diagnosed concurrently
     pub target: Vec<std::ffi::OsString>,
 
     /// A file of targets, one per line: each is diagnosed (JSON: one document with every report and their summary)
@@ -139,9 +139,20 @@ pub struct Cli {
     #[arg(long = "connect-timeout")]
     pub connect_timeout: Option<String>,
 
-    /// Upper bound for the whole probe, in seconds
+    /// Upper bound for the whole probe of one target, in seconds
     #[arg(long, default_value_t = 10.0)]
     pub timeout: f64,
+    /// Several targets: how many are diagnosed at once
+    #[arg(long, value_name = "N", default_value_t = crate::engine::DEFAULT_CONCURRENCY, value_parser = parse_count::<4096>)]
+    pub concurrency: usize,
+    /// Several targets: how many diagnoses at once on one server (address and port); each
+    /// holds up to three connections, so the default stays far below max_connections = 100
+    #[arg(long = "per-server", value_name = "N", default_value_t = crate::engine::DEFAULT_PER_SERVER, value_parser = parse_count::<1024>)]
+    pub per_server: usize,
+    /// Several targets: an upper bound for the whole run, in seconds (targets still running
+    /// then end with a timeout)
+    #[arg(long = "run-timeout", value_name = "SECONDS")]
+    pub run_timeout: Option<f64>,
     /// Warn when a certificate expires within this many days
     #[arg(long = "warn-days", default_value_t = 30)]
     pub warn_days: i64,
@@ -298,5 +309,13 @@ pub fn parse() -> Result<Option<Cli>, crate::error::ToolError> {
             source: err,
         }),
         _ => Ok(None),
+    }
+}
+
+/// A count from 1 to MAX.
+fn parse_count<const MAX: usize>(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX).contains(&n) => Ok(n),
+        _ => Err(format!("must be a whole number from 1 to {MAX}")),
     }
 }

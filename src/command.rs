@@ -5,8 +5,9 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::app::{self, RunContext, RunOptions};
+use crate::app::RunOptions;
 use crate::cli::{Cli, Color, Command, Format, HbaCommand};
+use crate::engine;
 use crate::error::ToolError;
 use crate::hba;
 use crate::plan::{self, Environment, FlagSettings, Plan};
@@ -69,19 +70,36 @@ pub fn run(cli: &Cli) -> Result<u8, ToolError> {
             colour,
         );
     }
-    let plans = plans(cli)?;
-    if plans.len() > 1 && cli.server_log.is_some() {
+    let targets = targets(cli)?;
+    let several = targets.count != Some(1);
+    if several && cli.server_log.is_some() {
         // The log does not say which target a line belongs to (yet: the backend PID of each
         // connection would), so quoting it for several targets could blame the wrong one.
         return Err(ToolError::Usage(
-            "--server-log explains one target's connections; with several targets it cannot tell whose a log line is: give one target".into(),
+            "--server-log explains one target's connections; with several targets (or --targets) it cannot tell whose a log line is: give one target".into(),
         ));
     }
-    let context = RunContext::prepare(run_options(cli)?);
-    let now = context.options.now;
+    let options = run_options(cli)?;
+    let run_ends = match cli.run_timeout {
+        None => None,
+        Some(secs) if secs > 0.0 && secs <= MAX_TIMEOUT_SECS => {
+            Some(std::time::Instant::now() + Duration::from_secs_f64(secs))
+        }
+        Some(secs) => {
+            return Err(ToolError::Usage(format!(
+                "invalid --run-timeout value \"{secs}\": must be a number of seconds above 0 and at most {MAX_TIMEOUT_SECS}"
+            )))
+        }
+    };
+    let now = options.now;
     diagnose(
-        &plans,
-        &context,
+        targets,
+        options,
+        engine::Settings {
+            concurrency: cli.concurrency,
+            per_server: cli.per_server,
+            run_ends,
+        },
         &Output {
             format: cli.format,
             colour,
@@ -131,53 +149,68 @@ fn flag_settings(cli: &Cli) -> FlagSettings {
     flags
 }
 
-/// Every target's plan, resolved as libpq would (TARGET, or one per line of --targets).
-fn plans(cli: &Cli) -> Result<Vec<Plan>, ToolError> {
+/// The targets: TARGET arguments resolved at once (a bad one stops the run before any
+/// probe), or the lines of --targets, read and resolved as the engine needs them.
+struct Targets {
+    source: engine::Targets,
+    /// How many, when known before the run (the arguments).
+    count: Option<usize>,
+}
+
+fn targets(cli: &Cli) -> Result<Targets, ToolError> {
     let flags = flag_settings(cli);
     let env = Environment::capture();
-    let targets: Vec<String> = match &cli.targets {
-        Some(_) if !cli.target.is_empty() => {
-            return Err(ToolError::Usage(
-                "give TARGET or --targets, not both".into(),
-            ))
-        }
-        // One target per line; blank lines and # comments skipped.
-        Some(file) => crate::files::read_text(file)
-            .map_err(|source| ToolError::Unreadable {
-                what: "targets file",
-                path: file.clone(),
-                source,
-            })?
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(String::from)
-            .collect(),
+    let Some(file) = cli.targets.clone() else {
         // Bytes that are not UTF-8 are kept: libpq sends a Latin-1 password as it was given.
-        None if cli.target.is_empty() => vec![String::new()],
-        None => cli
-            .target
+        let arguments: Vec<String> = match cli.target.is_empty() {
+            true => vec![String::new()],
+            false => cli
+                .target
+                .iter()
+                .map(|t| crate::untrusted::decode_os(t))
+                .collect(),
+        };
+        let plans = arguments
             .iter()
-            .map(|t| crate::untrusted::decode_os(t))
-            .collect(),
+            .map(|target| {
+                plan::resolve(target, &flags, &env)
+                    .map_err(|source| ToolError::Plan { prefix: "", source })
+            })
+            .collect::<Result<Vec<Plan>, ToolError>>()?;
+        return Ok(Targets {
+            count: Some(plans.len()),
+            source: Box::new(plans.into_iter().map(Ok)),
+        });
     };
-    if targets.is_empty() {
-        return Err(ToolError::Usage("the targets file names no target".into()));
+    if !cli.target.is_empty() {
+        return Err(ToolError::Usage(
+            "give TARGET or --targets, not both".into(),
+        ));
     }
-    targets
-        .iter()
-        .enumerate()
-        .map(|(i, target)| {
-            plan::resolve(target, &flags, &env).map_err(|source| match &cli.targets {
-                Some(file) => ToolError::Target {
+    let unreadable = |path: &Path, source| ToolError::Unreadable {
+        what: "targets file",
+        path: path.to_path_buf(),
+        source,
+    };
+    let lines = crate::files::TextLines::open(&file).map_err(|e| unreadable(&file, e))?;
+    // One target per line; blank lines and # comments skipped; a line that names no
+    // target is reported with its number and the others still run.
+    let source =
+        lines.filter_map(move |line| match line {
+            Err(e) => Some(Err(unreadable(&file, e))),
+            Ok((_, text)) if text.trim().is_empty() || text.trim().starts_with('#') => None,
+            Ok((number, text)) => Some(plan::resolve(text.trim(), &flags, &env).map_err(
+                |source| ToolError::Target {
                     file: file.clone(),
-                    line: i + 1,
+                    line: number,
                     source,
                 },
-                None => ToolError::Plan { prefix: "", source },
-            })
-        })
-        .collect()
+            )),
+        });
+    Ok(Targets {
+        source: Box::new(source),
+        count: None,
+    })
 }
 
 /// The options every target shares, checked.
@@ -275,7 +308,12 @@ fn exit_status(report: &report::Report, fail_on: crate::cli::FailOn) -> u8 {
 /// Text and NDJSON stream each report as it completes; JSON (several targets), JUnit and
 /// Prometheus are written once every report is in. The worst exit status, 2 before 1
 /// before 0, is the run's.
-fn diagnose(plans: &[Plan], context: &RunContext, output: &Output) -> Result<u8, ToolError> {
+fn diagnose(
+    targets: Targets,
+    options: RunOptions,
+    settings: engine::Settings,
+    output: &Output,
+) -> Result<u8, ToolError> {
     let mut buffer: Vec<u8> = Vec::new();
     let mut stdout = std::io::stdout().lock();
     let sink: &mut dyn Write = if output.file.is_some() {
@@ -283,28 +321,58 @@ fn diagnose(plans: &[Plan], context: &RunContext, output: &Output) -> Result<u8,
     } else {
         &mut stdout
     };
-    let mut reports = Vec::new();
+    let known = targets.count;
+    // Formats written as one document at the end keep every report; the others keep only
+    // the summary, so a fleet of any size streams in little memory.
+    let keep_reports = match output.format {
+        Format::Json => known != Some(1),
+        Format::Junit | Format::Prometheus => true,
+        Format::Text | Format::Ndjson => false,
+    };
+    let mut kept: Vec<(usize, report::Report)> = Vec::new();
+    let mut single: Option<report::Report> = None;
+    let mut summary = Summary::default();
+    let mut soonest = report::SoonestExpiries::default();
+    let mut unusable = 0usize;
     let mut write_error = None;
     let mut exit_code = report::exit::OK;
+    let mut written_reports = 0usize;
     // Several targets on a terminal: a progress bar on stderr. Never in a pipe.
-    let progress = (plans.len() > 1 && std::io::stderr().is_terminal()).then(|| {
-        let bar = indicatif::ProgressBar::new(plans.len() as u64);
+    let progress = (known != Some(1) && std::io::stderr().is_terminal()).then(|| {
+        let bar = match known {
+            Some(n) => indicatif::ProgressBar::new(n as u64),
+            None => indicatif::ProgressBar::no_length(),
+        };
         bar.set_style(
             indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} targets {elapsed}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         bar
     });
-    for (i, plan) in plans.iter().enumerate() {
-        let report = app::run(plan, context);
+    let ran = engine::run(targets.source, options, settings, |outcome| {
+        let (index, report) = match outcome {
+            engine::Outcome::Unusable { error, .. } => {
+                unusable += 1;
+                let line = error.for_stderr();
+                match &progress {
+                    Some(bar) => bar.suspend(|| eprintln!("{line}")),
+                    None => eprintln!("{line}"),
+                }
+                return true;
+            }
+            engine::Outcome::Report { index, report } => (index, *report),
+        };
         if let Some(bar) = &progress {
             bar.inc(1);
         }
-        let mut write = || match (output.format, plans.len()) {
-            (Format::Json, 1) => render::json::report(&report, sink),
-            (Format::Ndjson, _) => render::ndjson::report(&report, sink),
-            (Format::Text, _) => (if i > 0 { writeln!(sink) } else { Ok(()) })
-                .and_then(|_| render::text::report(&report, output.colour, sink)),
+        let mut write = || match output.format {
+            Format::Ndjson => render::ndjson::report(&report, sink),
+            Format::Text => (if written_reports > 0 {
+                writeln!(sink)
+            } else {
+                Ok(())
+            })
+            .and_then(|_| render::text::report(&report, output.colour, sink)),
             _ => Ok(()),
         };
         // The bar steps aside while a report is written to the same terminal.
@@ -312,42 +380,64 @@ fn diagnose(plans: &[Plan], context: &RunContext, output: &Output) -> Result<u8,
             Some(bar) => bar.suspend(&mut write),
             None => write(),
         };
+        written_reports += 1;
         // The verdict counts whether or not anyone reads it: a CI job piping into `head`
         // must still fail on a broken database.
         exit_code = report::worst_exit(exit_code, exit_status(&report, output.fail_on));
-        reports.push(report);
-        match written.and_then(|_| sink.flush()) {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
-            Err(e) => write_error = Some(e),
-            Ok(()) => {}
+        summary.add(&report);
+        soonest.add(&report);
+        if keep_reports {
+            kept.push((index, report));
+        } else if single.is_none() && output.format == Format::Json {
+            single = Some(report);
         }
-    }
+        match written.and_then(|_| sink.flush()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => false,
+            Err(e) => {
+                write_error = Some(e);
+                false
+            }
+            Ok(()) => true,
+        }
+    });
     if let Some(bar) = &progress {
         bar.finish_and_clear();
     }
-    let mut summary = Summary::of(&reports);
+    ran.map_err(|source| ToolError::Write {
+        what: "report (the engine could not start)",
+        source,
+    })?;
+    if summary.targets == 0 && unusable == 0 && write_error.is_none() {
+        return Err(ToolError::Usage("the targets file names no target".into()));
+    }
+    // The documents list the targets in the order they were given, whatever finished first.
+    kept.sort_by_key(|(index, _)| *index);
+    let reports: Vec<report::Report> = kept.into_iter().map(|(_, r)| r).collect();
     summary.exit_code = exit_code;
     let written = match output.format {
-        Format::Json if plans.len() > 1 => render::json::fleet(
-            &Fleet {
-                schema_version: report::SCHEMA_VERSION,
-                tool: Tool::THIS,
-                reports,
-                summary,
-            },
-            sink,
-        ),
+        Format::Json => match single {
+            Some(report) => render::json::report(&report, sink),
+            None => render::json::fleet(
+                &Fleet {
+                    schema_version: report::SCHEMA_VERSION,
+                    tool: Tool::THIS,
+                    reports,
+                    summary,
+                },
+                sink,
+            ),
+        },
         Format::Ndjson => render::ndjson::summary(&summary, sink),
-        Format::Text if plans.len() > 1 => {
-            render::text::fleet_summary(&reports, &summary, output.colour, sink)
+        Format::Text if known != Some(1) => {
+            render::text::fleet_summary(&summary, &soonest, output.colour, sink)
         }
+        Format::Text => Ok(()),
         Format::Junit => render::junit::write(
             &reports,
             output.fail_on == crate::cli::FailOn::Warning,
             sink,
         ),
         Format::Prometheus => render::prometheus::write(&reports, output.now, sink),
-        _ => Ok(()),
     }
     .and_then(|_| sink.flush());
     match written {
@@ -357,13 +447,18 @@ fn diagnose(plans: &[Plan], context: &RunContext, output: &Output) -> Result<u8,
     if let (Some(file), None) = (output.file, &write_error) {
         write_atomically(file, &buffer)?;
     }
-    match write_error {
-        Some(source) => Err(ToolError::Write {
+    if let Some(source) = write_error {
+        return Err(ToolError::Write {
             what: "report",
             source,
-        }),
-        None => Ok(exit_code),
+        });
     }
+    if unusable > 0 {
+        return Err(ToolError::Usage(format!(
+            "{unusable} line(s) of the targets file name no target the doctor can probe (each named above); the others were diagnosed"
+        )));
+    }
+    Ok(exit_code)
 }
 
 /// Writes FILE as a whole or not at all: a temporary file beside it, then a rename (what

@@ -121,9 +121,103 @@ pub fn read_text(path: &Path) -> io::Result<String> {
     Ok(crate::untrusted::decode(&bytes))
 }
 
+/// The longest line a streamed text file may hold.
+pub const MAX_LINE: usize = 64 << 10;
+
+/// A text file read a line at a time (a targets file of any length): memory stays at one
+/// line. A line is kept byte for byte; one longer than [`MAX_LINE`], one with a NUL, and a
+/// private key end the reading with an error naming the line.
+pub struct TextLines {
+    reader: io::BufReader<File>,
+    line: usize,
+    done: bool,
+}
+
+impl TextLines {
+    pub fn open(path: &Path) -> io::Result<TextLines> {
+        Ok(TextLines {
+            reader: io::BufReader::new(open_regular(path)?),
+            line: 0,
+            done: false,
+        })
+    }
+}
+
+impl Iterator for TextLines {
+    /// The line's number (from 1) and its text without the line end.
+    type Item = io::Result<(usize, String)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use std::io::BufRead;
+        if self.done {
+            return None;
+        }
+        self.line += 1;
+        let mut bytes = Vec::new();
+        let read = (&mut self.reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut bytes);
+        let failure = match read {
+            Ok(0) => {
+                self.done = true;
+                return None;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Some(error(format!(
+                "line {}: reading it would block (a special file)",
+                self.line
+            ))),
+            Err(e) => Some(error(format!("line {}: {e}", self.line))),
+            Ok(_) if bytes.len() > MAX_LINE && !bytes.ends_with(b"\n") => Some(error(format!(
+                "line {} is longer than {} KiB: not a targets file",
+                self.line,
+                MAX_LINE >> 10
+            ))),
+            Ok(_) if bytes.contains(&0) => Some(error(format!(
+                "line {}: binary data (a NUL byte), not text",
+                self.line
+            ))),
+            Ok(_) if holds_private_key(&bytes) => Some(error(
+                "it holds a private key, not configuration text; its contents are not shown",
+            )),
+            Ok(_) => None,
+        };
+        if let Some(e) = failure {
+            self.done = true;
+            return Some(Err(e));
+        }
+        while matches!(bytes.last(), Some(b'\n' | b'\r')) {
+            bytes.pop();
+        }
+        Some(Ok((self.line, crate::untrusted::decode(&bytes))))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_lines_stream_and_refuse_what_is_not_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("targets");
+        std::fs::write(&path, "a\r\n\nb").unwrap();
+        let lines: Vec<_> = TextLines::open(&path)
+            .unwrap()
+            .map(|l| l.unwrap())
+            .collect();
+        assert_eq!(
+            lines,
+            [(1, "a".into()), (2, String::new()), (3, "b".into())]
+        );
+        std::fs::write(&path, format!("a\n{}\n", "x".repeat(MAX_LINE + 1))).unwrap();
+        let lines: Vec<_> = TextLines::open(&path).unwrap().collect();
+        assert_eq!(lines.len(), 2);
+        let error = lines[1].as_ref().unwrap_err().to_string();
+        assert!(error.contains("line 2 is longer than 64 KiB"), "{error}");
+        std::fs::write(&path, "-----BEGIN PRIVATE KEY-----\nMIIE\n").unwrap();
+        let error = TextLines::open(&path).unwrap().next().unwrap().unwrap_err();
+        assert!(error.to_string().contains("private key"), "{error}");
+    }
 
     #[test]
     fn special_files_are_refused_without_blocking() {

@@ -16,6 +16,7 @@ pub mod command;
 pub mod connections;
 pub mod conninfo;
 pub mod demo;
+pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod evidence;

@@ -411,7 +411,7 @@ impl PlainAttempt {
 
 /// Decides whether a connection may carry the password: only where libpq at that sslmode
 /// would itself use the connection. The judgement implements it; the probe asks it.
-pub trait PasswordGate {
+pub trait PasswordGate: Sync {
     /// For a TLS connection at `mode` whose server presented `chain`.
     fn tls_permit(&self, mode: SslMode, chain: &[Vec<u8>]) -> PasswordPermit;
     /// Whether sslmode=prefer falls back to plaintext after this TLS attempt (so the

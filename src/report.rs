@@ -336,6 +336,32 @@ impl Summary {
     }
 }
 
+/// The certificates of a run that expire soonest (for the closing summary), kept bounded
+/// as reports stream past.
+#[derive(Debug, Default)]
+pub struct SoonestExpiries {
+    /// (not_after in RFC 3339 UTC, subject, target), sorted, at most `SOONEST` of them.
+    pub certificates: Vec<(String, String, String)>,
+}
+
+const SOONEST: usize = 5;
+
+impl SoonestExpiries {
+    pub fn add(&mut self, report: &Report) {
+        let target = report.target_label();
+        for c in report.server_chain.iter().chain(&report.client_certificate) {
+            let entry = (c.not_after.clone(), c.subject.clone(), target.clone());
+            // RFC 3339 instants in UTC sort as text.
+            if let Err(at) = self.certificates.binary_search(&entry) {
+                if at < SOONEST {
+                    self.certificates.insert(at, entry);
+                    self.certificates.truncate(SOONEST);
+                }
+            }
+        }
+    }
+}
+
 /// The worse of two exit statuses: 2 (unreachable) before 1 (problem) before 0.
 pub fn worst_exit(a: u8, b: u8) -> u8 {
     let rank = |c: u8| match c {

@@ -229,7 +229,7 @@ fn run_scenarios(options: &DemoOptions, out: &mut dyn Write) -> Result<Vec<Outco
             writeln!(out, "   {}", crate::untrusted::for_terminal(line))?;
         }
         writeln!(out, "\npgtls-doctor says:")?;
-        let report = diagnose(s, &target, &server, &client);
+        let report = diagnose(s, &target, &server, &client)?;
         crate::render::text::summary(&report, options.colour, out)?;
         let as_expected = expected(s, &report);
         if !as_expected {
@@ -283,7 +283,12 @@ fn expected(s: &Scenario, report: &crate::report::Report) -> bool {
             .all(|c| report.findings.iter().any(|f| f.code.as_str() == c))
 }
 
-fn diagnose(s: &Scenario, target: &str, server: &Server, home: &Path) -> crate::report::Report {
+fn diagnose(
+    s: &Scenario,
+    target: &str,
+    server: &Server,
+    home: &Path,
+) -> std::io::Result<crate::report::Report> {
     let env = Environment {
         vars: Default::default(),
         home: Some(home.to_path_buf()),
@@ -305,7 +310,7 @@ fn diagnose(s: &Scenario, target: &str, server: &Server, home: &Path) -> crate::
         )
         .ok()
     });
-    let context = RunContext::prepare(RunOptions {
+    let options = RunOptions {
         now: OffsetDateTime::now_utc().unix_timestamp(),
         timeout: Duration::from_secs(20),
         warn_days: 0,
@@ -314,8 +319,11 @@ fn diagnose(s: &Scenario, target: &str, server: &Server, home: &Path) -> crate::
         server_log: Some(server.log_path()),
         admin: admin.flatten(),
         only_requested: false,
-    });
-    crate::app::run(&plan, &context)
+    };
+    crate::probe::block_on(async {
+        let context = RunContext::prepare(options, crate::engine::Slots::unlimited()).await;
+        crate::app::run(&plan, &context, None).await
+    })
 }
 
 fn lint_summary(server: &Server, colour: Colour, out: &mut dyn Write) -> Result<(), DemoError> {

@@ -9,7 +9,7 @@ use anstyle::{AnsiColor, Style};
 
 use super::Colour;
 use crate::catalogue::Severity;
-use crate::report::{for_people, FindingOut, LintReport, Report, Summary};
+use crate::report::{for_people, FindingOut, LintReport, Report, SoonestExpiries, Summary};
 use crate::untrusted::for_terminal_short;
 
 /// Every value the text renderers did not write themselves goes through this: control
@@ -280,8 +280,8 @@ fn findings(list: &[FindingOut], paint: Paint, out: &mut dyn Write) -> io::Resul
 /// The closing summary of several targets: how many work, fail or are unreachable, and the
 /// certificates that expire soonest.
 pub fn fleet_summary(
-    reports: &[Report],
     summary: &Summary,
+    soonest: &SoonestExpiries,
     colour: Colour,
     out: &mut dyn Write,
 ) -> io::Result<()> {
@@ -296,19 +296,10 @@ pub fn fleet_summary(
         summary.failed,
         summary.unreachable
     )?;
-    let mut certs: Vec<(&str, String, String)> = Vec::new();
-    for report in reports {
-        let target = report.target_label();
-        for c in report.server_chain.iter().chain(&report.client_certificate) {
-            certs.push((c.not_after.as_str(), c.subject.clone(), target.clone()));
-        }
-    }
-    // RFC 3339 instants in UTC sort as text.
-    certs.sort();
-    certs.dedup();
+    let certs = &soonest.certificates;
     if !certs.is_empty() {
         writeln!(out, "Certificates that expire soonest:")?;
-        for (not_after, subject, target) in certs.iter().take(5) {
+        for (not_after, subject, target) in certs {
             writeln!(
                 out,
                 "  {}  {}  ({})",

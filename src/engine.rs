@@ -1,0 +1,194 @@
+//! The engine: diagnoses run as tokio tasks, as many at once as `--concurrency` allows and
+//! at most `--per-server` on one server (address and port), so that a fleet of targets on
+//! one server or pooler never approaches its max_connections. Targets are read as they are
+//! needed and results are handed over as they complete: a waiting target holds only its
+//! plan, and the reader stays a bounded distance ahead of the probes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+
+use crate::app::{self, RunContext, RunOptions};
+use crate::error::ToolError;
+use crate::plan::{Endpoint, Plan};
+use crate::report::Report;
+
+/// The default `--concurrency`.
+pub const DEFAULT_CONCURRENCY: usize = 32;
+/// The default `--per-server`: a full diagnosis holds up to three connections, so eight
+/// diagnoses stay under 25 of a default max_connections of 100.
+pub const DEFAULT_PER_SERVER: usize = 8;
+/// How many targets may wait, read and resolved, for a slot.
+const WAITING: usize = 256;
+
+/// The slots diagnoses take before they connect: overall and per server.
+pub struct Slots {
+    overall: Option<Arc<Semaphore>>,
+    per_server: usize,
+    servers: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+/// A held slot; released when dropped.
+pub struct Slot {
+    _server: Option<OwnedSemaphorePermit>,
+    _overall: Option<OwnedSemaphorePermit>,
+}
+
+impl Slots {
+    /// No limits: one target, or the demo.
+    pub fn unlimited() -> Slots {
+        Slots {
+            overall: None,
+            per_server: 0,
+            servers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn new(concurrency: usize, per_server: usize) -> Slots {
+        Slots {
+            overall: Some(Arc::new(Semaphore::new(concurrency.max(1)))),
+            per_server: per_server.max(1),
+            servers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Waits for a slot on the endpoint's server, then for one overall: a target waiting on
+    /// a busy server holds no overall slot, so it never stalls targets on other servers.
+    pub async fn acquire(&self, endpoint: &Endpoint) -> Slot {
+        let Some(overall) = &self.overall else {
+            return Slot {
+                _server: None,
+                _overall: None,
+            };
+        };
+        let server = self.servers.lock().ok().map(|mut servers| {
+            servers
+                .entry(server_key(endpoint))
+                .or_insert_with(|| Arc::new(Semaphore::new(self.per_server)))
+                .clone()
+        });
+        let server = match server {
+            Some(s) => s.acquire_owned().await.ok(),
+            None => None,
+        };
+        Slot {
+            _server: server,
+            _overall: overall.clone().acquire_owned().await.ok(),
+        }
+    }
+}
+
+/// The server an endpoint reaches, as far as is known before resolving: its address when
+/// given, else its name, and the port; or the socket's path.
+fn server_key(endpoint: &Endpoint) -> String {
+    if endpoint.is_unix_socket() {
+        return endpoint.socket_path().display().to_string();
+    }
+    match endpoint.hostaddr {
+        Some(ip) => format!("{ip}:{}", endpoint.port),
+        None => format!("{}:{}", endpoint.host.to_ascii_lowercase(), endpoint.port),
+    }
+}
+
+/// How a fleet runs.
+pub struct Settings {
+    pub concurrency: usize,
+    pub per_server: usize,
+    /// The deadline of the whole run: targets still running are cut short, targets not
+    /// started yet end at once with a timeout.
+    pub run_ends: Option<Instant>,
+}
+
+/// One target's result, with its place in the input.
+pub enum Outcome {
+    Report {
+        index: usize,
+        report: Box<Report>,
+    },
+    /// A targets-file line that names no target the doctor can probe.
+    Unusable {
+        index: usize,
+        error: ToolError,
+    },
+}
+
+/// Targets as they are read, each resolved to its plan.
+pub type Targets = Box<dyn Iterator<Item = Result<Plan, ToolError>> + Send>;
+
+/// Diagnoses every target; `on_outcome` sees each result as it completes and returns
+/// false to stop the run (a closed pipe). Returns once all are done or it stopped.
+pub fn run(
+    targets: Targets,
+    options: RunOptions,
+    settings: Settings,
+    mut on_outcome: impl FnMut(Outcome) -> bool,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .min(settings.concurrency.max(1)),
+        )
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let slots = Slots::new(settings.concurrency, settings.per_server);
+        let context = Arc::new(RunContext::prepare(options, slots).await);
+        let (plan_tx, mut plan_rx) = mpsc::channel::<Result<Plan, ToolError>>(16);
+        // The targets file is read on a thread of its own: a slow disk or a long file never
+        // holds the engine's threads, and the channel keeps the reader a few lines ahead.
+        tokio::task::spawn_blocking(move || {
+            for target in targets {
+                if plan_tx.blocking_send(target).is_err() {
+                    break;
+                }
+            }
+        });
+        let (done_tx, mut done_rx) = mpsc::channel::<Outcome>(settings.concurrency.max(1));
+        let waiting = Arc::new(Semaphore::new(settings.concurrency.max(1) + WAITING));
+        let run_ends = settings.run_ends;
+        tokio::spawn(async move {
+            let mut index = 0;
+            while let Some(target) = plan_rx.recv().await {
+                let done = done_tx.clone();
+                let plan = match target {
+                    Ok(plan) => plan,
+                    Err(error) => {
+                        if done.send(Outcome::Unusable { index, error }).await.is_err() {
+                            break;
+                        }
+                        index += 1;
+                        continue;
+                    }
+                };
+                let Ok(admitted) = waiting.clone().acquire_owned().await else {
+                    break;
+                };
+                let context = context.clone();
+                tokio::spawn(async move {
+                    let report = app::run(&plan, &context, run_ends).await;
+                    drop(admitted);
+                    let _ = done
+                        .send(Outcome::Report {
+                            index,
+                            report: Box::new(report),
+                        })
+                        .await;
+                });
+                index += 1;
+            }
+        });
+        while let Some(outcome) = done_rx.recv().await {
+            if !on_outcome(outcome) {
+                break;
+            }
+        }
+    });
+    // Tasks still running after a stop, and a resolver stuck in getaddrinfo, must not hold
+    // the process.
+    runtime.shutdown_background();
+    Ok(())
+}
