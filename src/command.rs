@@ -92,6 +92,7 @@ pub fn run(cli: &Cli) -> Result<u8, ToolError> {
         }
     };
     let now = options.now;
+    let count = targets.count;
     diagnose(
         targets,
         options,
@@ -99,6 +100,7 @@ pub fn run(cli: &Cli) -> Result<u8, ToolError> {
             concurrency: cli.concurrency,
             per_server: cli.per_server,
             run_ends,
+            targets: count,
         },
         &Output {
             format: cli.format,

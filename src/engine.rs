@@ -99,6 +99,8 @@ pub struct Settings {
     /// The deadline of the whole run: targets still running are cut short, targets not
     /// started yet end at once with a timeout.
     pub run_ends: Option<Instant>,
+    /// How many targets, when known before the run.
+    pub targets: Option<usize>,
 }
 
 /// One target's result, with its place in the input.
@@ -125,15 +127,23 @@ pub fn run(
     settings: Settings,
     mut on_outcome: impl FnMut(Outcome) -> bool,
 ) -> std::io::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-                .min(settings.concurrency.max(1)),
-        )
-        .enable_all()
-        .build()?;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .min(settings.concurrency.max(1))
+        .min(settings.targets.unwrap_or(usize::MAX));
+    // One target: its two connections overlap on one thread; more threads would only cost
+    // their start-up.
+    let runtime = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()?
+    };
     runtime.block_on(async {
         let slots = Slots::new(settings.concurrency, settings.per_server);
         let context = Arc::new(RunContext::prepare(options, slots).await);

@@ -11,6 +11,7 @@ mod client_certs;
 mod demo;
 mod direct_tls;
 mod explain;
+mod fleet;
 mod formats;
 mod generate;
 mod guides;
