@@ -56,25 +56,34 @@ def make_pki(d):
         f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
     sh("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
        "-CAcreateserial", "-out", "server.crt", "-days", "30", "-extfile", "ext")
+    # A client certificate for the role certuser (the cert method).
+    sh("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+       "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=certuser")
+    sh("openssl", "x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+       "-CAcreateserial", "-out", "client.crt", "-days", "30")
+    os.chmod(os.path.join(d, "client.key"), 0o600)
 
 
-def start_server(d, port):
+def start_server(d, port, extra=""):
     bindir = pg_bin()
     data = os.path.join(d, "data")
     if os.geteuid() == 0:
         shutil.chown(d, "postgres")
-        for f in ("server.key", "server.crt"):
+        for f in ("server.key", "server.crt", "ca.crt"):
             shutil.chown(os.path.join(d, f), "postgres")
     os.chmod(os.path.join(d, "server.key"), 0o600)
     run(as_server_user([f"{bindir}/initdb", "-D", data, "-U", "postgres", "--auth=trust"]))
     with open(os.path.join(data, "postgresql.conf"), "a") as f:
         f.write(f"port={port}\nlisten_addresses='127.0.0.1'\nunix_socket_directories='{d}'\n"
-                f"ssl=on\nssl_cert_file='{d}/server.crt'\nssl_key_file='{d}/server.key'\nfsync=off\n")
+                f"ssl=on\nssl_cert_file='{d}/server.crt'\nssl_key_file='{d}/server.key'\nfsync=off\n"
+                f"ssl_ca_file='{d}/ca.crt'\n{extra}")
     with open(os.path.join(data, "pg_hba.conf"), "w") as f:
-        f.write("local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n")
+        f.write("local all all trust\nhostssl all certuser 127.0.0.1/32 cert\n"
+                "hostssl all all 127.0.0.1/32 scram-sha-256\n")
     run(as_server_user([f"{bindir}/pg_ctl", "-D", data, "-l", f"{d}/log", "-w", "start"]))
     run([f"{bindir}/psql", "-h", d, "-p", str(port), "-U", "postgres", "-c",
-         "create role bench login password 'bench-pw'", "-c", "create database bench owner bench"])
+         "create role bench login password 'bench-pw'", "-c", "create database bench owner bench",
+         "-c", "create role certuser login"])
     return data
 
 
@@ -114,11 +123,19 @@ def main():
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env.update(HOME=home, PGPASSWORD="bench-pw", PGCONNECT_TIMEOUT="10")
         conn = f"host=localhost port={port} user=bench dbname=bench sslrootcert={d}/ca.crt"
+        cert = (f"host=localhost port={port} user=certuser dbname=bench sslmode=verify-full "
+                f"sslrootcert={d}/ca.crt sslcert={d}/client.crt sslkey={d}/client.key")
         subjects = [
             ("psql, verify-full, `select 1` (1 connection)",
              [f"{bindir}/psql", "-w", "-X", "-At", "-c", "select 1", conn + " sslmode=verify-full"], None),
-            ("pgtls-doctor --sslmode verify-full (full diagnosis: 2 connections)",
+            ("pgtls-doctor --sslmode verify-full (full diagnosis: 2 connections at once)",
              [doctor, conn, "--sslmode", "verify-full", "--format", "json"], None),
+            ("psql, verify-full with a client certificate (the cert method)",
+             [f"{bindir}/psql", "-w", "-X", "-At", "-c", "select 1", cert], None),
+            ("pgtls-doctor, the same client certificate (full diagnosis: 2 connections at once)",
+             [doctor, cert, "--format", "json"], None),
+            ("pgtls-doctor --check, the same client certificate (1 connection)",
+             [doctor, cert, "--check", "--format", "json"], None),
             ("openssl s_client -starttls postgres (1 handshake, no startup)",
              ["openssl", "s_client", "-starttls", "postgres", "-connect", f"127.0.0.1:{port}",
               "-CAfile", f"{d}/ca.crt", "-verify_return_error", "-brief"], "devnull"),
@@ -147,8 +164,6 @@ def main():
         shutil.rmtree(d, ignore_errors=True)
 
     base_name = subjects[0][0]
-    base_wall = statistics.median(results[base_name][0])
-    base_cpu = statistics.median(results[base_name][1])
     lines = [
         "# Performance",
         "",
@@ -157,14 +172,21 @@ def main():
         "(TLS 1.3, scram-sha-256, P-256 certificates) on the same machine; medians.",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}.",
         "",
+        "Ratios are against the psql row of the same kind (with or without a client certificate),",
+        "taken run by run (each run's pair was measured back to back) and then the median.",
+        "",
         "| command | wall ms | CPU ms | wall vs psql | CPU vs psql | exit codes |",
         "|---|---:|---:|---:|---:|---|",
     ]
+    cert_base = next(n for n, _, _ in subjects if n.startswith("psql, verify-full with a client"))
     for name, _, _ in subjects:
+        base = cert_base if "client certificate" in name else base_name
         wall = statistics.median(results[name][0])
         cpu = statistics.median(results[name][1])
-        lines.append(f"| {name} | {wall:.1f} | {cpu:.1f} | {wall / base_wall:.2f}x | "
-                     f"{cpu / base_cpu if base_cpu else 0:.2f}x | {sorted(codes[name])} |")
+        wall_ratio = statistics.median(a / b for a, b in zip(results[name][0], results[base][0]))
+        cpu_ratio = statistics.median(a / b for a, b in zip(results[name][1], results[base][1]) if b)
+        lines.append(f"| {name} | {wall:.1f} | {cpu:.1f} | {wall_ratio:.2f}x | "
+                     f"{cpu_ratio:.2f}x | {sorted(codes[name])} |")
     lines += [
         "",
         "The doctor's full diagnosis makes two connections (one TLS with SCRAM and a "
@@ -183,8 +205,15 @@ def main():
         "remains unusable with ring.",
         "",
     ]
+    # The fleet section belongs to scripts/bench_fleet.py: keep it.
+    kept = ""
+    if os.path.exists(args.out):
+        old = open(args.out).read()
+        marker = "<!-- begin bench_fleet.py -->"
+        if marker in old:
+            kept = "\n" + old[old.index(marker):]
     with open(args.out, "w") as f:
-        f.write("\n".join(lines))
+        f.write("\n".join(lines) + kept)
     print("\n".join(lines))
 
 
