@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use crate::catalogue::{Code, Severity};
 use crate::connections;
-use crate::engine::Slots;
 use crate::eval::{self, EvalInput};
 use crate::evidence::{Evidence, Value};
 use crate::finding::Finding;
@@ -17,6 +16,7 @@ use crate::plan::Plan;
 use crate::probe::{Deadlines, StartupParams};
 use crate::report::{self, HostResult, Report};
 use crate::serverlog;
+use crate::slots::Slots;
 
 /// What a run needs beyond each target's plan: the clock and the doctor's own limits.
 pub struct RunOptions {

@@ -4,16 +4,16 @@
 //! needed and results are handed over as they complete: a waiting target holds only its
 //! plan, and the reader stays a bounded distance ahead of the probes.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 
 use crate::app::{self, RunContext, RunOptions};
 use crate::error::ToolError;
-use crate::plan::{Endpoint, Plan};
+use crate::plan::Plan;
 use crate::report::Report;
+use crate::slots::Slots;
 
 /// The default `--concurrency`.
 pub const DEFAULT_CONCURRENCY: usize = 32;
@@ -22,75 +22,6 @@ pub const DEFAULT_CONCURRENCY: usize = 32;
 pub const DEFAULT_PER_SERVER: usize = 8;
 /// How many targets may wait, read and resolved, for a slot.
 const WAITING: usize = 256;
-
-/// The slots diagnoses take before they connect: overall and per server.
-pub struct Slots {
-    overall: Option<Arc<Semaphore>>,
-    per_server: usize,
-    servers: Mutex<HashMap<String, Arc<Semaphore>>>,
-}
-
-/// A held slot; released when dropped.
-pub struct Slot {
-    _server: Option<OwnedSemaphorePermit>,
-    _overall: Option<OwnedSemaphorePermit>,
-}
-
-impl Slots {
-    /// No limits: one target, or the demo.
-    pub fn unlimited() -> Slots {
-        Slots {
-            overall: None,
-            per_server: 0,
-            servers: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub fn new(concurrency: usize, per_server: usize) -> Slots {
-        Slots {
-            overall: Some(Arc::new(Semaphore::new(concurrency.max(1)))),
-            per_server: per_server.max(1),
-            servers: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Waits for a slot on the endpoint's server, then for one overall: a target waiting on
-    /// a busy server holds no overall slot, so it never stalls targets on other servers.
-    pub async fn acquire(&self, endpoint: &Endpoint) -> Slot {
-        let Some(overall) = &self.overall else {
-            return Slot {
-                _server: None,
-                _overall: None,
-            };
-        };
-        let server = self.servers.lock().ok().map(|mut servers| {
-            servers
-                .entry(server_key(endpoint))
-                .or_insert_with(|| Arc::new(Semaphore::new(self.per_server)))
-                .clone()
-        });
-        let server = match server {
-            Some(s) => s.acquire_owned().await.ok(),
-            None => None,
-        };
-        Slot {
-            _server: server,
-            _overall: overall.clone().acquire_owned().await.ok(),
-        }
-    }
-}
-
-/// The server an endpoint reaches, as far as is known before resolving: its address when
-/// given, else its name, and the port; or the socket's path.
-fn server_key(endpoint: &Endpoint) -> String {
-    if endpoint.is_unix_socket() {
-        return endpoint.socket_path().display().to_string();
-    }
-    match endpoint.hostaddr {
-        Some(ip) => format!("{ip}:{}", endpoint.port),
-        None => format!("{}:{}", endpoint.host.to_ascii_lowercase(), endpoint.port),
-    }
-}
 
 /// How a fleet runs.
 pub struct Settings {

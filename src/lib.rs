@@ -35,6 +35,7 @@ pub mod render;
 pub mod report;
 pub mod serverlog;
 pub mod sigalgs;
+pub mod slots;
 pub mod sslmode;
 #[cfg(test)]
 mod testing;

@@ -321,7 +321,7 @@ fn diagnose(
         only_requested: false,
     };
     crate::probe::block_on(async {
-        let context = RunContext::prepare(options, crate::engine::Slots::unlimited()).await;
+        let context = RunContext::prepare(options, crate::slots::Slots::unlimited()).await;
         crate::app::run(&plan, &context, None).await
     })
 }

@@ -7,7 +7,7 @@ use std::io::{self, Read};
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 
 use super::link::Link;
-use super::tls::{alert_of, rustls_error, TlsLink};
+use super::tls::{io_outcome, TlsLink};
 use super::StartupParams;
 use crate::observe::{
     AuthStage, Flood, PasswordPermit, QueryResult, ServerSslView, StartupOutcome, TimeoutKind,
@@ -136,21 +136,6 @@ pub fn startup_against<R: Read>(server: R, password: Option<&Secret>) -> Startup
         std::task::Poll::Pending => {
             StartupOutcome::Protocol("the in-memory server waited (a probe defect)".into())
         }
-    }
-}
-
-/// The outcome of a read or write that failed with `e`.
-pub(super) fn io_outcome(timed_out: Option<TimeoutKind>, e: io::Error) -> StartupOutcome {
-    if let Some(kind) = timed_out {
-        return StartupOutcome::Timeout(kind);
-    }
-    if let Some(rustls::Error::AlertReceived(alert)) = rustls_error(&e) {
-        return StartupOutcome::Alert(alert_of(alert));
-    }
-    match e.kind() {
-        io::ErrorKind::UnexpectedEof => StartupOutcome::Closed,
-        io::ErrorKind::TimedOut => StartupOutcome::Timeout(TimeoutKind::Overall),
-        _ => StartupOutcome::Reset(e.to_string()),
     }
 }
 

@@ -148,13 +148,28 @@ impl TlsLink {
             Ok(_) => Some(StartupOutcome::Protocol(
                 "the server sent data before the startup message".into(),
             )),
-            Err(e) => Some(super::startup::io_outcome(None, e)),
+            Err(e) => Some(io_outcome(None, e)),
         }
     }
 
     /// A round-trip estimate: how long the TCP connect took.
     pub fn rtt(&self) -> Duration {
         self.link.rtt
+    }
+}
+
+/// The outcome of a read or write that failed with `e`.
+pub(super) fn io_outcome(timed_out: Option<TimeoutKind>, e: io::Error) -> StartupOutcome {
+    if let Some(kind) = timed_out {
+        return StartupOutcome::Timeout(kind);
+    }
+    if let Some(rustls::Error::AlertReceived(alert)) = rustls_error(&e) {
+        return StartupOutcome::Alert(alert_of(alert));
+    }
+    match e.kind() {
+        io::ErrorKind::UnexpectedEof => StartupOutcome::Closed,
+        io::ErrorKind::TimedOut => StartupOutcome::Timeout(TimeoutKind::Overall),
+        _ => StartupOutcome::Reset(e.to_string()),
     }
 }
 
