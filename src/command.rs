@@ -341,12 +341,19 @@ fn diagnose(
     let mut written_reports = 0usize;
     // Several targets on a terminal: a progress bar on stderr. Never in a pipe.
     let progress = (known != Some(1) && std::io::stderr().is_terminal()).then(|| {
-        let bar = match known {
-            Some(n) => indicatif::ProgressBar::new(n as u64),
-            None => indicatif::ProgressBar::no_length(),
+        // A targets file is read as the run goes: its length is not known in advance.
+        let (bar, template) = match known {
+            Some(n) => (
+                indicatif::ProgressBar::new(n as u64),
+                "{bar:30} {pos}/{len} targets {elapsed}",
+            ),
+            None => (
+                indicatif::ProgressBar::no_length(),
+                "{spinner} {pos} targets done {elapsed}",
+            ),
         };
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} targets {elapsed}")
+            indicatif::ProgressStyle::with_template(template)
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         bar
