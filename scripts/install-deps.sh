@@ -4,7 +4,8 @@
 # /usr/lib/postgresql/<v>/bin), OpenSSL headers + pkg-config (openssl-sys),
 # the openssl CLI, groff and zsh (the man page and the completions are
 # checked with them), testssl.sh (the README's comparison is captured with it) and
-# prometheus (promtool checks the Prometheus output). Idempotent; runs as root without a terminal (CI).
+# prometheus (promtool checks the Prometheus output), pgbouncer and pgpool2 (the poolers
+# the tests put in front of their servers). Idempotent; runs as root without a terminal (CI).
 set -euo pipefail
 
 have_postgres() {
@@ -36,7 +37,7 @@ install_pg17() {
 }
 
 have_doc_tools() {
-    command -v groff >/dev/null 2>&1 && command -v zsh >/dev/null 2>&1 && command -v testssl >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1
+    command -v groff >/dev/null 2>&1 && command -v zsh >/dev/null 2>&1 && command -v testssl >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 && command -v pgbouncer >/dev/null 2>&1 && command -v pgpool >/dev/null 2>&1
 }
 
 if have_postgres && have_openssl_dev && command -v openssl >/dev/null 2>&1 && have_doc_tools; then
@@ -52,7 +53,7 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
-apt-get install -y --no-install-recommends postgresql libssl-dev pkg-config openssl groff-base zsh testssl.sh prometheus
+apt-get install -y --no-install-recommends postgresql libssl-dev pkg-config openssl groff-base zsh testssl.sh prometheus pgbouncer pgpool2
 
 # The Debian package creates and starts a "main" cluster; the tests run
 # their own servers, so stop it and keep it from starting again.
@@ -70,9 +71,13 @@ fi
 service postgresql stop >/dev/null 2>&1 || true
 # Only promtool is wanted from the prometheus package, not a running server.
 service prometheus stop >/dev/null 2>&1 || true
+# The tests start their own poolers on free ports.
+service pgbouncer stop >/dev/null 2>&1 || true
+service pgpool2 stop >/dev/null 2>&1 || true
 if command -v systemctl >/dev/null 2>&1; then
-    systemctl disable --now postgresql >/dev/null 2>&1 || true
-    systemctl disable --now prometheus >/dev/null 2>&1 || true
+    for unit in postgresql prometheus pgbouncer pgpool2; do
+        systemctl disable --now "$unit" >/dev/null 2>&1 || true
+    done
 fi
 update-rc.d postgresql disable >/dev/null 2>&1 || true
 

@@ -273,6 +273,12 @@ catalogue! {
         "libpq 16+ refuses sslrootcert=system with any sslmode but verify-full.";
     TlsSession = "tls_session", Tls, Info,
         "The TLS session that was established, and what the server saw of it.";
+    PoolerDetected = "pooler_detected", Negotiation, Info,
+        "The peer is a connection pooler (PgBouncer, pgpool-II) or another intermediary, not PostgreSQL itself.";
+    PoolerCertAuthFailed = "pooler_cert_auth_failed", Authentication, Error,
+        "The pooler refused the client certificate for the user (PgBouncer auth_type = cert, pgpool-II cert authentication).";
+    PoolerCertMatchDiffers = "pooler_cert_match_differs", ClientCertificate, Warning,
+        "The pooler accepts the client certificate for the user where PostgreSQL's cert method would refuse it, or the other way round.";
 }
 
 impl Code {

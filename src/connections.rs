@@ -77,15 +77,17 @@ pub async fn observe_host(
                 },
             )
             .await;
-        let eof_before_certificate = direct.connect_error.is_none()
+        let not_direct_tls = direct.connect_error.is_none()
             && direct.chain.is_empty()
             && matches!(
                 direct.handshake,
-                Some(Err(TlsFailure::Eof | TlsFailure::Reset(_)))
+                Some(Err(TlsFailure::Eof
+                    | TlsFailure::Reset(_)
+                    | TlsFailure::PlaintextReply { .. }))
             );
-        if eof_before_certificate && !only_requested {
-            // A PostgreSQL 16 or older server (or an SSLRequest-only proxy) reads the
-            // ClientHello as a bad startup packet and hangs up. Ask it the old way.
+        if not_direct_tls && !only_requested {
+            // A PostgreSQL 16 or older server reads the ClientHello as a bad startup packet
+            // and hangs up; a pooler answers it in plaintext. Ask it the old way.
             connections += 1;
             ssl_request_probe = Some(
                 host.tls(

@@ -432,6 +432,21 @@ pub fn explain(code: Code) -> Explanation {
             "`psql ... -c 'SELECT * FROM pg_stat_ssl WHERE pid = pg_backend_pid()'`",
             "nothing to fix: this is the session that was established",
         ),
+        PoolerDetected => e(
+            "nothing: psql shows the pooler's messages as the server's (PgBouncer's \"SSL required\", \"certificate authentication failed\", all with SQLSTATE 08P01)",
+            "PgBouncer: `psql -p PORT pgbouncer -c 'SHOW VERSION'` (admin console); pgpool-II: `psql -c 'SHOW pool_version'`",
+            "nothing to fix: read the other findings in the pooler's terms (its client_tls_* or ssl settings decide the TLS between you and it; pg_stat_ssl describes its own connection to the server)",
+        ),
+        PoolerCertAuthFailed => e(
+            "FATAL:  certificate authentication failed (PgBouncer, SQLSTATE 08P01: it does not say whether the name or the user was wrong)",
+            "the pooler's log: `grep -i cert /var/log/postgresql/pgbouncer.log`; the certificate's names: `openssl x509 -in CERT -noout -subject -ext subjectAltName`",
+            "issue the client certificate with the user name as its subjectAltName or CN (PgBouncer compares case-insensitively, subjectAltName first), or add the user to auth_file",
+        ),
+        PoolerCertMatchDiffers => e(
+            "nothing through the pooler; connecting to PostgreSQL directly with the same certificate fails with FATAL:  certificate authentication failed for user \"USER\"",
+            "`openssl x509 -in CERT -noout -subject` against the user name: PostgreSQL's cert method wants the CN equal to it (or a pg_ident.conf map)",
+            "issue the certificate with CN exactly the user name, or add map= to the server's cert line with a pg_ident.conf mapping",
+        ),
     }
 }
 

@@ -236,6 +236,14 @@ pub enum TlsFailure {
     /// A handshake OpenSSL completes and rustls cannot (a TLS 1.2 key exchange signed with
     /// an RSA-PSS key): the verdict is undetermined, never guessed.
     Unemulated(String),
+    /// The server answered the ClientHello with something that is not TLS (PgBouncer and
+    /// pgpool-II answer a direct-TLS ClientHello with a plaintext ErrorResponse).
+    PlaintextReply {
+        /// The ErrorResponse, when the bytes are one.
+        error: Option<crate::wire::ErrorFields>,
+        /// The first bytes as received (at most 512).
+        bytes: Vec<u8>,
+    },
     Other(String),
 }
 

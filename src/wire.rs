@@ -164,6 +164,11 @@ pub struct ErrorFields {
     pub message: String,
     pub detail: Option<String>,
     pub hint: Option<String>,
+    /// The source file the server names ('F'): PostgreSQL's own (auth.c) or a pooler's.
+    pub file: Option<String>,
+    /// The field types present, in order ("SVCMFLR" from PostgreSQL): which software
+    /// wrote the message shows in its shape (PgBouncer sends only S, C and M).
+    pub tags: String,
 }
 
 /// The SQLSTATE codes the doctor tells apart, named as in PostgreSQL's errcodes.txt.
@@ -302,6 +307,18 @@ fn parse_auth(body: &[u8]) -> Result<AuthRequest, WireError> {
     })
 }
 
+/// The ErrorResponse at the start of `bytes`, if they begin with one (a pooler's answer to
+/// a ClientHello). A truncated one still yields the fields received.
+pub fn plaintext_error(bytes: &[u8]) -> Option<ErrorFields> {
+    let (&tag, rest) = bytes.split_first()?;
+    let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    if tag != b'E' || !(5..=64 << 10).contains(&len) {
+        return None;
+    }
+    let body = rest.get(4..len.min(rest.len()))?;
+    Some(parse_error_fields(body))
+}
+
 /// Parses ErrorResponse/NoticeResponse fields. Tolerant by design: a missing terminator or
 /// invalid UTF-8 still yields whatever the server said, since that is the evidence.
 pub fn parse_error_fields(body: &[u8]) -> ErrorFields {
@@ -313,6 +330,9 @@ pub fn parse_error_fields(body: &[u8]) -> ErrorFields {
         }
         let end = tail.iter().position(|b| *b == 0).unwrap_or(tail.len());
         let value = lossy(&tail[..end]);
+        if fields.tags.len() < 32 {
+            fields.tags.push(char::from(kind));
+        }
         match kind {
             // 'V' is the untranslated severity (9.6+); prefer it over the localized 'S'.
             b'V' => fields.severity = value,
@@ -321,6 +341,7 @@ pub fn parse_error_fields(body: &[u8]) -> ErrorFields {
             b'M' => fields.message = value,
             b'D' => fields.detail = Some(value),
             b'H' => fields.hint = Some(value),
+            b'F' => fields.file = Some(value),
             _ => {}
         }
         rest = tail.get(end + 1..).unwrap_or_default();

@@ -365,3 +365,35 @@ pub fn local_findings(
     }
     out
 }
+
+/// The peer demanded a client certificate in the TLS handshake and none was sent: alert
+/// certificate_required (TLS 1.3), or handshake_failure after a CertificateRequest (TLS
+/// 1.2). PostgreSQL itself never does this (it asks, and leaves the refusal to
+/// pg_hba.conf); a pooler or proxy in front of it does.
+pub fn demanded_problem(alert: Alert, tls: &TlsAttempt, client: &ClientView) -> Problem {
+    let why = match &client.none {
+        Some(NoCertificate::CertModeDisabled) => "sslcertmode=disable keeps libpq from sending one",
+        Some(NoCertificate::ExplicitMissing(_)) => "the sslcert file does not exist",
+        Some(NoCertificate::NoPath) => "no sslcert is configured and there is no home directory",
+        Some(NoCertificate::DefaultMissing(_)) => {
+            "no sslcert is configured and ~/.postgresql/postgresql.crt does not exist"
+        }
+        _ if client.loaded => {
+            "the configured certificate's key cannot sign with any scheme the peer accepts"
+        }
+        _ => "no client certificate is configured",
+    };
+    let mut problem = Problem::new(
+        Code::ClientCertMissing,
+        format!("the peer demanded a client certificate in the TLS handshake (alert {alert}) and none was sent: {why}"),
+    )
+    .with("alert", Value::name(alert.name()))
+    .with(
+        "usual_setting",
+        "PostgreSQL never demands one at the TLS layer; a pooler does: PgBouncer with client_tls_sslmode = verify-ca or verify-full, pgpool-II with ssl_ca_cert set",
+    );
+    if let Some(names) = ca_names(tls).filter(|n| !n.is_empty()) {
+        problem = problem.with("accepted_issuers", names.join("; "));
+    }
+    problem.fix("give sslcert and sslkey: a certificate issued by a CA the pooler trusts (client_tls_ca_file), with the user name as its CN")
+}

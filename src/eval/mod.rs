@@ -7,6 +7,7 @@ mod assessment;
 mod causes;
 pub mod client_cert;
 pub mod host_loop;
+mod intermediary;
 mod model;
 mod prose;
 mod sequence;
@@ -121,6 +122,7 @@ pub fn judge(input: &EvalInput) -> Judgement {
         .collect();
 
     advisories::add(input, &cells, &assessment, &mut findings);
+    intermediary::add(input, &mut findings);
     // Errors first; among equals, the cause of the requested mode's failure first.
     let requested_code = cells[&input.requested].code;
     findings.sort_by_key(|f| {

@@ -67,12 +67,39 @@ pub(in crate::eval) fn direct_path(
             false,
         ));
     }
-    if let Some(probe) = input.ssl_request_probe {
-        let answer = match &probe.reply {
+    let answer = input
+        .ssl_request_probe
+        .and_then(|probe| match &probe.reply {
             Some(SslReply::Accepted) => Some("'S': it supports TLS through the SSLRequest"),
             Some(SslReply::Refused) => Some("'N': it has no TLS at all"),
             _ => None,
+        });
+    if let Some(Some(Err(TlsFailure::PlaintextReply { error, bytes }))) =
+        input.tls.map(|t| &t.handshake)
+    {
+        // A pooler (PgBouncer, pgpool-II) reads the ClientHello as a startup packet and
+        // answers in plaintext; OpenSSL calls that a wrong version number.
+        let said = match error {
+            Some(e) => format!("a plaintext ErrorResponse: \"{}\"", e.message),
+            None => format!("{} bytes that are not TLS", bytes.len()),
         };
+        let mut problem = Problem::new(
+            Code::DirectTlsUnsupported,
+            format!("the peer answered the direct-TLS ClientHello with {said}; it does not speak direct TLS (libpq 17: SSL error: wrong version number)"),
+        )
+        .with("first_bytes", hex_preview(bytes));
+        if let Some(answer) = answer {
+            problem = problem.with(
+                "ssl_request_answer",
+                format!("the same peer answered an SSLRequest with {answer}"),
+            );
+        }
+        return Err(plain_failure(
+            problem.fix("the peer is a pooler or proxy that only understands the SSLRequest (PgBouncer before 1.25, pgpool-II): use sslnegotiation=postgres (the default)"),
+            true,
+        ));
+    }
+    if input.ssl_request_probe.is_some() {
         if let Some(answer) = answer {
             return Err(plain_failure(
                 Problem::new(

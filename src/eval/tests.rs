@@ -115,6 +115,9 @@ fn server_error(code: &str, message: &str) -> StartupOutcome {
             message: message.into(),
             detail: None,
             hint: None,
+            // The shape of PostgreSQL's own ErrorResponse (a pooler's differs).
+            file: Some("auth.c".into()),
+            tags: "SVCMFLR".into(),
         },
         stage: AuthStage::BeforeAuth,
         method: None,
@@ -282,6 +285,25 @@ fn client_leaf(days_before: i64, days_after: i64) -> Issued {
     pki().ca.issue(&spec)
 }
 
+/// An ErrorResponse as PgBouncer sends it: only severity, SQLSTATE 08P01 and message.
+fn pgbouncer_error(message: &str) -> StartupOutcome {
+    StartupOutcome::ServerError {
+        fields: ErrorFields {
+            severity: "FATAL".into(),
+            code: "08P01".into(),
+            message: message.into(),
+            tags: "SCM".into(),
+            ..Default::default()
+        },
+        stage: AuthStage::BeforeAuth,
+        method: None,
+    }
+}
+
+fn client_named(cn: &str) -> Issued {
+    pki().ca.issue(&LeafSpec::client(cn))
+}
+
 fn chain_of(leaf: &Issued) -> impl FnOnce(&mut TlsAttempt) + '_ {
     move |t| t.chain = vec![leaf.cert_der.clone()]
 }
@@ -330,6 +352,13 @@ pub(crate) fn report_scenarios() -> Vec<(&'static str, World)> {
 /// One scenario per code that eval produces from an observation.
 fn table() -> Vec<(&'static str, World, Code)> {
     let pki = pki();
+    let bob = client_named("bob");
+    let upper_alice = client_named("ALICE");
+    let through_pgbouncer = |w: World| {
+        let mut w = w;
+        w.plain = Some(plain_with(pgbouncer_error("SSL required")));
+        w
+    };
     let refused_tcp = ConnectFailure::Refused {
         addrs: vec![addr(5432).unwrap()],
         reason: "Connection refused".into(),
@@ -382,6 +411,36 @@ fn table() -> Vec<(&'static str, World, Code)> {
         source: "--hba /etc/postgresql/pg_hba.conf".into(),
     };
     vec![
+        (
+            "PgBouncer refuses the certificate (auth_type = cert)",
+            with(through_pgbouncer(World::healthy()), client_sent(&bob))
+                .tls(|t| t.startup = Some(pgbouncer_error("certificate authentication failed"))),
+            Code::PoolerCertAuthFailed,
+        ),
+        (
+            "PgBouncer's plaintext refusal names it",
+            through_pgbouncer(World::healthy()),
+            Code::PoolerDetected,
+        ),
+        (
+            "PgBouncer accepts a CN PostgreSQL would not",
+            with(through_pgbouncer(World::healthy()), client_sent(&upper_alice)).tls(|t| {
+                t.startup = Some(StartupOutcome::Session {
+                    method: "trust".into(),
+                    server_version: Some("15.18".into()),
+                    server_ssl: None,
+                    channel_binding_used: false,
+                    query: None,
+                    flood: None,
+                })
+            }),
+            Code::PoolerCertMatchDiffers,
+        ),
+        (
+            "a pooler demands a client certificate in the TLS handshake",
+            World::healthy().tls(refused(Alert::CertificateRequired)),
+            Code::ClientCertMissing,
+        ),
         (
             "the port refuses TCP",
             no_tcp(World::healthy(), refused_tcp.clone()),
@@ -740,6 +799,8 @@ fn table() -> Vec<(&'static str, World, Code)> {
                     message: "client certificates can only be checked if a root certificate store is available".into(),
                     detail: None,
                     hint: None,
+                    file: Some("auth.c".into()),
+                    tags: "SVCMFLR".into(),
                 },
                 stage: AuthStage::BeforeAuth,
                 method: None,
@@ -1095,4 +1156,51 @@ fn verify_full_compares_the_host_not_the_address() {
         (Some(false), true, Some(Code::ServerCertHostnameMismatch))
     );
     assert_eq!(cell(&j, SslMode::VerifyCa).0, Some(true));
+}
+
+#[test]
+fn the_server_view_of_another_connection_reveals_an_intermediary() {
+    let alice = client_leaf(-1, 365);
+    let world = with(World::healthy(), client_sent(&alice)).tls(|t| {
+        t.startup = Some(StartupOutcome::Session {
+            method: "trust".into(),
+            server_version: Some("15.18".into()),
+            server_ssl: Some(ServerSslView {
+                ssl: true,
+                version: Some("TLSv1.3".into()),
+                ..Default::default()
+            }),
+            channel_binding_used: false,
+            query: None,
+            flood: None,
+        })
+    });
+    let j = world.judge();
+    let found = finding(&j, Code::PoolerDetected);
+    assert!(found.summary.contains("intermediary"), "{}", found.summary);
+    let session = finding(&j, Code::TlsSession);
+    assert!(session.evidence.iter().any(|e| e.key == "server_view_is"));
+    // PostgreSQL's own errors (V, F, L, R present) name no pooler.
+    assert!(!codes(&World::healthy().judge()).contains(&Code::PoolerDetected));
+}
+
+#[test]
+fn pgbouncer_refusals_tell_a_name_mismatch_from_a_missing_user() {
+    let bob = client_named("bob");
+    let refused = |leaf: &Issued| {
+        with(World::healthy(), client_sent(leaf))
+            .tls(|t| t.startup = Some(pgbouncer_error("certificate authentication failed")))
+            .judge()
+    };
+    let j = refused(&bob);
+    let f = finding(&j, Code::PoolerCertAuthFailed);
+    assert_eq!(
+        f.evidence.iter().filter(|e| e.key == "candidate").count(),
+        2
+    );
+    assert!(!codes(&j).contains(&Code::ClientCertCnMismatch));
+    let j = refused(&client_leaf(-1, 365));
+    let f = finding(&j, Code::PoolerCertAuthFailed);
+    assert!(f.evidence.iter().any(|e| e.key == "cause"));
+    assert!(f.fix.as_deref().unwrap_or_default().contains("auth_file"));
 }

@@ -17,6 +17,7 @@ use crate::observe::{
     PasswordPermit, PlainAttempt, SslReply, StartupOutcome, TlsAttempt, TlsFailure,
 };
 use crate::plan::{ChannelBindingMode, Endpoint, Negotiation, Secret, TlsOptions, TlsVersion};
+use crate::wire;
 
 pub use link::{connect, Deadlines};
 pub use startup::{startup_against, QueryLimits, MAX_STARTUP_CHATTER};
@@ -211,9 +212,17 @@ async fn tls_attempt_once(
             return out;
         }
     };
-    let mut tls = tls::TlsLink { conn, link };
+    let mut tls = tls::TlsLink::new(conn, link);
     let handshake_result = match tls.handshake().await {
         Ok(()) => Ok(()),
+        Err(_) if tls.not_tls().is_some() => {
+            // Not TLS at all: a pooler that answers the ClientHello as a startup packet.
+            let bytes = tls.not_tls().unwrap_or_default().to_vec();
+            Err(TlsFailure::PlaintextReply {
+                error: wire::plaintext_error(&bytes),
+                bytes,
+            })
+        }
         Err(e) => {
             let mut failure = tls::classify_handshake_error(&e, tls.link.timed_out);
             if matches!(failure, TlsFailure::Reset(_) | TlsFailure::Eof) {

@@ -25,6 +25,31 @@ use crate::plan::{Endpoint, ProtocolRange, TlsOptions, TlsVersion};
 pub struct TlsLink {
     pub conn: rustls::ClientConnection,
     pub link: Link,
+    /// The first bytes the server sent: when they are no TLS record, what they are instead
+    /// (a pooler's plaintext ErrorResponse to a direct-TLS ClientHello) is the evidence.
+    pub first_bytes: Vec<u8>,
+}
+
+/// How many of the server's first bytes are kept.
+const FIRST_BYTES: usize = 512;
+
+impl TlsLink {
+    pub fn new(conn: rustls::ClientConnection, link: Link) -> TlsLink {
+        TlsLink {
+            conn,
+            link,
+            first_bytes: Vec::new(),
+        }
+    }
+
+    /// The server's first bytes, when they cannot begin a TLS record (content types 20 to
+    /// 24): it answered in something else.
+    pub fn not_tls(&self) -> Option<&[u8]> {
+        match self.first_bytes.first() {
+            Some(20..=24) | None => None,
+            Some(_) => Some(&self.first_bytes),
+        }
+    }
 }
 
 fn tls_error(e: rustls::Error) -> io::Error {
@@ -48,6 +73,10 @@ impl TlsLink {
     async fn receive(&mut self) -> io::Result<usize> {
         let mut buf = vec![0u8; 16 * 1024];
         let n = self.link.read(&mut buf).await?;
+        if self.first_bytes.len() < FIRST_BYTES {
+            let room = FIRST_BYTES - self.first_bytes.len();
+            self.first_bytes.extend_from_slice(&buf[..n.min(room)]);
+        }
         let mut rest = &buf[..n];
         loop {
             // An empty slice tells rustls the peer closed.

@@ -25,6 +25,7 @@ mod hostile_tls;
 mod input_files;
 mod libpq_parity;
 mod pki;
+mod poolers;
 mod probe_scenarios;
 mod properties;
 mod readme;

@@ -112,6 +112,9 @@ pub(in crate::eval) fn startup_result(
                 Some(tls) if sent && alert.refuses_certificate() => {
                     client_cert::refusal_problem(*alert, &input.local.client, tls, input.now, true)
                 }
+                Some(tls) if !sent && *alert == crate::observe::Alert::CertificateRequired => {
+                    client_cert::demanded_problem(*alert, tls, &input.local.client)
+                }
                 _ => Problem::new(
                     Code::TlsHandshakeFailed,
                     format!("the server sent TLS alert {alert} after the handshake"),
@@ -191,6 +194,9 @@ pub(in crate::eval) fn server_error_problem(
     input: &EvalInput,
     on_tls: bool,
 ) -> Problem {
+    if let Some(problem) = crate::eval::intermediary::pooler_refusal(fields, input, on_tls) {
+        return problem;
+    }
     let msg = &fields.message;
     let (code, fix): (Code, String) = match fields.code.as_str() {
         sqlstate::INVALID_AUTHORIZATION_SPECIFICATION if msg.starts_with("no pg_hba.conf entry") => (

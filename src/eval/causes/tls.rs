@@ -28,6 +28,14 @@ pub(in crate::eval) fn handshake_problem(
         TlsFailure::Alert(alert) if tls.client_cert_sent && alert.refuses_certificate() => {
             client_cert::refusal_problem(*alert, &input.local.client, tls, input.now, false)
         }
+        TlsFailure::Alert(alert @ Alert::CertificateRequired) if !tls.client_cert_sent => {
+            client_cert::demanded_problem(*alert, tls, &input.local.client)
+        }
+        TlsFailure::Alert(alert @ Alert::HandshakeFailure)
+            if !tls.client_cert_sent && tls.client_ca_names.is_some() && !tls.chain.is_empty() =>
+        {
+            client_cert::demanded_problem(*alert, tls, &input.local.client)
+        }
         TlsFailure::Alert(alert @ Alert::HandshakeFailure) if tls.chain.is_empty() => Problem::new(
             Code::TlsHandshakeFailed,
             "the server ended the TLS handshake with alert handshake_failure before sending its certificate",
@@ -55,6 +63,18 @@ pub(in crate::eval) fn handshake_problem(
             format!("the TLS handshake did not finish within {}", timeout_name(*kind)),
         ),
         TlsFailure::Other(e) => Problem::new(Code::TlsHandshakeFailed, format!("TLS handshake failed: {e}")),
+        TlsFailure::PlaintextReply { error, bytes } => {
+            let said = match error {
+                Some(e) => format!("a plaintext PostgreSQL ErrorResponse: \"{}\"", e.message),
+                None => format!("{} bytes that are not TLS", bytes.len()),
+            };
+            Problem::new(
+                Code::TlsHandshakeFailed,
+                format!("the server answered the TLS ClientHello with {said} (libpq: SSL error: wrong version number)"),
+            )
+            .with("first_bytes", crate::eval::prose::hex_preview(bytes))
+            .fix("the port does not speak TLS where the doctor started it; check that host and port name the PostgreSQL server or pooler meant")
+        }
         TlsFailure::OnlyOldVersions { min, max } => Problem::new(
             Code::TlsVersionUnsupported,
             format!("SSL error: tlsv1 alert protocol version: libpq offers only {min} to {max} (ssl_max_protocol_version), which the server refuses"),

@@ -9,5 +9,6 @@ pub mod fake_peer;
 pub mod ossl_pki;
 pub mod pg;
 pub mod pki;
+pub mod pooler;
 pub mod psql;
 pub mod tls_peer;

@@ -191,20 +191,20 @@ fn server_ids() -> Option<(u32, u32)> {
 }
 
 /// Give `path` to the server's user (no-op unless we are root).
-fn chown_to_server(path: &Path) {
+pub fn chown_to_server(path: &Path) {
     if let Some((uid, gid)) = server_ids() {
         std::os::unix::fs::chown(path, Some(uid), Some(gid))
             .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
     }
 }
 
-fn chmod(path: &Path, mode: u32) {
+pub fn chmod(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .unwrap_or_else(|e| panic!("chmod {:o} {}: {e}", mode, path.display()));
 }
 
 /// A command that runs a server binary as the server's user.
-fn server_cmd(bin: &Path) -> Command {
+pub fn server_cmd(bin: &Path) -> Command {
     let mut cmd = if is_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(bin);
@@ -718,7 +718,7 @@ fn append(path: &Path, text: &str) {
 }
 
 /// A port that was free on 127.0.0.1 a moment ago.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("bind 127.0.0.1:0")

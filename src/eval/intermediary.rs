@@ -1,0 +1,292 @@
+//! Who answered: PostgreSQL itself, or a pooler or other intermediary in front of it. Told
+//! from what the peer said, never from an extra probe: the fields its ErrorResponses carry
+//! (PostgreSQL always sends the non-localised severity V and the source file, line and
+//! routine F, L, R; PgBouncer only S, C and M; pgpool-II names its own source files and
+//! sends no V), its answer to a direct-TLS ClientHello, and whether the server's pg_stat_ssl
+//! row can describe this connection at all.
+
+use crate::catalogue::{Code, Severity};
+use crate::eval::model::EvalInput;
+use crate::evidence::{Evidence, Value};
+use crate::finding::{Finding, Problem};
+use crate::observe::{StartupOutcome, TlsAttempt, TlsFailure};
+use crate::wire::ErrorFields;
+use crate::x509;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::eval) enum Peer {
+    PgBouncer,
+    Pgpool,
+    /// Something between the doctor and PostgreSQL, of no known make.
+    Unknown,
+}
+
+impl Peer {
+    pub(in crate::eval) fn name(self) -> &'static str {
+        match self {
+            Peer::PgBouncer => "PgBouncer",
+            Peer::Pgpool => "pgpool-II",
+            Peer::Unknown => "an unknown intermediary",
+        }
+    }
+}
+
+/// A recognised intermediary and what gave it away.
+#[derive(Debug, Clone)]
+pub(in crate::eval) struct Intermediary {
+    pub(in crate::eval) peer: Peer,
+    pub(in crate::eval) evidence: Vec<Evidence>,
+}
+
+/// Every ErrorResponse the peer sent on any connection of this diagnosis.
+fn error_responses<'a>(input: &'a EvalInput) -> Vec<&'a ErrorFields> {
+    let mut all = Vec::new();
+    let server_error = |o: Option<&'a StartupOutcome>| match o {
+        Some(StartupOutcome::ServerError { fields, .. }) => Some(fields),
+        _ => None,
+    };
+    let of_tls = |t: &'a TlsAttempt, all: &mut Vec<&'a ErrorFields>| {
+        all.extend(server_error(t.startup.as_ref()));
+        all.extend(server_error(t.plaintext_after_refusal.as_ref()));
+        if let Some(Err(TlsFailure::PlaintextReply { error: Some(e), .. })) = &t.handshake {
+            all.push(e);
+        }
+    };
+    if let Some(t) = input.tls {
+        of_tls(t, &mut all);
+    }
+    if let Some(t) = input.ssl_request_probe {
+        of_tls(t, &mut all);
+    }
+    if let Some(p) = input.plain {
+        all.extend(server_error(p.startup.as_ref()));
+    }
+    all
+}
+
+fn spelled(tags: &str) -> String {
+    tags.chars()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// pgpool-II's sources name its files pool_*.c, child.c, pgpool_main.c and the like;
+/// PostgreSQL's never start with "pool_".
+fn pgpool_file(file: &str) -> bool {
+    file.starts_with("pool_") || matches!(file, "child.c" | "pgpool_main.c" | "pcp_child.c")
+}
+
+fn from_error(fields: &ErrorFields) -> Option<Intermediary> {
+    let has = |tag: char| fields.tags.contains(tag);
+    if let Some(file) = fields.file.as_deref().filter(|f| pgpool_file(f)) {
+        return Some(Intermediary {
+            peer: Peer::Pgpool,
+            evidence: vec![
+                Evidence::new("source_file", file.to_string()),
+                Evidence::new("peer_message", fields.message.clone()),
+            ],
+        });
+    }
+    if has('S') && has('M') && !has('V') && !has('F') && !has('R') {
+        return Some(Intermediary {
+            peer: Peer::PgBouncer,
+            evidence: vec![
+                Evidence::new("error_fields", spelled(&fields.tags)),
+                Evidence::new("peer_message", fields.message.clone()),
+                Evidence::new(
+                    "why",
+                    "PgBouncer sends only severity, SQLSTATE and message; PostgreSQL always adds the non-localised severity (V) and the source file, line and routine (F, L, R)",
+                ),
+            ],
+        });
+    }
+    None
+}
+
+/// Why the server's pg_stat_ssl row cannot be this connection's, if it cannot.
+fn foreign_server_view(tls: &TlsAttempt) -> Option<String> {
+    let Some(Ok(facts)) = &tls.handshake else {
+        return None;
+    };
+    let Some(StartupOutcome::Session {
+        server_ssl: Some(view),
+        ..
+    }) = &tls.startup
+    else {
+        return None;
+    };
+    if !view.ssl {
+        return Some(
+            "the doctor's connection used TLS, but the server's pg_stat_ssl row says ssl = false: TLS ends before PostgreSQL".into(),
+        );
+    }
+    if tls.client_cert_sent && view.client_dn.is_none() {
+        return Some("this connection presented a client certificate, but the server's pg_stat_ssl row has none: the row is another connection's".into());
+    }
+    match &view.version {
+        Some(v) if v != facts.version.name() => Some(format!(
+            "this connection negotiated {}, but the server's pg_stat_ssl row says {v}",
+            facts.version.name()
+        )),
+        _ => None,
+    }
+}
+
+/// The intermediary this diagnosis talked to, if it can tell.
+pub(in crate::eval) fn recognise(input: &EvalInput) -> Option<Intermediary> {
+    let mut found = error_responses(input).into_iter().find_map(from_error);
+    if let Some(why) = input.tls.and_then(foreign_server_view) {
+        let found = found.get_or_insert(Intermediary {
+            peer: Peer::Unknown,
+            evidence: Vec::new(),
+        });
+        found.evidence.push(Evidence::new("server_view", why));
+    }
+    found
+}
+
+/// The finding that names the intermediary, and the pg_stat_ssl facts relabelled.
+pub(in crate::eval) fn add(input: &EvalInput, findings: &mut Vec<Finding>) {
+    let Some(found) = recognise(input) else {
+        return;
+    };
+    findings.extend(cert_match_differs(input));
+    // The pooler refused the certificate in its own terms; PostgreSQL's CN advice (a cert
+    // line, pg_ident.conf) would send the reader to the wrong file.
+    if findings
+        .iter()
+        .any(|f| f.code == Code::PoolerCertAuthFailed)
+    {
+        findings.retain(|f| f.code != Code::ClientCertCnMismatch);
+    }
+    let at = format!("{}:{}", input.endpoint.host, input.endpoint.port);
+    let summary = match found.peer {
+        Peer::Unknown => format!(
+            "an intermediary (a pooler or a TLS-terminating proxy) answers at {at}, not PostgreSQL itself; it gives no sign of which"
+        ),
+        peer => format!(
+            "the peer at {at} answers as {} (a connection pooler), not PostgreSQL itself",
+            peer.name()
+        ),
+    };
+    let mut evidence = vec![Evidence::new("peer", Value::name(found.peer.name()))];
+    evidence.extend(found.evidence);
+    if let Some(session) = findings.iter_mut().find(|f| f.code == Code::TlsSession) {
+        session.evidence.push(Evidence::new(
+            "server_view_is",
+            "the intermediary's own connection to the server, not this client's session (the server_sees_* facts are its)",
+        ));
+    }
+    findings.push(Finding {
+        code: Code::PoolerDetected,
+        severity: Severity::Info,
+        summary,
+        evidence,
+        fix: Some(match found.peer {
+            Peer::PgBouncer => "the TLS between client and PgBouncer is set by its client_tls_* settings (pgbouncer.ini), the TLS to the server by server_tls_*; authentication by auth_type, auth_file and auth_hba_file".into(),
+            Peer::Pgpool => "the TLS between client and pgpool-II is set by ssl, ssl_cert, ssl_key and ssl_ca_cert (pgpool.conf); authentication by pool_hba.conf (enable_pool_hba)".into(),
+            Peer::Unknown => "the TLS the doctor checked ends at the intermediary; check its configuration, and its own connection to PostgreSQL separately".into(),
+        }),
+        modes: vec![],
+    });
+}
+
+/// A refusal in the pooler's own words, read in its terms; None when PostgreSQL (or a
+/// pooler relaying PostgreSQL's message) refused.
+pub(in crate::eval) fn pooler_refusal(
+    fields: &ErrorFields,
+    input: &EvalInput,
+    on_tls: bool,
+) -> Option<Problem> {
+    let peer = from_error(fields)?.peer;
+    let base = |code: Code, summary: String| {
+        Problem::new(code, summary)
+            .with("peer", Value::name(peer.name()))
+            .with("sqlstate", fields.code.clone())
+            .with("server_message", fields.message.clone())
+            .with(
+                "encryption",
+                if on_tls {
+                    "SSL encryption"
+                } else {
+                    "no encryption"
+                },
+            )
+    };
+    match (peer, fields.message.as_str()) {
+        (Peer::PgBouncer, "certificate authentication failed") => {
+            let user = input.user;
+            let cert = input.local.client.leaf.as_ref();
+            let names = cert.map(x509::presented_names).unwrap_or_default();
+            // PgBouncer compares the user with the certificate as a TLS client compares a
+            // host name: subjectAltName first, else the CN; case-insensitive; wildcards.
+            let matches = cert.is_some_and(|c| x509::host_matches(c, user));
+            let mut problem = base(
+                Code::PoolerCertAuthFailed,
+                format!("PgBouncer refused the client certificate for user \"{user}\" (auth_type = cert): certificate authentication failed"),
+            )
+            .with("user", Value::name(user))
+            .with("certificate_names", Value::name(names.join(", ")))
+            .with("names_match_user_as_pgbouncer_compares", matches);
+            let fix = if matches {
+                problem = problem.with(
+                    "cause",
+                    "the certificate's names match the user as PgBouncer compares them, so the user is missing from auth_file (or auth_query finds no row)",
+                );
+                format!("add \"{user}\" \"\" to PgBouncer's auth_file (auth_type = cert checks only that the user is listed), then `RELOAD;` on its admin console")
+            } else {
+                problem = problem
+                    .with("candidate", format!("the certificate's names ({}) do not match the user \"{user}\" as PgBouncer compares them (subjectAltName first, else the CN; case-insensitive)", names.join(", ")))
+                    .with("candidate", format!("the user \"{user}\" is missing from PgBouncer's auth_file"))
+                    .with("tell_apart", "on the wire both look the same; PgBouncer's log says which (--pooler-log is not yet read by the doctor)");
+                format!("issue the client certificate with CN (or a subjectAltName) \"{user}\", or connect as the user the certificate names; and check that \"{user}\" is listed in auth_file")
+            };
+            Some(problem.fix(fix))
+        }
+        (Peer::PgBouncer, "SSL required") => Some(
+            base(Code::ServerRefused, "FATAL:  SSL required (PgBouncer: client_tls_sslmode = require or stricter refuses plaintext clients)".into())
+                .fix("connect with TLS (sslmode=require or stricter), or lower client_tls_sslmode in pgbouncer.ini"),
+        ),
+        _ => None,
+    }
+}
+
+/// PgBouncer accepted a client certificate (auth_type = cert) whose CN PostgreSQL's cert
+/// method would not take for this user: the same certificate fails when the pooler is
+/// bypassed, or when PostgreSQL checks it behind the pooler.
+pub(in crate::eval) fn cert_match_differs(input: &EvalInput) -> Option<Finding> {
+    let found = recognise(input)?;
+    if found.peer != Peer::PgBouncer {
+        return None;
+    }
+    let tls = input.tls?;
+    let Some(StartupOutcome::Session { method, .. }) = &tls.startup else {
+        return None;
+    };
+    let cert = input.local.client.leaf.as_ref()?;
+    if !tls.client_cert_sent || method != "trust" {
+        return None;
+    }
+    let cn = cert.common_name.clone().unwrap_or_default();
+    if cn == input.user {
+        return None;
+    }
+    Some(Finding {
+        code: Code::PoolerCertMatchDiffers,
+        severity: Severity::Warning,
+        summary: format!(
+            "PgBouncer accepts this certificate for user \"{}\", but PostgreSQL's cert method would refuse it: its CN \"{cn}\" is not exactly the user",
+            input.user
+        ),
+        evidence: vec![
+            Evidence::new("user", Value::name(input.user)),
+            Evidence::new("certificate_cn", Value::name(cn)),
+            Evidence::new("certificate_names", Value::name(x509::presented_names(cert).join(", "))),
+            Evidence::new("pgbouncer_compares", "subjectAltName first, else the CN; case-insensitive; wildcards"),
+            Evidence::new("postgresql_compares", "the CN, exactly (or through a pg_ident.conf map)"),
+        ],
+        fix: Some(format!("issue the certificate with CN exactly \"{}\", or give the server's cert line a map= that maps it", input.user)),
+        modes: vec![],
+    })
+}

@@ -1,0 +1,257 @@
+//! Real PgBouncer (Debian's 1.18) in front of a real PostgreSQL server: the doctor names the
+//! pooler from what it says, explains its refusals in its own terms, and its verdicts agree
+//! with psql at every sslmode through the pooler.
+
+use serde_json::Value;
+
+use crate::support::doctor::{assert_agrees_with_psql, evidence, run_doctor, DoctorRun};
+use crate::support::pg::{pg17_bin_dir, PgConfig, PgServer};
+use crate::support::pki::{write_file, Ca, LeafSpec};
+use crate::support::pooler::{BouncerConfig, PgBouncer};
+
+struct Setup {
+    ca: Ca,
+    pg: PgServer,
+    home: tempfile::TempDir,
+}
+
+fn setup() -> Setup {
+    let ca = Ca::root("Pooler Test CA");
+    let server = ca.issue(&LeafSpec::server("127.0.0.1", &[], &["127.0.0.1"]));
+    let pg = PgServer::start(PgConfig {
+        ssl: true,
+        server_cert: Some(server.pair()),
+        hba: "hostssl all all 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 trust\n".into(),
+        setup_sql: vec![
+            "CREATE ROLE alice LOGIN".into(),
+            "CREATE ROLE carol LOGIN".into(),
+            "CREATE DATABASE app".into(),
+        ],
+        ..Default::default()
+    });
+    Setup {
+        ca,
+        pg,
+        home: tempfile::tempdir().unwrap(),
+    }
+}
+
+impl Setup {
+    /// PgBouncer with TLS to its clients (certificate for localhost) and to the server.
+    fn bouncer(&self, settings: &str, users: &[&str]) -> PgBouncer {
+        let leaf = self.ca.issue(&LeafSpec::server(
+            "localhost",
+            &["localhost"],
+            &["127.0.0.1"],
+        ));
+        PgBouncer::start(
+            &self.pg,
+            BouncerConfig {
+                settings: settings.into(),
+                users: users.iter().map(|u| u.to_string()).collect(),
+                tls: Some(leaf.pair()),
+                client_ca: Some(self.ca.issued.cert_pem.clone()),
+            },
+        )
+    }
+
+    fn root(&self) -> String {
+        let path = write_file(
+            self.home.path(),
+            "root.crt",
+            self.ca.issued.cert_pem.as_bytes(),
+            0o644,
+        );
+        path.display().to_string()
+    }
+
+    /// A client certificate and key for `cn`, as conninfo settings.
+    fn client(&self, cn: &str) -> String {
+        let leaf = self.ca.issue(&LeafSpec::client(cn));
+        let cert = write_file(
+            self.home.path(),
+            &format!("{cn}.crt"),
+            leaf.cert_pem.as_bytes(),
+            0o644,
+        );
+        let key = write_file(
+            self.home.path(),
+            &format!("{cn}.key"),
+            leaf.key_pem.as_bytes(),
+            0o600,
+        );
+        format!("sslcert={} sslkey={}", cert.display(), key.display())
+    }
+
+    fn diagnose(&self, bouncer: &PgBouncer, extra: &str) -> (DoctorRun, String) {
+        let target = bouncer.conninfo(&format!("sslrootcert={} {extra}", self.root()));
+        let run = run_doctor(
+            &[&target, "--sslmode", "verify-full", "--format", "json"],
+            self.home.path(),
+            None,
+            &[],
+        );
+        (run, target)
+    }
+
+    fn agrees(&self, run: &DoctorRun, target: &str) {
+        assert_agrees_with_psql(run, &self.pg.psql_path(), target, self.home.path(), None);
+    }
+}
+
+const CERT_AUTH: &str =
+    "auth_type = cert\nclient_tls_sslmode = verify-full\nserver_tls_sslmode = require\n";
+
+fn peer(run: &DoctorRun) -> Value {
+    evidence(run.expect_finding("pooler_detected", "info"), "peer")
+}
+
+#[test]
+fn pgbouncer_with_a_matching_certificate_is_named_and_pg_stat_ssl_is_its_connection() {
+    let s = setup();
+    let bouncer = s.bouncer(CERT_AUTH, &["alice"]);
+    let (run, target) = s.diagnose(&bouncer, &format!("user=alice {}", s.client("alice")));
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(peer(&run), "PgBouncer");
+    let detected = run.finding("pooler_detected").unwrap();
+    assert_eq!(evidence(detected, "error_fields"), "S, C, M");
+    // The server's pg_stat_ssl row is PgBouncer's own connection: no client certificate.
+    assert!(
+        detected
+            .to_string()
+            .contains("the row is another connection's"),
+        "{detected}"
+    );
+    let session = run.finding("tls_session").unwrap();
+    assert!(session.to_string().contains("server_view_is"), "{session}");
+    // Plaintext is refused in PgBouncer's words, read as PgBouncer's setting.
+    let refused = run.finding("server_refused").unwrap();
+    assert_eq!(evidence(refused, "peer"), "PgBouncer");
+    assert!(refused["summary"]
+        .as_str()
+        .unwrap()
+        .contains("client_tls_sslmode"));
+    s.agrees(&run, &target);
+}
+
+#[test]
+fn a_name_pgbouncer_refuses_names_both_candidates() {
+    let s = setup();
+    let bouncer = s.bouncer(CERT_AUTH, &["alice", "bob"]);
+    let (run, target) = s.diagnose(&bouncer, &format!("user=alice {}", s.client("bob")));
+    assert_eq!(run.code, 1);
+    let failed = run.expect_finding("pooler_cert_auth_failed", "error");
+    assert_eq!(
+        evidence(failed, "names_match_user_as_pgbouncer_compares"),
+        false
+    );
+    let candidates = crate::support::doctor::DoctorRun::evidence_all(failed, "candidate");
+    assert_eq!(candidates.len(), 2, "{failed}");
+    assert!(candidates[1].to_string().contains("auth_file"));
+    // PostgreSQL's pg_hba.conf advice does not apply to PgBouncer's refusal.
+    assert!(
+        run.finding("client_cert_cn_mismatch").is_none(),
+        "{}",
+        run.stdout
+    );
+    s.agrees(&run, &target);
+}
+
+#[test]
+fn a_user_missing_from_auth_file_is_told_apart_by_the_names() {
+    let s = setup();
+    let bouncer = s.bouncer(CERT_AUTH, &["alice"]);
+    let (run, target) = s.diagnose(&bouncer, &format!("user=carol {}", s.client("carol")));
+    assert_eq!(run.code, 1);
+    let failed = run.expect_finding("pooler_cert_auth_failed", "error");
+    assert_eq!(
+        evidence(failed, "names_match_user_as_pgbouncer_compares"),
+        true
+    );
+    assert!(evidence(failed, "cause").to_string().contains("auth_file"));
+    assert!(failed["fix"].as_str().unwrap().contains("\"carol\" \"\""));
+    assert!(
+        bouncer.log().contains("carol") || bouncer.log().contains("certificate"),
+        "{}",
+        bouncer.log()
+    );
+    s.agrees(&run, &target);
+}
+
+#[test]
+fn a_certificate_pgbouncer_accepts_and_postgresql_would_refuse() {
+    let s = setup();
+    let bouncer = s.bouncer(CERT_AUTH, &["alice"]);
+    // PgBouncer compares case-insensitively; PostgreSQL's cert method wants the CN exactly.
+    let (run, target) = s.diagnose(&bouncer, &format!("user=alice {}", s.client("ALICE")));
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let differs = run.expect_finding("pooler_cert_match_differs", "warning");
+    assert_eq!(evidence(differs, "certificate_cn"), "ALICE");
+    s.agrees(&run, &target);
+}
+
+#[test]
+fn no_client_certificate_where_pgbouncer_demands_one() {
+    let s = setup();
+    let bouncer = s.bouncer(CERT_AUTH, &["alice"]);
+    let (run, target) = s.diagnose(&bouncer, "user=alice");
+    assert_eq!(run.code, 1);
+    let missing = run.expect_finding("client_cert_missing", "error");
+    assert_eq!(evidence(missing, "alert"), "certificate_required");
+    assert!(evidence(missing, "usual_setting")
+        .to_string()
+        .contains("client_tls_sslmode"));
+    assert!(
+        run.finding("tls_handshake_failed").is_none(),
+        "{}",
+        run.stdout
+    );
+    s.agrees(&run, &target);
+}
+
+#[test]
+fn a_pooler_without_tls_agrees_with_psql() {
+    let s = setup();
+    let bouncer = PgBouncer::start(
+        &s.pg,
+        BouncerConfig {
+            settings: "auth_type = trust\nclient_tls_sslmode = disable\n".into(),
+            users: vec!["alice".into()],
+            tls: None,
+            client_ca: None,
+        },
+    );
+    let (run, target) = s.diagnose(&bouncer, "user=alice");
+    assert_eq!(run.code, 1, "verify-full cannot work without TLS");
+    assert_eq!(run.cell("prefer"), (Some(true), false, None));
+    s.agrees(&run, &target);
+}
+
+#[test]
+fn direct_tls_to_pgbouncer_is_refused_as_libpq_17_refuses_it() {
+    let s = setup();
+    let bouncer = s.bouncer(CERT_AUTH, &["alice"]);
+    let (run, target) = s.diagnose(
+        &bouncer,
+        &format!("user=alice sslnegotiation=direct {}", s.client("alice")),
+    );
+    assert_eq!(run.code, 1);
+    let unsupported = run.expect_finding("direct_tls_unsupported", "error");
+    let text = unsupported.to_string();
+    assert!(
+        text.contains("client sent partial pkt in startup phase"),
+        "{text}"
+    );
+    assert!(evidence(unsupported, "ssl_request_answer")
+        .to_string()
+        .contains("'S'"));
+    assert_eq!(peer(&run), "PgBouncer");
+    assert!(bouncer.log().contains("partial pkt"), "{}", bouncer.log());
+    assert_agrees_with_psql(
+        &run,
+        &pg17_bin_dir().join("psql"),
+        &target,
+        s.home.path(),
+        None,
+    );
+}
