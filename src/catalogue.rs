@@ -277,6 +277,8 @@ catalogue! {
         "The peer is a connection pooler (PgBouncer, pgpool-II) or another intermediary, not PostgreSQL itself.";
     PoolerCertAuthFailed = "pooler_cert_auth_failed", Authentication, Error,
         "The pooler refused the client certificate for the user (PgBouncer auth_type = cert, pgpool-II cert authentication).";
+    PoolerServerLoginFailed = "pooler_server_login_failed", Authentication, Error,
+        "The pooler could not log in to the server behind it (the second hop): it says so in its own words, or relays the server's refusal.";
     PoolerCertMatchDiffers = "pooler_cert_match_differs", ClientCertificate, Warning,
         "The pooler accepts the client certificate for the user where PostgreSQL's cert method would refuse it, or the other way round.";
 }

@@ -442,6 +442,11 @@ pub fn explain(code: Code) -> Explanation {
             "the pooler's log: `grep -i cert /var/log/postgresql/pgbouncer.log`; the certificate's names: `openssl x509 -in CERT -noout -subject -ext subjectAltName`",
             "issue the client certificate with the user name as its subjectAltName or CN (PgBouncer compares case-insensitively, subjectAltName first), or add the user to auth_file",
         ),
+        PoolerServerLoginFailed => e(
+            "FATAL:  client_login_timeout (server down), FATAL:  server login has been failing, try again later (server_login_retry), or the server's own refusal relabelled SQLSTATE 08P01",
+            "the pooler's log: PgBouncer writes \"TLS handshake error\" or the server's message beside \"new connection to server\"; then connect to the server directly from the pooler's host: `psql \"host=SERVER sslmode=verify-full ...\"`",
+            "fix the pooler's connection to the server: its server_tls_sslmode and server_tls_ca_file (PgBouncer), the [databases] entry, and the server's pg_hba.conf line for the pooler's address and user",
+        ),
         PoolerCertMatchDiffers => e(
             "nothing through the pooler; connecting to PostgreSQL directly with the same certificate fails with FATAL:  certificate authentication failed for user \"USER\"",
             "`openssl x509 -in CERT -noout -subject` against the user name: PostgreSQL's cert method wants the CN equal to it (or a pg_ident.conf map)",

@@ -244,11 +244,60 @@ pub(in crate::eval) fn pooler_refusal(
             };
             Some(problem.fix(fix))
         }
+        (Peer::PgBouncer, msg)
+            if msg.starts_with("client_login_timeout") || msg.starts_with("server login has been failing") =>
+        {
+            let why = if msg.starts_with("client_login_timeout") {
+                "PgBouncer held the login until client_login_timeout and gave up: it could not log in to the server behind it"
+            } else {
+                "PgBouncer refuses logins for server_login_retry seconds after its own login to the server failed"
+            };
+            Some(
+                base(Code::PoolerServerLoginFailed, format!("{}:  {msg} ({why})", fields.severity))
+                    .with("hop", "PgBouncer to PostgreSQL (the second hop); the TLS between the doctor and PgBouncer is not the cause")
+                    .with("likely_cause", "server_tls_sslmode = verify-ca or verify-full with a server_tls_ca_file that does not sign the server's certificate (PgBouncer logs \"TLS handshake error\")")
+                    .with("likely_cause", "the server refuses PgBouncer's own login (its pg_hba.conf, or a password PgBouncer takes from auth_file)")
+                    .with("likely_cause", "the server named in [databases] is down or unreachable from the pooler")
+                    .fix("read PgBouncer's log beside \"new connection to server\"; check server_tls_sslmode, server_tls_ca_file and the [databases] entry, then `RELOAD;` on its admin console"),
+            )
+        }
+        (Peer::PgBouncer, msg) if relayed_from_postgres(msg) => Some(
+            base(Code::PoolerServerLoginFailed, format!("{}:  {msg} (the server refused PgBouncer's own login, and PgBouncer relayed its message as SQLSTATE 08P01)", fields.severity))
+                .with("hop", "PgBouncer to PostgreSQL (the second hop)")
+                .fix("fix the server's rules for the pooler's connection (pg_hba.conf for the pooler's address and user, the role, the database), not the client's"),
+        ),
         (Peer::PgBouncer, "SSL required") => Some(
             base(Code::ServerRefused, "FATAL:  SSL required (PgBouncer: client_tls_sslmode = require or stricter refuses plaintext clients)".into())
                 .fix("connect with TLS (sslmode=require or stricter), or lower client_tls_sslmode in pgbouncer.ini"),
         ),
         _ => None,
+    }
+}
+
+/// PostgreSQL's own refusals, as PgBouncer relays them when the server refuses its login.
+fn relayed_from_postgres(msg: &str) -> bool {
+    msg.starts_with("no pg_hba.conf entry")
+        || msg.starts_with("pg_hba.conf rejects")
+        || msg.starts_with("password authentication failed for user")
+        || msg.starts_with("certificate authentication failed for user")
+        || (msg.starts_with("role \"") && msg.ends_with("does not exist"))
+        || (msg.starts_with("database \"") && msg.ends_with("does not exist"))
+        || msg.starts_with("sorry, too many clients already")
+        || msg.starts_with("the database system is")
+}
+
+/// A login the peer left unanswered: behind a pooler, possibly the second hop.
+pub(in crate::eval) fn silent_login(problem: Problem, input: &EvalInput) -> Problem {
+    match recognise(input).map(|i| i.peer) {
+        Some(Peer::PgBouncer) => problem.with(
+            "possible_cause",
+            "PgBouncer keeps a client waiting while it cannot log in to the server behind it, until client_login_timeout (60 s by default) ends it with \"client_login_timeout (server down)\": a second-hop failure, if its log says so",
+        ),
+        Some(peer) => problem.with(
+            "possible_cause",
+            format!("{} may be waiting for its own connection to the server behind it", peer.name()),
+        ),
+        None => problem,
     }
 }
 

@@ -418,6 +418,21 @@ fn table() -> Vec<(&'static str, World, Code)> {
             Code::PoolerCertAuthFailed,
         ),
         (
+            "PgBouncer cannot log in to the server (client_login_timeout)",
+            through_pgbouncer(World::healthy())
+                .tls(|t| t.startup = Some(pgbouncer_error("client_login_timeout (server down)"))),
+            Code::PoolerServerLoginFailed,
+        ),
+        (
+            "PgBouncer relays the server's refusal of its own login",
+            World::healthy().tls(|t| {
+                t.startup = Some(pgbouncer_error(
+                    "no pg_hba.conf entry for host \"127.0.0.1\", user \"alice\", database \"app\", no encryption",
+                ))
+            }),
+            Code::PoolerServerLoginFailed,
+        ),
+        (
             "PgBouncer's plaintext refusal names it",
             through_pgbouncer(World::healthy()),
             Code::PoolerDetected,

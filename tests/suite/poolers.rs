@@ -16,12 +16,16 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_with("hostssl all all 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 trust\n")
+}
+
+fn setup_with(hba: &str) -> Setup {
     let ca = Ca::root("Pooler Test CA");
     let server = ca.issue(&LeafSpec::server("127.0.0.1", &[], &["127.0.0.1"]));
     let pg = PgServer::start(PgConfig {
         ssl: true,
         server_cert: Some(server.pair()),
-        hba: "hostssl all all 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 trust\n".into(),
+        hba: hba.into(),
         setup_sql: vec![
             "CREATE ROLE alice LOGIN".into(),
             "CREATE ROLE carol LOGIN".into(),
@@ -39,6 +43,16 @@ fn setup() -> Setup {
 impl Setup {
     /// PgBouncer with TLS to its clients (certificate for localhost) and to the server.
     fn bouncer(&self, settings: &str, users: &[&str]) -> PgBouncer {
+        self.bouncer_trusting(settings, users, None)
+    }
+
+    /// [`Setup::bouncer`], with server_tls_ca_file holding `server_ca`.
+    fn bouncer_trusting(
+        &self,
+        settings: &str,
+        users: &[&str],
+        server_ca: Option<String>,
+    ) -> PgBouncer {
         let leaf = self.ca.issue(&LeafSpec::server(
             "localhost",
             &["localhost"],
@@ -51,6 +65,7 @@ impl Setup {
                 users: users.iter().map(|u| u.to_string()).collect(),
                 tls: Some(leaf.pair()),
                 client_ca: Some(self.ca.issued.cert_pem.clone()),
+                server_ca,
             },
         )
     }
@@ -219,6 +234,7 @@ fn a_pooler_without_tls_agrees_with_psql() {
             users: vec!["alice".into()],
             tls: None,
             client_ca: None,
+            server_ca: None,
         },
     );
     let (run, target) = s.diagnose(&bouncer, "user=alice");
@@ -254,4 +270,89 @@ fn direct_tls_to_pgbouncer_is_refused_as_libpq_17_refuses_it() {
         s.home.path(),
         None,
     );
+}
+
+#[test]
+fn a_server_side_hop_that_fails_verification_is_the_second_hop() {
+    let s = setup();
+    // PgBouncer verifies the server against a CA that did not issue its certificate.
+    let other = Ca::root("Not The Server's CA").issued.cert_pem.clone();
+    let bouncer = s.bouncer_trusting(
+        "auth_type = cert\nclient_tls_sslmode = verify-full\nserver_tls_sslmode = verify-full\n",
+        &["alice"],
+        Some(other),
+    );
+    let target = bouncer.conninfo(&format!(
+        "sslrootcert={} user=alice {}",
+        s.root(),
+        s.client("alice")
+    ));
+    let run = run_doctor(
+        &[
+            &target,
+            "--sslmode",
+            "verify-full",
+            "--format",
+            "json",
+            "--timeout",
+            "20",
+        ],
+        s.home.path(),
+        None,
+        &[],
+    );
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let failed = run.expect_finding("pooler_server_login_failed", "error");
+    assert!(
+        evidence(failed, "hop").to_string().contains("second hop"),
+        "{failed}"
+    );
+    assert!(
+        bouncer.log().contains("TLS handshake error"),
+        "{}",
+        bouncer.log()
+    );
+    s.agrees(&run, &target);
+    // Waiting less than client_login_timeout: silence, named as a possible second hop.
+    let run = run_doctor(
+        &[
+            &target,
+            "--sslmode",
+            "verify-full",
+            "--format",
+            "json",
+            "--timeout",
+            "2",
+        ],
+        s.home.path(),
+        None,
+        &[],
+    );
+    let silent = run.expect_finding("connect_timeout", "error");
+    assert!(evidence(silent, "possible_cause")
+        .to_string()
+        .contains("client_login_timeout"));
+}
+
+#[test]
+fn the_servers_refusal_of_the_pooler_is_relayed_and_read_as_the_second_hop() {
+    // The server takes only TLS; PgBouncer connects to it without.
+    let s = setup_with("hostssl all all 127.0.0.1/32 trust\n");
+    let bouncer = s.bouncer(
+        "auth_type = cert\nclient_tls_sslmode = verify-full\nserver_tls_sslmode = disable\n",
+        &["alice"],
+    );
+    let (run, target) = s.diagnose(&bouncer, &format!("user=alice {}", s.client("alice")));
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let failed = run.expect_finding("pooler_server_login_failed", "error");
+    assert!(
+        failed["summary"]
+            .as_str()
+            .unwrap()
+            .contains("no pg_hba.conf entry"),
+        "{failed}"
+    );
+    assert_eq!(evidence(failed, "sqlstate"), "08P01");
+    assert!(run.finding("hba_no_entry").is_none(), "{}", run.stdout);
+    s.agrees(&run, &target);
 }

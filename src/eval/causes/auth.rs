@@ -146,9 +146,12 @@ pub(in crate::eval) fn startup_result(
             Code::ConnectionLost,
             format!("the connection was reset during startup: {e}"),
         ))),
-        StartupOutcome::Timeout(kind) => Err(fail(Problem::new(
-            Code::ConnectTimeout,
-            format!("no answer to the startup message within {}", timeout_name(*kind)),
+        StartupOutcome::Timeout(kind) => Err(fail(crate::eval::intermediary::silent_login(
+            Problem::new(
+                Code::ConnectTimeout,
+                format!("no answer to the startup message within {}", timeout_name(*kind)),
+            ),
+            input,
         ))),
         StartupOutcome::Protocol(e) => Err(fail(Problem::new(
             Code::ProtocolViolation,

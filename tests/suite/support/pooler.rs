@@ -30,6 +30,8 @@ pub struct BouncerConfig {
     pub tls: Option<(String, String)>,
     /// client_tls_ca_file contents.
     pub client_ca: Option<String>,
+    /// server_tls_ca_file contents (what PgBouncer trusts for the server's certificate).
+    pub server_ca: Option<String>,
 }
 
 pub struct PgBouncer {
@@ -76,6 +78,10 @@ impl PgBouncer {
         if let Some(ca) = &cfg.client_ca {
             let p = write("client-ca.crt", ca, 0o644);
             tls.push_str(&format!("client_tls_ca_file = {}\n", p.display()));
+        }
+        if let Some(ca) = &cfg.server_ca {
+            let p = write("server-ca.crt", ca, 0o644);
+            tls.push_str(&format!("server_tls_ca_file = {}\n", p.display()));
         }
         let mut last_log = String::new();
         for _ in 0..5 {
