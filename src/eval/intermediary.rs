@@ -266,6 +266,55 @@ pub(in crate::eval) fn pooler_refusal(
                 .with("hop", "PgBouncer to PostgreSQL (the second hop)")
                 .fix("fix the server's rules for the pooler's connection (pg_hba.conf for the pooler's address and user, the role, the database), not the client's"),
         ),
+        (Peer::Pgpool, "CERT authentication failed") => {
+            let user = input.user;
+            let sent = input.tls.is_some_and(|t| t.client_cert_sent);
+            let cn = input
+                .local
+                .client
+                .leaf
+                .as_ref()
+                .and_then(|c| c.common_name.clone());
+            let problem = match (&cn, sent) {
+                (_, false) => base(
+                    Code::ClientCertMissing,
+                    format!("pgpool-II's pool_hba.conf line for this connection is `cert`, and no client certificate was sent: {}", fields.message),
+                )
+                .fix("give sslcert and sslkey: a certificate issued by the CA in pgpool-II's ssl_ca_cert, with the user name as its CN"),
+                (Some(cn), true) if !cn.eq_ignore_ascii_case(user) => base(
+                    Code::PoolerCertAuthFailed,
+                    format!("pgpool-II refused the client certificate for user \"{user}\": its CN \"{cn}\" is not the user (pgpool-II compares them case-insensitively)"),
+                )
+                .with("certificate_cn", Value::name(cn.clone()))
+                .with("user", Value::name(user))
+                .fix(format!("issue the client certificate with CN \"{user}\", or connect as user \"{cn}\"")),
+                _ => base(
+                    Code::PoolerCertAuthFailed,
+                    format!("pgpool-II refused the client certificate for user \"{user}\" though its CN names the user: {}", fields.message),
+                )
+                .fix("pgpool-II's log says why (\"see pgpool log for details\"); check ssl_ca_cert and the pool_hba.conf line"),
+            };
+            Some(match &fields.detail {
+                Some(d) => problem.with("server_detail", d.clone()),
+                None => problem,
+            })
+        }
+        (Peer::Pgpool, "client authentication failed")
+            if fields.detail.as_deref().is_some_and(|d| d.starts_with("no pool_hba.conf entry")) =>
+        {
+            let detail = fields.detail.clone().unwrap_or_default();
+            Some(
+                base(Code::HbaNoEntry, format!("pgpool-II's pool_hba.conf has no line for this connection: {detail}"))
+                    .with("file", "pool_hba.conf (pgpool-II, enable_pool_hba = on), not the server's pg_hba.conf")
+                    .fix(format!(
+                        "add a line to pool_hba.conf, e.g. `{} {} {} <client-address>/32 cert`, then `pgpool reload`; or connect {}",
+                        if on_tls { "hostssl" } else { "host" },
+                        input.dbname,
+                        input.user,
+                        if on_tls { "as a user the file admits" } else { "with TLS (sslmode=require or stricter)" }
+                    )),
+            )
+        }
         (Peer::PgBouncer, "SSL required") => Some(
             base(Code::ServerRefused, "FATAL:  SSL required (PgBouncer: client_tls_sslmode = require or stricter refuses plaintext clients)".into())
                 .fix("connect with TLS (sslmode=require or stricter), or lower client_tls_sslmode in pgbouncer.ini"),
@@ -301,14 +350,16 @@ pub(in crate::eval) fn silent_login(problem: Problem, input: &EvalInput) -> Prob
     }
 }
 
-/// PgBouncer accepted a client certificate (auth_type = cert) whose CN PostgreSQL's cert
-/// method would not take for this user: the same certificate fails when the pooler is
-/// bypassed, or when PostgreSQL checks it behind the pooler.
+/// The pooler accepted a client certificate whose CN PostgreSQL's cert method would not
+/// take for this user (PgBouncer matches like a host name, pgpool-II ignores case): the
+/// same certificate fails when the pooler is bypassed, or when PostgreSQL checks it.
 pub(in crate::eval) fn cert_match_differs(input: &EvalInput) -> Option<Finding> {
     let found = recognise(input)?;
-    if found.peer != Peer::PgBouncer {
-        return None;
-    }
+    let compares = match found.peer {
+        Peer::PgBouncer => "subjectAltName first, else the CN; case-insensitive; wildcards",
+        Peer::Pgpool => "the CN, case-insensitively",
+        Peer::Unknown => return None,
+    };
     let tls = input.tls?;
     let Some(StartupOutcome::Session { method, .. }) = &tls.startup else {
         return None;
@@ -321,18 +372,20 @@ pub(in crate::eval) fn cert_match_differs(input: &EvalInput) -> Option<Finding> 
     if cn == input.user {
         return None;
     }
+    let peer = found.peer.name();
     Some(Finding {
         code: Code::PoolerCertMatchDiffers,
         severity: Severity::Warning,
         summary: format!(
-            "PgBouncer accepts this certificate for user \"{}\", but PostgreSQL's cert method would refuse it: its CN \"{cn}\" is not exactly the user",
+            "{peer} accepts this certificate for user \"{}\", but PostgreSQL's cert method would refuse it: its CN \"{cn}\" is not exactly the user",
             input.user
         ),
         evidence: vec![
             Evidence::new("user", Value::name(input.user)),
             Evidence::new("certificate_cn", Value::name(cn)),
             Evidence::new("certificate_names", Value::name(x509::presented_names(cert).join(", "))),
-            Evidence::new("pgbouncer_compares", "subjectAltName first, else the CN; case-insensitive; wildcards"),
+            Evidence::new("peer", Value::name(peer)),
+            Evidence::new("pooler_compares", compares),
             Evidence::new("postgresql_compares", "the CN, exactly (or through a pg_ident.conf map)"),
         ],
         fix: Some(format!("issue the certificate with CN exactly \"{}\", or give the server's cert line a map= that maps it", input.user)),

@@ -1219,3 +1219,43 @@ fn pgbouncer_refusals_tell_a_name_mismatch_from_a_missing_user() {
     assert!(f.evidence.iter().any(|e| e.key == "cause"));
     assert!(f.fix.as_deref().unwrap_or_default().contains("auth_file"));
 }
+
+#[test]
+fn pgpool_is_told_by_its_source_files_and_compares_cns_without_case() {
+    let pgpool_error = |message: &str, detail: &str| StartupOutcome::ServerError {
+        fields: ErrorFields {
+            severity: "ERROR".into(),
+            code: "XX000".into(),
+            message: message.into(),
+            detail: Some(detail.into()),
+            file: Some("pool_auth.c".into()),
+            tags: "SCMDFLR".into(),
+            ..Default::default()
+        },
+        stage: AuthStage::BeforeAuth,
+        method: None,
+    };
+    let bob = client_named("bob");
+    let j = with(World::healthy(), client_sent(&bob))
+        .tls(|t| {
+            t.startup = Some(pgpool_error(
+                "CERT authentication failed",
+                "no valid certificate presented",
+            ))
+        })
+        .judge();
+    let f = finding(&j, Code::PoolerCertAuthFailed);
+    assert!(f.summary.contains("pgpool-II"), "{}", f.summary);
+    let detected = finding(&j, Code::PoolerDetected);
+    assert!(detected.evidence.iter().any(|e| e.key == "source_file"));
+    // Without a certificate the same words mean none was sent.
+    let j = World::healthy()
+        .tls(|t| {
+            t.startup = Some(pgpool_error(
+                "CERT authentication failed",
+                "no valid certificate presented",
+            ))
+        })
+        .judge();
+    assert!(codes(&j).contains(&Code::ClientCertMissing));
+}

@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::support::doctor::{assert_agrees_with_psql, evidence, run_doctor, DoctorRun};
 use crate::support::pg::{pg17_bin_dir, PgConfig, PgServer};
 use crate::support::pki::{write_file, Ca, LeafSpec};
-use crate::support::pooler::{BouncerConfig, PgBouncer};
+use crate::support::pooler::{BouncerConfig, PgBouncer, Pgpool, PgpoolConfig};
 
 struct Setup {
     ca: Ca,
@@ -354,5 +354,78 @@ fn the_servers_refusal_of_the_pooler_is_relayed_and_read_as_the_second_hop() {
     );
     assert_eq!(evidence(failed, "sqlstate"), "08P01");
     assert!(run.finding("hba_no_entry").is_none(), "{}", run.stdout);
+    s.agrees(&run, &target);
+}
+
+const POOL_HBA_CERT: &str = "local all all trust\nhostssl all all 127.0.0.1/32 cert\n";
+
+impl Setup {
+    fn pgpool(&self, pool_hba: &str) -> Pgpool {
+        let leaf = self.ca.issue(&LeafSpec::server(
+            "localhost",
+            &["localhost"],
+            &["127.0.0.1"],
+        ));
+        Pgpool::start(
+            &self.pg,
+            PgpoolConfig {
+                pool_hba: pool_hba.into(),
+                tls: Some(leaf.pair()),
+                client_ca: Some(self.ca.issued.cert_pem.clone()),
+            },
+        )
+    }
+
+    fn diagnose_at(&self, conninfo: String) -> (DoctorRun, String) {
+        let target = format!("{conninfo} sslrootcert={}", self.root());
+        let run = run_doctor(
+            &[&target, "--sslmode", "verify-full", "--format", "json"],
+            self.home.path(),
+            None,
+            &[],
+        );
+        (run, target)
+    }
+}
+
+#[test]
+fn pgpool_is_named_and_its_pool_hba_conf_is_the_file_that_refused_plaintext() {
+    let s = setup();
+    let pool = s.pgpool(POOL_HBA_CERT);
+    let (run, target) = s.diagnose_at(pool.conninfo(&format!("user=alice {}", s.client("alice"))));
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, pool.log());
+    assert_eq!(peer(&run), "pgpool-II");
+    let refused = run.expect_finding("hba_no_entry", "info");
+    assert!(evidence(refused, "file")
+        .to_string()
+        .contains("pool_hba.conf"));
+    assert!(refused["fix"].as_str().unwrap().contains("pgpool reload"));
+    s.agrees(&run, &target);
+}
+
+#[test]
+fn pgpool_cert_authentication_compares_the_cn_without_case() {
+    let s = setup();
+    let pool = s.pgpool(POOL_HBA_CERT);
+    // A CN that is not the user: refused, in pgpool-II's terms.
+    let (run, target) = s.diagnose_at(pool.conninfo(&format!("user=alice {}", s.client("bob"))));
+    assert_eq!(run.code, 1);
+    let failed = run.expect_finding("pooler_cert_auth_failed", "error");
+    assert_eq!(evidence(failed, "certificate_cn"), "bob");
+    s.agrees(&run, &target);
+    // The user in capitals: pgpool-II accepts, PostgreSQL's cert method would not.
+    let (run, target) = s.diagnose_at(pool.conninfo(&format!("user=alice {}", s.client("ALICE"))));
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let differs = run.expect_finding("pooler_cert_match_differs", "warning");
+    assert_eq!(evidence(differs, "peer"), "pgpool-II");
+    s.agrees(&run, &target);
+    // No certificate at all.
+    let (run, target) = s.diagnose_at(pool.conninfo("user=alice"));
+    assert_eq!(run.code, 1);
+    let missing = run.expect_finding("client_cert_missing", "error");
+    assert!(missing["summary"]
+        .as_str()
+        .unwrap()
+        .contains("pool_hba.conf"));
     s.agrees(&run, &target);
 }

@@ -174,3 +174,150 @@ impl Drop for PgBouncer {
         let _ = self.child.wait();
     }
 }
+
+/// How a pgpool-II is set up (raw mode, one backend, health checks and failover off).
+pub struct PgpoolConfig {
+    /// pool_hba.conf (enable_pool_hba = on).
+    pub pool_hba: String,
+    /// `(cert_pem, key_pem)` for ssl_cert / ssl_key; None: ssl = off.
+    pub tls: Option<(String, String)>,
+    /// ssl_ca_cert contents (the CA for client certificates).
+    pub client_ca: Option<String>,
+}
+
+/// A running pgpool-II (Debian's pgpool2 4.3); stopped on drop.
+pub struct Pgpool {
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Child,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Pgpool {
+    pub fn start(server: &PgServer, cfg: PgpoolConfig) -> Pgpool {
+        let bin = PathBuf::from("/usr/sbin/pgpool");
+        assert!(
+            bin.exists(),
+            "pgpool is not installed: run scripts/install-deps.sh (Debian's pgpool2 package)"
+        );
+        let tmp = tempfile::Builder::new()
+            .prefix("pgtls-doctor-test-pgpool-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let dir = tmp.path().to_path_buf();
+        chmod(&dir, 0o755);
+        chown_to_server(&dir);
+        let write = |name: &str, contents: &str, mode: u32| -> PathBuf {
+            let path = dir.join(name);
+            std::fs::write(&path, contents).unwrap();
+            chmod(&path, mode);
+            chown_to_server(&path);
+            path
+        };
+        let hba = write("pool_hba.conf", &cfg.pool_hba, 0o644);
+        let pcp = write("pcp.conf", "", 0o644);
+        let mut ssl = String::from("ssl = off\n");
+        if let Some((cert, key)) = &cfg.tls {
+            let c = write("pooler.crt", cert, 0o644);
+            let k = write("pooler.key", key, 0o600);
+            ssl = format!(
+                "ssl = on\nssl_cert = '{}'\nssl_key = '{}'\n",
+                c.display(),
+                k.display()
+            );
+        }
+        if let Some(ca) = &cfg.client_ca {
+            let p = write("client-ca.crt", ca, 0o644);
+            ssl.push_str(&format!("ssl_ca_cert = '{}'\n", p.display()));
+        }
+        let mut last_log = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let pcp_port = free_port();
+            let conf = format!(
+                "backend_clustering_mode = 'raw'\nlisten_addresses = '127.0.0.1'\nport = {port}\n\
+                 unix_socket_directories = '{d}'\npcp_listen_addresses = ''\npcp_port = {pcp_port}\n\
+                 pcp_socket_dir = '{d}'\nbackend_hostname0 = '127.0.0.1'\nbackend_port0 = {}\n\
+                 backend_weight0 = 1\nbackend_flag0 = 'DISALLOW_TO_FAILOVER'\nenable_pool_hba = on\n\
+                 pool_passwd = ''\nnum_init_children = 8\nmax_pool = 1\npid_file_name = '{d}/pgpool.pid'\n\
+                 logdir = '{d}'\nlog_destination = 'stderr'\nfailover_on_backend_error = off\n\
+                 health_check_period = 0\nsr_check_period = 0\nconnection_cache = off\n\
+                 load_balance_mode = off\n{ssl}",
+                server.port,
+                d = dir.display()
+            );
+            let conf_path = write("pgpool.conf", &conf, 0o644);
+            let log = std::fs::File::create(dir.join("pgpool.log")).unwrap();
+            let mut cmd: Command = server_cmd(&bin);
+            cmd.arg("-n")
+                .arg("-f")
+                .arg(&conf_path)
+                .arg("-F")
+                .arg(&pcp)
+                .arg("-a")
+                .arg(&hba)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log);
+            {
+                use std::os::unix::process::CommandExt;
+                cmd.process_group(0);
+            }
+            let child = cmd.spawn().expect("spawn pgpool");
+            let mut pool = Pgpool {
+                port,
+                dir: dir.clone(),
+                child,
+                _tmp: None,
+            };
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    pool._tmp = Some(tmp);
+                    return pool;
+                }
+                if let Ok(Some(_)) = pool.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            last_log = pool.log();
+        }
+        panic!("pgpool-II did not start:\n{last_log}");
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("pgpool.log")).unwrap_or_default()
+    }
+
+    pub fn conninfo(&self, extra: &str) -> String {
+        format!("host=localhost port={} dbname=app {extra}", self.port)
+    }
+}
+
+impl Drop for Pgpool {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &group])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // pgpool's children are in the same group: none may outlive the test.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.wait();
+    }
+}
