@@ -31,6 +31,10 @@ pub struct RunOptions {
     pub admin: Option<Plan>,
     /// --check: only the connections libpq makes at the requested sslmode.
     pub only_requested: bool,
+    /// --pooler-config, read.
+    pub pooler: Option<crate::pooler::PoolerConfig>,
+    /// --pooler-log.
+    pub pooler_log: Option<std::path::PathBuf>,
 }
 
 /// The options and what they yield once for every target of the run: the rules in force
@@ -70,6 +74,8 @@ impl RunContext {
                     .unwrap_or_default(),
             ),
         };
+        let mut rule_findings = rule_findings;
+        rule_findings.extend(options.pooler.iter().flat_map(crate::pooler::lint::lint));
         RunContext {
             options,
             rules,
@@ -89,6 +95,10 @@ pub async fn run(plan: &Plan, context: &RunContext, run_ends: Option<Instant>) -
     extra_findings.extend(context.rule_findings.iter().cloned());
     let hba_context = context.rules.as_ref();
     let log_size = options.server_log.as_deref().and_then(serverlog::size);
+    let pooler_log_size = options
+        .pooler_log
+        .as_deref()
+        .and_then(crate::pooler::log::size);
     let params = StartupParams {
         user: &plan.user,
         dbname: &plan.dbname,
@@ -145,6 +155,13 @@ pub async fn run(plan: &Plan, context: &RunContext, run_ends: Option<Instant>) -
             .map(|excerpt| serverlog::interpret(&excerpt))
         }
     };
+    let pooler_log = options.pooler_log.as_deref().and_then(|path| {
+        let clients: Vec<std::net::SocketAddr> = observed
+            .iter()
+            .flat_map(HostObservation::local_addrs)
+            .collect();
+        crate::pooler::log::read(path, pooler_log_size, &clients).ok()
+    });
     let hosts: Vec<HostResult> = observed
         .into_iter()
         .map(|o| {
@@ -164,6 +181,8 @@ pub async fn run(plan: &Plan, context: &RunContext, run_ends: Option<Instant>) -
                 server_log: log_reasons.as_ref(),
                 negotiation: plan.negotiation,
                 ssl_request_probe: o.ssl_request_probe.as_ref(),
+                pooler: options.pooler.as_ref(),
+                pooler_log: pooler_log.as_ref(),
             });
             let mut judgement = judgement;
             judgement.findings.extend(extra_findings.iter().cloned());

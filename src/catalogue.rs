@@ -279,6 +279,10 @@ catalogue! {
         "The pooler refused the client certificate for the user (PgBouncer auth_type = cert, pgpool-II cert authentication).";
     PoolerServerLoginFailed = "pooler_server_login_failed", Authentication, Error,
         "The pooler could not log in to the server behind it (the second hop): it says so in its own words, or relays the server's refusal.";
+    PoolerConfigWeakServerTls = "pooler_config_weak_server_tls", Configuration, Warning,
+        "The pooler's TLS to the server is weaker than the TLS its clients must use (PgBouncer server_tls_sslmode against client_tls_sslmode).";
+    PoolerConfigCertWithoutCa = "pooler_config_cert_without_ca", Configuration, Error,
+        "Certificate authentication at the pooler without a CA to check certificates with, or without asking clients for one.";
     PoolerCertMatchDiffers = "pooler_cert_match_differs", ClientCertificate, Warning,
         "The pooler accepts the client certificate for the user where PostgreSQL's cert method would refuse it, or the other way round.";
 }
@@ -328,6 +332,7 @@ mod tests {
         produced.extend(crate::hba::lint::tests::codes_produced());
         produced.extend(crate::app::tests::codes_produced());
         produced.extend(crate::keywords::tests::codes_produced());
+        produced.extend(crate::pooler::lint::tests::codes_produced());
         let missing: Vec<Code> = Code::ALL
             .iter()
             .copied()

@@ -176,6 +176,15 @@ pub struct Cli {
     /// A copy of the server's pg_hba.conf: name the line that decides each connection
     #[arg(long)]
     pub hba: Option<PathBuf>,
+    /// The pooler's configuration (pgbouncer.ini with its auth_file, or pgpool.conf with the
+    /// pool_hba.conf beside it): findings name the setting that decided, and its usual
+    /// mistakes are reported
+    #[arg(long = "pooler-config", value_name = "FILE")]
+    pub pooler_config: Option<PathBuf>,
+    /// The pooler's own log (PgBouncer's logfile): its reasons for this probe's connections,
+    /// tied to them by client port
+    #[arg(long = "pooler-log", value_name = "FILE")]
+    pub pooler_log: Option<PathBuf>,
     /// A connection (conninfo or URI) that may read pg_hba_file_rules: the rules as the server reads them
     #[arg(long)]
     pub admin: Option<String>,

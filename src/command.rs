@@ -262,6 +262,23 @@ fn run_options(cli: &Cli) -> Result<RunOptions, ToolError> {
         server_log: cli.server_log.clone(),
         admin,
         only_requested: cli.check,
+        pooler: cli
+            .pooler_config
+            .as_deref()
+            .map(crate::pooler::load)
+            .transpose()
+            .map_err(|e| ToolError::Usage(e.to_string()))?,
+        pooler_log: match &cli.pooler_log {
+            Some(log) => {
+                crate::files::check_readable(log).map_err(|source| ToolError::Unreadable {
+                    what: "pooler log",
+                    path: log.clone(),
+                    source,
+                })?;
+                Some(log.clone())
+            }
+            None => None,
+        },
     })
 }
 

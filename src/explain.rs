@@ -447,6 +447,16 @@ pub fn explain(code: Code) -> Explanation {
             "the pooler's log: PgBouncer writes \"TLS handshake error\" or the server's message beside \"new connection to server\"; then connect to the server directly from the pooler's host: `psql \"host=SERVER sslmode=verify-full ...\"`",
             "fix the pooler's connection to the server: its server_tls_sslmode and server_tls_ca_file (PgBouncer), the [databases] entry, and the server's pg_hba.conf line for the pooler's address and user",
         ),
+        PoolerConfigWeakServerTls => e(
+            "nothing: clients see TLS to the pooler; the second hop's weakness is silent",
+            "`grep -E '^(client|server)_tls_sslmode' pgbouncer.ini`; `SHOW SERVERS;` on PgBouncer's admin console shows each server connection's TLS",
+            "server_tls_sslmode = verify-full with server_tls_ca_file, then RELOAD on the admin console",
+        ),
+        PoolerConfigCertWithoutCa => e(
+            "FATAL:  certificate authentication failed for every user (PgBouncer), or ERROR:  CERT authentication failed (pgpool-II)",
+            "`grep -E '^(auth_type|client_tls_)' pgbouncer.ini`; `grep -E '^ssl' pgpool.conf`",
+            "PgBouncer: client_tls_sslmode = verify-full and client_tls_ca_file; pgpool-II: ssl = on and ssl_ca_cert",
+        ),
         PoolerCertMatchDiffers => e(
             "nothing through the pooler; connecting to PostgreSQL directly with the same certificate fails with FATAL:  certificate authentication failed for user \"USER\"",
             "`openssl x509 -in CERT -noout -subject` against the user name: PostgreSQL's cert method wants the CN equal to it (or a pg_ident.conf map)",

@@ -30,6 +30,7 @@ pub mod local;
 pub mod observe;
 pub mod pki;
 pub mod plan;
+pub mod pooler;
 pub mod probe;
 pub mod render;
 pub mod report;

@@ -388,6 +388,18 @@ impl HostObservation {
     /// it refused, and "could not accept SSL connection" for each handshake it ended,
     /// including a client certificate refused after the handshake and the connection a
     /// follow-up made to recover that alert.
+    /// The local addresses of every connection made (to find them in a pooler's log).
+    pub fn local_addrs(&self) -> Vec<std::net::SocketAddr> {
+        let tls = |t: &TlsAttempt| t.local_addr;
+        self.tls
+            .iter()
+            .map(tls)
+            .chain(self.ssl_request_probe.iter().map(tls))
+            .chain(self.plain.iter().map(|p| p.local_addr))
+            .flatten()
+            .collect()
+    }
+
     pub fn server_log_lines(&self) -> usize {
         let refused = |outcome: Option<&StartupOutcome>| {
             usize::from(matches!(outcome, Some(StartupOutcome::ServerError { .. })))

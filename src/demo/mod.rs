@@ -319,6 +319,8 @@ fn diagnose(
         server_log: Some(server.log_path()),
         admin: admin.flatten(),
         only_requested: false,
+        pooler: None,
+        pooler_log: None,
     };
     crate::probe::block_on(async {
         let context = RunContext::prepare(options, crate::slots::Slots::unlimited()).await;

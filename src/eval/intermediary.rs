@@ -152,6 +152,7 @@ pub(in crate::eval) fn add(input: &EvalInput, findings: &mut Vec<Finding>) {
         return;
     };
     findings.extend(cert_match_differs(input));
+    cite_settings(input.pooler, input.pooler_log, findings);
     // The pooler refused the certificate in its own terms; PostgreSQL's CN advice (a cert
     // line, pg_ident.conf) would send the reader to the wrong file.
     if findings
@@ -229,18 +230,53 @@ pub(in crate::eval) fn pooler_refusal(
             .with("user", Value::name(user))
             .with("certificate_names", Value::name(names.join(", ")))
             .with("names_match_user_as_pgbouncer_compares", matches);
-            let fix = if matches {
-                problem = problem.with(
-                    "cause",
-                    "the certificate's names match the user as PgBouncer compares them, so the user is missing from auth_file (or auth_query finds no row)",
-                );
-                format!("add \"{user}\" \"\" to PgBouncer's auth_file (auth_type = cert checks only that the user is listed), then `RELOAD;` on its admin console")
-            } else {
-                problem = problem
-                    .with("candidate", format!("the certificate's names ({}) do not match the user \"{user}\" as PgBouncer compares them (subjectAltName first, else the CN; case-insensitive)", names.join(", ")))
-                    .with("candidate", format!("the user \"{user}\" is missing from PgBouncer's auth_file"))
-                    .with("tell_apart", "on the wire both look the same; PgBouncer's log says which (--pooler-log is not yet read by the doctor)");
-                format!("issue the client certificate with CN (or a subjectAltName) \"{user}\", or connect as the user the certificate names; and check that \"{user}\" is listed in auth_file")
+            let listed = input
+                .pooler
+                .and_then(|c| c.users.as_ref())
+                .map(|users| users.iter().any(|u| u == user));
+            let logged = input.pooler_log.and_then(|l| l.cert_reason());
+            let auth_file = input
+                .pooler
+                .and_then(|c| c.get("auth_file"))
+                .map(|s| s.cited())
+                .unwrap_or_else(|| "auth_file".into());
+            let missing_fix = format!("add \"{user}\" \"\" to PgBouncer's auth_file ({auth_file}; auth_type = cert checks only that the user is listed), then `RELOAD;` on its admin console");
+            let rename_fix = format!("issue the client certificate with CN (or a subjectAltName) \"{user}\", or connect as the user the certificate names");
+            let fix = match (&logged, listed, matches) {
+                (Some(crate::pooler::log::CertReason::NoSuchUser(_, line)), _, _) => {
+                    problem = problem
+                        .with("cause", format!("the user \"{user}\" is not in auth_file (PgBouncer's log says so)"))
+                        .with("pooler_log", line.clone());
+                    missing_fix
+                }
+                (Some(crate::pooler::log::CertReason::NameMismatch(line)), _, _) => {
+                    problem = problem
+                        .with("cause", format!("the certificate's names ({}) do not match the user \"{user}\" (PgBouncer's log says so)", names.join(", ")))
+                        .with("pooler_log", line.clone());
+                    rename_fix
+                }
+                (None, Some(false), _) => {
+                    problem = problem.with("cause", format!("the user \"{user}\" is not in auth_file ({auth_file})"));
+                    missing_fix
+                }
+                (None, Some(true), false) => {
+                    problem = problem.with("cause", format!("the user is in auth_file, so the certificate's names ({}) do not match the user \"{user}\" as PgBouncer compares them", names.join(", ")));
+                    rename_fix
+                }
+                (None, _, true) => {
+                    problem = problem.with(
+                        "cause",
+                        "the certificate's names match the user as PgBouncer compares them, so the user is missing from auth_file (or auth_query finds no row)",
+                    );
+                    missing_fix
+                }
+                (None, None, false) => {
+                    problem = problem
+                        .with("candidate", format!("the certificate's names ({}) do not match the user \"{user}\" as PgBouncer compares them (subjectAltName first, else the CN; case-insensitive)", names.join(", ")))
+                        .with("candidate", format!("the user \"{user}\" is missing from PgBouncer's auth_file"))
+                        .with("tell_apart", "on the wire both look the same: give --pooler-config (the auth_file's users) or --pooler-log (PgBouncer's reason)");
+                    format!("{rename_fix}; and check that \"{user}\" is listed in auth_file")
+                }
             };
             Some(problem.fix(fix))
         }
@@ -391,4 +427,50 @@ pub(in crate::eval) fn cert_match_differs(input: &EvalInput) -> Option<Finding> 
         fix: Some(format!("issue the certificate with CN exactly \"{}\", or give the server's cert line a map= that maps it", input.user)),
         modes: vec![],
     })
+}
+
+/// The settings that decide each pooler finding, cited from --pooler-config, and the
+/// pooler's log lines about its server connections for a second-hop failure.
+fn cite_settings(
+    config: Option<&crate::pooler::PoolerConfig>,
+    log: Option<&crate::pooler::log::PoolerLog>,
+    findings: &mut [Finding],
+) {
+    use crate::pooler::Kind;
+    for finding in findings.iter_mut() {
+        let names: &[&str] = match (config.map(|c| c.kind), finding.code) {
+            (Some(Kind::PgBouncer), Code::ClientCertMissing) => {
+                &["client_tls_sslmode", "client_tls_ca_file"]
+            }
+            (Some(Kind::PgBouncer), Code::ServerRefused) => &["client_tls_sslmode"],
+            (Some(Kind::PgBouncer), Code::PoolerCertAuthFailed) => {
+                &["auth_type", "auth_file", "client_tls_ca_file"]
+            }
+            (Some(Kind::PgBouncer), Code::PoolerCertMatchDiffers) => &["auth_type"],
+            (Some(Kind::PgBouncer), Code::PoolerServerLoginFailed) => &[
+                "server_tls_sslmode",
+                "server_tls_ca_file",
+                "client_login_timeout",
+                "server_login_retry",
+            ],
+            (Some(Kind::Pgpool), Code::ClientCertMissing | Code::PoolerCertAuthFailed) => {
+                &["ssl", "ssl_ca_cert"]
+            }
+            _ => &[],
+        };
+        for name in names {
+            if let Some(setting) = config.and_then(|c| c.get(name)) {
+                finding
+                    .evidence
+                    .push(Evidence::new("pooler_setting", setting.cited()));
+            }
+        }
+        if finding.code == Code::PoolerServerLoginFailed {
+            for line in log.iter().flat_map(|l| l.server_lines.iter()).take(6) {
+                finding
+                    .evidence
+                    .push(Evidence::new("pooler_log", line.clone()));
+            }
+        }
+    }
 }

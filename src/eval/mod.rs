@@ -226,6 +226,8 @@ impl crate::observe::PasswordGate for Gate<'_> {
             server_log: None,
             negotiation: self.negotiation,
             ssl_request_probe: None,
+            pooler: None,
+            pooler_log: None,
         };
         tls_falls_back(&input, SslMode::Prefer)
     }

@@ -82,6 +82,10 @@ pub struct EvalInput<'a> {
     pub negotiation: crate::plan::Negotiation,
     /// After a failed direct handshake, the SSLRequest asked on a second connection.
     pub ssl_request_probe: Option<&'a TlsAttempt>,
+    /// The pooler's configuration (--pooler-config).
+    pub pooler: Option<&'a crate::pooler::PoolerConfig>,
+    /// What the pooler logged about this probe (--pooler-log).
+    pub pooler_log: Option<&'a crate::pooler::log::PoolerLog>,
 }
 
 /// A failed path, with whether allow/prefer would still fall back to plaintext after it.

@@ -221,6 +221,8 @@ impl World {
             server_log: self.server_log.as_ref(),
             negotiation: self.negotiation,
             ssl_request_probe: self.ssl_request_probe.as_ref(),
+            pooler: None,
+            pooler_log: None,
         })
     }
 }

@@ -287,6 +287,7 @@ fn a_server_side_hop_that_fails_verification_is_the_second_hop() {
         s.root(),
         s.client("alice")
     ));
+    let log = bouncer.log_path().display().to_string();
     let run = run_doctor(
         &[
             &target,
@@ -296,6 +297,8 @@ fn a_server_side_hop_that_fails_verification_is_the_second_hop() {
             "json",
             "--timeout",
             "20",
+            "--pooler-log",
+            &log,
         ],
         s.home.path(),
         None,
@@ -303,6 +306,13 @@ fn a_server_side_hop_that_fails_verification_is_the_second_hop() {
     );
     assert_eq!(run.code, 1, "{}", run.stdout);
     let failed = run.expect_finding("pooler_server_login_failed", "error");
+    let logged = crate::support::doctor::DoctorRun::evidence_all(failed, "pooler_log");
+    assert!(
+        logged
+            .iter()
+            .any(|l| l.to_string().contains("TLS handshake error")),
+        "{failed}"
+    );
     assert!(
         evidence(failed, "hop").to_string().contains("second hop"),
         "{failed}"
@@ -428,4 +438,90 @@ fn pgpool_cert_authentication_compares_the_cn_without_case() {
         .unwrap()
         .contains("pool_hba.conf"));
     s.agrees(&run, &target);
+}
+
+#[test]
+fn the_pooler_config_and_log_tell_the_two_candidates_apart_and_name_the_settings() {
+    let s = setup();
+    let bouncer = s.bouncer(CERT_AUTH, &["alice"]);
+    let ini = bouncer.dir().join("pgbouncer.ini");
+    let ini = ini.to_str().unwrap();
+    let log = bouncer.log_path();
+    let log = log.to_str().unwrap();
+    let run_with = |extra: &str, flags: &[&str]| {
+        let target = bouncer.conninfo(&format!("sslrootcert={} {extra}", s.root()));
+        let mut args = vec![
+            target.as_str(),
+            "--sslmode",
+            "verify-full",
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(flags);
+        run_doctor(&args, s.home.path(), None, &[])
+    };
+    // The config's auth_file lists alice: the name is what failed.
+    let run = run_with(
+        &format!("user=alice {}", s.client("bob")),
+        &["--pooler-config", ini],
+    );
+    let failed = run.expect_finding("pooler_cert_auth_failed", "error");
+    assert!(
+        evidence(failed, "cause")
+            .to_string()
+            .contains("the user is in auth_file"),
+        "{failed}"
+    );
+    let cited = crate::support::doctor::DoctorRun::evidence_all(failed, "pooler_setting");
+    assert!(
+        cited
+            .iter()
+            .any(|c| c.to_string().contains("auth_type = cert")),
+        "{failed}"
+    );
+    // The config's usual mistake: clients verify fully, the server hop does not.
+    let weak = run.expect_finding("pooler_config_weak_server_tls", "warning");
+    assert!(evidence(weak, "server_side")
+        .to_string()
+        .contains("require"));
+    // PgBouncer's log says carol is not a user it knows.
+    let run = run_with(
+        &format!("user=carol {}", s.client("carol")),
+        &["--pooler-log", log],
+    );
+    let failed = run.expect_finding("pooler_cert_auth_failed", "error");
+    assert!(
+        evidence(failed, "pooler_log")
+            .to_string()
+            .contains("no such user: carol"),
+        "{failed}"
+    );
+    assert!(failed["fix"].as_str().unwrap().contains("auth_file"));
+    // And for bob's certificate, the name mismatch it logged.
+    let run = run_with(
+        &format!("user=alice {}", s.client("bob")),
+        &["--pooler-log", log],
+    );
+    let failed = run.expect_finding("pooler_cert_auth_failed", "error");
+    assert!(
+        evidence(failed, "pooler_log")
+            .to_string()
+            .contains("name mismatch"),
+        "{failed}"
+    );
+    // A file that is no pooler's configuration is a usage error naming it.
+    let target = bouncer.conninfo("user=alice");
+    let root = s.root();
+    let bad = run_doctor(
+        &[&target, "--pooler-config", &root],
+        s.home.path(),
+        None,
+        &[],
+    );
+    assert_eq!(bad.code, 3, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("neither a pgbouncer.ini"),
+        "{}",
+        bad.stderr
+    );
 }
