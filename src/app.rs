@@ -162,6 +162,11 @@ pub async fn run(plan: &Plan, context: &RunContext, run_ends: Option<Instant>) -
             .collect();
         crate::pooler::log::read(path, pooler_log_size, &clients).ok()
     });
+    // With PgBouncer's configuration, its own connection to the server is checked too, by
+    // its rules; only when the pooler answered at all.
+    if postgres_like_reply(&observed) {
+        extra_findings.extend(second_hop(plan, options, run_ends).await);
+    }
     let hosts: Vec<HostResult> = observed
         .into_iter()
         .map(|o| {
@@ -200,6 +205,97 @@ pub async fn run(plan: &Plan, context: &RunContext, run_ends: Option<Instant>) -
         crypto_provider: crate::probe::PROVIDER_NAME,
         hosts: &hosts,
         duration_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// Whether any connection reached something that answered the startup.
+fn postgres_like_reply(observed: &[HostObservation]) -> bool {
+    observed.iter().any(|o| {
+        o.tls
+            .as_ref()
+            .is_some_and(|t| t.startup.is_some() || t.plaintext_after_refusal.is_some())
+            || o.plain.as_ref().is_some_and(|p| p.startup.is_some())
+    })
+}
+
+/// PgBouncer's connection to the server behind it, diagnosed as PgBouncer makes it (its
+/// server_tls_* settings as libpq settings), from this host: one connection, no pooler
+/// context. None without --pooler-config, or without a [databases] entry for the target.
+async fn second_hop(
+    plan: &Plan,
+    options: &RunOptions,
+    run_ends: Option<Instant>,
+) -> Option<Finding> {
+    let config = options.pooler.as_ref()?;
+    let hop = crate::pooler::pgbouncer::server_hop(config, &plan.dbname, &plan.user)?;
+    let env = crate::plan::Environment {
+        vars: Default::default(),
+        home: None,
+        os_user: Some(plan.user.clone()),
+    };
+    let hop_plan = crate::plan::resolve(&hop.conninfo, &Default::default(), &env).ok()?;
+    let context = RunContext {
+        options: RunOptions {
+            now: options.now,
+            timeout: options.timeout,
+            warn_days: options.warn_days,
+            allow_cleartext_password: false,
+            hba: None,
+            server_log: None,
+            admin: None,
+            only_requested: true,
+            pooler: None,
+            pooler_log: None,
+        },
+        rules: None,
+        rule_findings: Vec::new(),
+        slots: Slots::unlimited(),
+    };
+    let report = Box::pin(run(&hop_plan, &context, run_ends)).await;
+    let first = report.findings.first();
+    let tls_phase = first.is_some_and(|f| {
+        matches!(
+            f.phase,
+            crate::catalogue::Phase::Network
+                | crate::catalogue::Phase::Negotiation
+                | crate::catalogue::Phase::Tls
+                | crate::catalogue::Phase::Chain
+                | crate::catalogue::Phase::ClientCertificate
+        ) && f.severity == Severity::Error
+    });
+    let server = report.target_label();
+    let (severity, summary) = if report.verdict.ok {
+        (Severity::Info, format!("PgBouncer's connection to the server ({server}, server_tls_sslmode = {}) works as its settings ask", hop.sslmode))
+    } else if tls_phase {
+        (Severity::Error, format!("PgBouncer's connection to the server ({server}, server_tls_sslmode = {}) fails: {}", hop.sslmode, first.map(|f| f.summary.as_str()).unwrap_or_default()))
+    } else {
+        (Severity::Info, format!("the TLS of PgBouncer's connection to the server ({server}, server_tls_sslmode = {}) passes; the login itself needs PgBouncer's own credentials and was not tried as it: {}", hop.sslmode, first.map(|f| f.summary.as_str()).unwrap_or_default()))
+    };
+    let mut evidence: Vec<Evidence> = hop
+        .cited
+        .iter()
+        .map(|c| Evidence::new("pooler_setting", c.clone()))
+        .collect();
+    evidence.push(Evidence::new("checked_as", format!("libpq sslmode={} with the settings above, one connection, from the doctor's host (not the pooler's)", hop.sslmode)));
+    if let Some(f) = first.filter(|_| !report.verdict.ok) {
+        evidence.push(Evidence::new("hop_finding", Value::name(f.code.as_str())));
+        for e in f.evidence.iter().take(8) {
+            evidence.push(Evidence::new(
+                "hop_evidence",
+                format!("{}: {}", e.key, e.value.for_people()),
+            ));
+        }
+    }
+    Some(Finding {
+        code: Code::PoolerServerHop,
+        severity,
+        summary,
+        evidence,
+        fix: first
+            .filter(|_| !report.verdict.ok && tls_phase)
+            .and_then(|f| f.fix.clone())
+            .map(|fix| format!("in PgBouncer's terms (server_tls_* in pgbouncer.ini): {fix}")),
+        modes: vec![],
     })
 }
 
@@ -276,6 +372,38 @@ pub(crate) mod tests {
 
     use super::*;
 
+    /// PgBouncer's [databases] entry names a port nobody listens on.
+    fn second_hop_to_a_closed_port() -> Option<Finding> {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let ini = format!("[databases]\napp = host=127.0.0.1 port={closed}\n[pgbouncer]\nserver_tls_sslmode = require\n");
+        let config = crate::pooler::pgbouncer::load(std::path::Path::new("pgbouncer.ini"), &ini);
+        let plan = crate::plan::resolve(
+            "host=127.0.0.1 dbname=app user=alice",
+            &Default::default(),
+            &crate::plan::Environment::default(),
+        )
+        .ok()?;
+        let options = RunOptions {
+            now: 0,
+            timeout: Duration::from_secs(5),
+            warn_days: 0,
+            allow_cleartext_password: false,
+            hba: None,
+            server_log: None,
+            admin: None,
+            only_requested: false,
+            pooler: Some(config),
+            pooler_log: None,
+        };
+        crate::probe::block_on(second_hop(&plan, &options, None))
+            .ok()
+            .flatten()
+    }
+
     /// The findings the run context makes of its rules.
     fn table() -> Vec<(&'static str, Vec<Finding>, Code)> {
         let row = |kind: &str, value: &str| vec![Some(kind.to_string()), Some(value.to_string())];
@@ -309,6 +437,11 @@ pub(crate) mod tests {
                 "a --hba file the server refuses",
                 hba_file_findings(&broken.errors),
                 Code::HbaParseError,
+            ),
+            (
+                "PgBouncer's server, checked by its settings, refuses the connection",
+                second_hop_to_a_closed_port().into_iter().collect(),
+                Code::PoolerServerHop,
             ),
         ]
     }

@@ -283,6 +283,8 @@ catalogue! {
         "The pooler's TLS to the server is weaker than the TLS its clients must use (PgBouncer server_tls_sslmode against client_tls_sslmode).";
     PoolerConfigCertWithoutCa = "pooler_config_cert_without_ca", Configuration, Error,
         "Certificate authentication at the pooler without a CA to check certificates with, or without asking clients for one.";
+    PoolerServerHop = "pooler_server_hop", Tls, Error,
+        "The pooler's own connection to the server, checked with the pooler's TLS settings (--pooler-config): whether it verifies, and what fails.";
     PoolerCertMatchDiffers = "pooler_cert_match_differs", ClientCertificate, Warning,
         "The pooler accepts the client certificate for the user where PostgreSQL's cert method would refuse it, or the other way round.";
 }

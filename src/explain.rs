@@ -457,6 +457,11 @@ pub fn explain(code: Code) -> Explanation {
             "`grep -E '^(auth_type|client_tls_)' pgbouncer.ini`; `grep -E '^ssl' pgpool.conf`",
             "PgBouncer: client_tls_sslmode = verify-full and client_tls_ca_file; pgpool-II: ssl = on and ssl_ca_cert",
         ),
+        PoolerServerHop => e(
+            "nothing at the client: PgBouncer answers client_login_timeout (server down) or server login has been failing, and logs TLS handshake error",
+            "`psql \"host=SERVER port=PORT sslmode=<server_tls_sslmode> sslrootcert=<server_tls_ca_file>\"` from the pooler's host",
+            "make server_tls_ca_file hold the CA that issued the server's certificate, and the [databases] host a name the certificate carries (verify-full)",
+        ),
         PoolerCertMatchDiffers => e(
             "nothing through the pooler; connecting to PostgreSQL directly with the same certificate fails with FATAL:  certificate authentication failed for user \"USER\"",
             "`openssl x509 -in CERT -noout -subject` against the user name: PostgreSQL's cert method wants the CN equal to it (or a pg_ident.conf map)",

@@ -50,6 +50,8 @@ pub struct PoolerConfig {
     pub users_unreadable: Option<String>,
     /// pgpool-II's pool_hba.conf lines (number, text), when found beside pgpool.conf.
     pub pool_hba: Option<(PathBuf, Vec<(usize, String)>)>,
+    /// PgBouncer's [databases] entries: name and connection string, as settings.
+    pub databases: Vec<Setting>,
 }
 
 impl PoolerConfig {

@@ -8,6 +8,7 @@ use super::{beside, unquote, Kind, PoolerConfig, Setting};
 
 pub fn load(path: &Path, text: &str) -> PoolerConfig {
     let mut settings = Vec::new();
+    let mut databases = Vec::new();
     let mut section = String::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -18,16 +19,24 @@ pub fn load(path: &Path, text: &str) -> PoolerConfig {
             section = name.trim().to_ascii_lowercase();
             continue;
         }
-        if section != "pgbouncer" {
+        let Some((key, value)) = line.split_once('=') else {
             continue;
-        }
-        if let Some((key, value)) = line.split_once('=') {
-            settings.push(Setting {
+        };
+        match section.as_str() {
+            "pgbouncer" => settings.push(Setting {
                 name: key.trim().to_ascii_lowercase(),
                 value: unquote(value),
                 file: path.to_path_buf(),
                 line: i + 1,
-            });
+            }),
+            // A database's value is a libpq-style connection string: kept whole.
+            "databases" => databases.push(Setting {
+                name: key.trim().to_string(),
+                value: value.trim().to_string(),
+                file: path.to_path_buf(),
+                line: i + 1,
+            }),
+            _ => {}
         }
     }
     let mut config = PoolerConfig {
@@ -37,6 +46,7 @@ pub fn load(path: &Path, text: &str) -> PoolerConfig {
         users: None,
         users_unreadable: None,
         pool_hba: None,
+        databases,
     };
     if let Some(file) = config.get("auth_file").map(|s| beside(path, &s.value)) {
         match crate::files::read_text(&file) {
@@ -45,6 +55,79 @@ pub fn load(path: &Path, text: &str) -> PoolerConfig {
         }
     }
     config
+}
+
+/// PgBouncer's connection to the server for `dbname`, as a libpq connection string that
+/// makes the same TLS demands: the [databases] entry (or `*`), server_tls_sslmode as the
+/// sslmode, server_tls_ca_file as sslrootcert (PgBouncer verifies only at verify-ca and
+/// verify-full), server_tls_cert_file/key_file as the client certificate. None when the
+/// file has no entry for the database.
+pub fn server_hop(config: &PoolerConfig, dbname: &str, user: &str) -> Option<ServerHop> {
+    let entry = config
+        .databases
+        .iter()
+        .rev()
+        .find(|d| d.name == dbname)
+        .or_else(|| config.databases.iter().rev().find(|d| d.name == "*"))?;
+    let mode = config
+        .value_or("server_tls_sslmode", "prefer")
+        .to_ascii_lowercase();
+    let mut conninfo = format!("dbname={dbname} user={user} {}", entry.value);
+    conninfo.push_str(&format!(" sslmode={mode}"));
+    let mut cited = vec![hide_password(&entry.cited())];
+    for name in [
+        "server_tls_sslmode",
+        "server_tls_ca_file",
+        "server_tls_cert_file",
+        "server_tls_key_file",
+    ] {
+        if let Some(s) = config.get(name) {
+            cited.push(s.cited());
+        }
+    }
+    if mode.starts_with("verify") {
+        if let Some(ca) = config.get("server_tls_ca_file") {
+            conninfo.push_str(&format!(
+                " sslrootcert='{}'",
+                beside(&config.path, &ca.value).display()
+            ));
+        }
+    }
+    if let (Some(cert), Some(key)) = (
+        config.get("server_tls_cert_file"),
+        config.get("server_tls_key_file"),
+    ) {
+        conninfo.push_str(&format!(
+            " sslcert='{}' sslkey='{}'",
+            beside(&config.path, &cert.value).display(),
+            beside(&config.path, &key.value).display()
+        ));
+    }
+    Some(ServerHop {
+        conninfo,
+        sslmode: mode,
+        cited,
+    })
+}
+
+/// A [databases] entry may carry the server password: never shown.
+pub fn hide_password(text: &str) -> String {
+    static PASSWORD: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    PASSWORD
+        .get_or_init(|| {
+            regex::Regex::new(r"(?i)password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)").expect("valid regex")
+        })
+        .replace_all(text, "password=<hidden>")
+        .into_owned()
+}
+
+/// The pooler's connection to the server, to be checked with its own TLS settings.
+#[derive(Debug, Clone)]
+pub struct ServerHop {
+    pub conninfo: String,
+    pub sslmode: String,
+    /// The settings it was built from, cited.
+    pub cited: Vec<String>,
 }
 
 /// The user names of an auth_file: the first quoted word of each line.
@@ -97,6 +180,13 @@ mod tests {
             config.get("app").is_none(),
             "[databases] is not [pgbouncer]"
         );
-        assert_eq!(config.users.unwrap(), ["alice", "o\"brien"]);
+        assert_eq!(config.users.as_deref().unwrap(), ["alice", "o\"brien"]);
+        let hop = server_hop(&config, "app", "alice").unwrap();
+        assert_eq!(hop.sslmode, "prefer");
+        assert!(hop.conninfo.contains("host=db"));
+        assert_eq!(
+            hide_password("app = host=db password='s3 cret' user=x"),
+            "app = host=db password=<hidden> user=x"
+        );
     }
 }

@@ -44,5 +44,6 @@ pub fn load(path: &Path, text: &str) -> PoolerConfig {
         users: None,
         users_unreadable: None,
         pool_hba,
+        databases: Vec::new(),
     }
 }

@@ -147,6 +147,24 @@ fn pgbouncer_with_a_matching_certificate_is_named_and_pg_stat_ssl_is_its_connect
         .unwrap()
         .contains("client_tls_sslmode"));
     s.agrees(&run, &target);
+    // Its own connection to the server, by its settings: require, and it works.
+    let ini = bouncer.dir().join("pgbouncer.ini").display().to_string();
+    let run = run_doctor(
+        &[
+            &target,
+            "--sslmode",
+            "verify-full",
+            "--format",
+            "json",
+            "--pooler-config",
+            &ini,
+        ],
+        s.home.path(),
+        None,
+        &[],
+    );
+    let hop = run.expect_finding("pooler_server_hop", "info");
+    assert!(hop["summary"].as_str().unwrap().contains("works"), "{hop}");
 }
 
 #[test]
@@ -312,6 +330,34 @@ fn a_server_side_hop_that_fails_verification_is_the_second_hop() {
             .iter()
             .any(|l| l.to_string().contains("TLS handshake error")),
         "{failed}"
+    );
+    // With PgBouncer's configuration, the doctor checks that hop by PgBouncer's rules.
+    let ini = bouncer.dir().join("pgbouncer.ini").display().to_string();
+    let run = run_doctor(
+        &[
+            &target,
+            "--sslmode",
+            "verify-full",
+            "--format",
+            "json",
+            "--timeout",
+            "20",
+            "--pooler-config",
+            &ini,
+        ],
+        s.home.path(),
+        None,
+        &[],
+    );
+    let hop = run.expect_finding("pooler_server_hop", "error");
+    assert_eq!(
+        evidence(hop, "hop_finding"),
+        "server_cert_unknown_ca",
+        "{hop}"
+    );
+    assert!(
+        hop["fix"].as_str().unwrap().contains("server_tls_"),
+        "{hop}"
     );
     assert!(
         evidence(failed, "hop").to_string().contains("second hop"),
