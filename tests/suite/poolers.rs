@@ -378,7 +378,7 @@ fn a_server_side_hop_that_fails_verification_is_the_second_hop() {
             "--format",
             "json",
             "--timeout",
-            "2",
+            "1.5",
         ],
         s.home.path(),
         None,

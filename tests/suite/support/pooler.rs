@@ -89,7 +89,7 @@ impl PgBouncer {
             let ini = format!(
                 "[databases]\napp = host=127.0.0.1 port={} dbname=app\n\n[pgbouncer]\n\
                  listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
-                 auth_file = {}\nlogfile = {}\npidfile = {}\nclient_login_timeout = 5\n\
+                 auth_file = {}\nlogfile = {}\npidfile = {}\nclient_login_timeout = 3\n\
                  server_login_retry = 1\n{tls}{}\n",
                 server.port,
                 auth_file.display(),
