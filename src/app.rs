@@ -218,16 +218,30 @@ fn postgres_like_reply(observed: &[HostObservation]) -> bool {
     })
 }
 
-/// PgBouncer's connection to the server behind it, diagnosed as PgBouncer makes it (its
-/// server_tls_* settings as libpq settings), from this host: one connection, no pooler
-/// context. None without --pooler-config, or without a [databases] entry for the target.
+/// The pooler's connection to the server behind it, diagnosed as the pooler makes it
+/// (PgBouncer's server_tls_* settings, pgpool-II's ssl and ssl_ca_cert, as libpq
+/// settings), from this host: one connection, no pooler context. None without
+/// --pooler-config, or without an entry for the target's database.
 async fn second_hop(
     plan: &Plan,
     options: &RunOptions,
     run_ends: Option<Instant>,
 ) -> Option<Finding> {
     let config = options.pooler.as_ref()?;
-    let hop = crate::pooler::pgbouncer::server_hop(config, &plan.dbname, &plan.user)?;
+    let (pooler, hop) = match config.kind {
+        crate::pooler::Kind::PgBouncer => (
+            "PgBouncer",
+            crate::pooler::pgbouncer::server_hop(config, &plan.dbname, &plan.user)?,
+        ),
+        crate::pooler::Kind::Pgpool => (
+            "pgpool-II",
+            crate::pooler::pgpool::server_hop(config, &plan.dbname, &plan.user)?,
+        ),
+    };
+    let setting = match config.kind {
+        crate::pooler::Kind::PgBouncer => "server_tls_sslmode",
+        crate::pooler::Kind::Pgpool => "checked as sslmode",
+    };
     let env = crate::plan::Environment {
         vars: Default::default(),
         home: None,
@@ -265,11 +279,18 @@ async fn second_hop(
     });
     let server = report.target_label();
     let (severity, summary) = if report.verdict.ok {
-        (Severity::Info, format!("PgBouncer's connection to the server ({server}, server_tls_sslmode = {}) works as its settings ask", hop.sslmode))
+        (Severity::Info, format!("{pooler}'s connection to the server ({server}, {setting} = {}) works as its settings ask", hop.sslmode))
     } else if tls_phase {
-        (Severity::Error, format!("PgBouncer's connection to the server ({server}, server_tls_sslmode = {}) fails: {}", hop.sslmode, first.map(|f| f.summary.as_str()).unwrap_or_default()))
+        (
+            Severity::Error,
+            format!(
+                "{pooler}'s connection to the server ({server}, {setting} = {}) fails: {}",
+                hop.sslmode,
+                first.map(|f| f.summary.as_str()).unwrap_or_default()
+            ),
+        )
     } else {
-        (Severity::Info, format!("the TLS of PgBouncer's connection to the server ({server}, server_tls_sslmode = {}) passes; the login itself needs PgBouncer's own credentials and was not tried as it: {}", hop.sslmode, first.map(|f| f.summary.as_str()).unwrap_or_default()))
+        (Severity::Info, format!("the TLS of {pooler}'s connection to the server ({server}, {setting} = {}) passes; the login itself needs {pooler}'s own credentials and was not tried as it: {}", hop.sslmode, first.map(|f| f.summary.as_str()).unwrap_or_default()))
     };
     let mut evidence: Vec<Evidence> = hop
         .cited
@@ -294,7 +315,10 @@ async fn second_hop(
         fix: first
             .filter(|_| !report.verdict.ok && tls_phase)
             .and_then(|f| f.fix.clone())
-            .map(|fix| format!("in PgBouncer's terms (server_tls_* in pgbouncer.ini): {fix}")),
+            .map(|fix| match config.kind {
+                crate::pooler::Kind::PgBouncer => format!("in PgBouncer's terms (server_tls_* in pgbouncer.ini): {fix}"),
+                crate::pooler::Kind::Pgpool => format!("in pgpool-II's terms (ssl, ssl_ca_cert in pgpool.conf; the backend_hostname0 server): {fix}"),
+            }),
         modes: vec![],
     })
 }

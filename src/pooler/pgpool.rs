@@ -47,3 +47,44 @@ pub fn load(path: &Path, text: &str) -> PoolerConfig {
         databases: Vec::new(),
     }
 }
+
+/// pgpool-II's connection to backend 0, as a libpq connection string that comes closest:
+/// with ssl = on it sends an SSLRequest, verifies the chain (no host name, no client
+/// certificate) when ssl_ca_cert is set, and continues in plaintext when the server
+/// refuses TLS, which no single libpq sslmode does.
+pub fn server_hop(
+    config: &PoolerConfig,
+    dbname: &str,
+    user: &str,
+) -> Option<super::pgbouncer::ServerHop> {
+    let host = config.get("backend_hostname0")?;
+    let port = config.value_or("backend_port0", "5432");
+    let ssl = config.value_or("ssl", "off").eq_ignore_ascii_case("on");
+    let ca = config.get("ssl_ca_cert");
+    let (mode, root, note) = match (ssl, ca) {
+        (false, _) => ("disable", None, None),
+        (true, None) => ("prefer", None, Some("pgpool-II with ssl = on and no ssl_ca_cert: TLS when the server offers it, unverified, else plaintext: libpq's prefer")),
+        (true, Some(ca)) => ("verify-ca", Some(super::beside(&config.path, &ca.value)), Some("no libpq sslmode matches pgpool-II here: it verifies the chain with ssl_ca_cert (no host name) but still continues in plaintext when the server refuses TLS; checked as verify-ca, the TLS half")),
+    };
+    let mut conninfo = format!(
+        "host='{}' port={port} dbname={dbname} user={user} sslmode={mode}",
+        host.value
+    );
+    if let Some(root) = root {
+        conninfo.push_str(&format!(" sslrootcert='{}'", root.display()));
+    }
+    let mut cited = vec![host.cited()];
+    for name in ["backend_port0", "ssl", "ssl_ca_cert"] {
+        if let Some(s) = config.get(name) {
+            cited.push(s.cited());
+        }
+    }
+    if let Some(note) = note {
+        cited.push(note.to_string());
+    }
+    Some(super::pgbouncer::ServerHop {
+        conninfo,
+        sslmode: mode.to_string(),
+        cited,
+    })
+}

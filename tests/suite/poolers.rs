@@ -457,6 +457,29 @@ fn pgpool_is_named_and_its_pool_hba_conf_is_the_file_that_refused_plaintext() {
         .contains("pool_hba.conf"));
     assert!(refused["fix"].as_str().unwrap().contains("pgpool reload"));
     s.agrees(&run, &target);
+    // pgpool-II's own connection to the server, by its settings: ssl = on with ssl_ca_cert
+    // verifies the chain and no libpq sslmode matches it whole.
+    let conf = pool.dir.join("pgpool.conf").display().to_string();
+    let run = run_doctor(
+        &[
+            &target,
+            "--sslmode",
+            "verify-full",
+            "--format",
+            "json",
+            "--pooler-config",
+            &conf,
+        ],
+        s.home.path(),
+        None,
+        &[],
+    );
+    let hop = run.expect_finding("pooler_server_hop", "info");
+    assert!(hop["summary"].as_str().unwrap().contains("works"), "{hop}");
+    assert!(
+        hop.to_string().contains("no libpq sslmode matches"),
+        "{hop}"
+    );
 }
 
 #[test]
