@@ -443,6 +443,11 @@ fn cite_settings(
                 &["client_tls_sslmode", "client_tls_ca_file"]
             }
             (Some(Kind::PgBouncer), Code::ServerRefused) => &["client_tls_sslmode"],
+            (Some(Kind::PgBouncer), Code::TlsVersionUnsupported | Code::TlsHandshakeFailed) => &[
+                "client_tls_protocols",
+                "client_tls_ciphers",
+                "client_tls_ecdhcurve",
+            ],
             (Some(Kind::PgBouncer), Code::PoolerCertAuthFailed) => {
                 &["auth_type", "auth_file", "client_tls_ca_file"]
             }
