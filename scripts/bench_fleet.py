@@ -219,8 +219,18 @@ def main():
         lines.append("")
     finally:
         bench.stop_server(data)
+    design = [
+        "The engine: each diagnosis is a tokio task; `--concurrency` bounds them overall and "
+        "`--per-server` per address and port (a task waiting for a busy server holds no overall "
+        "slot). Within one diagnosis the TLS and plaintext connections run together; the "
+        "password waits on each until the verdict that permits it is known. The targets file is "
+        "read on a blocking thread a few lines ahead of the probes, and text and NDJSON results "
+        "are written as they complete, so memory does not grow with the number of targets in "
+        "those formats (JSON, JUnit and Prometheus keep every report for their one document).",
+        "",
+    ]
     section = "\n".join([BEGIN, "## Fleets (scripts/bench_fleet.py)", "",
-                         f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores.", ""] + lines + [END])
+                         f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores.", ""] + design + lines + [END])
     text = open(args.out).read() if os.path.exists(args.out) else "# Performance\n"
     if BEGIN in text:
         text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
