@@ -440,7 +440,7 @@ pub fn explain(code: Code) -> Explanation {
         PoolerCertAuthFailed => e(
             "FATAL:  certificate authentication failed (PgBouncer, SQLSTATE 08P01: it does not say whether the name or the user was wrong)",
             "the pooler's log: `grep -i cert /var/log/postgresql/pgbouncer.log`; the certificate's names: `openssl x509 -in CERT -noout -subject -ext subjectAltName`",
-            "issue the client certificate with the user name as its subjectAltName or CN (PgBouncer compares case-insensitively, subjectAltName first), or add the user to auth_file",
+            "issue the client certificate with the user name as its subjectAltName or CN (PgBouncer 1.18 takes a subjectAltName or the CN that names the user, case-insensitively), or add the user to auth_file",
         ),
         PoolerServerLoginFailed => e(
             "FATAL:  client_login_timeout (server down), FATAL:  server login has been failing, try again later (server_login_retry), or the server's own refusal relabelled SQLSTATE 08P01",

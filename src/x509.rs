@@ -309,7 +309,7 @@ fn parse_libpq_ip(host: &str) -> Option<IpAddr> {
 }
 
 /// libpq's `wildcard_certificate_match`: case-insensitive; `*.` only as the whole leftmost label.
-fn wildcard_match(pattern: &str, host: &str) -> bool {
+pub fn wildcard_match(pattern: &str, host: &str) -> bool {
     if pattern.contains('\0') {
         return false;
     }

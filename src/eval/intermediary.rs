@@ -220,9 +220,9 @@ pub(in crate::eval) fn pooler_refusal(
             let user = input.user;
             let cert = input.local.client.leaf.as_ref();
             let names = cert.map(x509::presented_names).unwrap_or_default();
-            // PgBouncer compares the user with the certificate as a TLS client compares a
-            // host name: subjectAltName first, else the CN; case-insensitive; wildcards.
-            let matches = cert.is_some_and(|c| x509::host_matches(c, user));
+            // PgBouncer 1.18 takes the user when a subjectAltName or the CN names it
+            // (case-insensitive, wildcards): a SAN does not hide the CN (tested against it).
+            let matches = cert.is_some_and(|c| pgbouncer_names_user(c, user));
             let mut problem = base(
                 Code::PoolerCertAuthFailed,
                 format!("PgBouncer refused the client certificate for user \"{user}\" (auth_type = cert): certificate authentication failed"),
@@ -272,7 +272,7 @@ pub(in crate::eval) fn pooler_refusal(
                 }
                 (None, None, false) => {
                     problem = problem
-                        .with("candidate", format!("the certificate's names ({}) do not match the user \"{user}\" as PgBouncer compares them (subjectAltName first, else the CN; case-insensitive)", names.join(", ")))
+                        .with("candidate", format!("the certificate's names ({}) do not match the user \"{user}\" as PgBouncer compares them (a subjectAltName or the CN; case-insensitive)", names.join(", ")))
                         .with("candidate", format!("the user \"{user}\" is missing from PgBouncer's auth_file"))
                         .with("tell_apart", "on the wire both look the same: give --pooler-config (the auth_file's users) or --pooler-log (PgBouncer's reason)");
                     format!("{rename_fix}; and check that \"{user}\" is listed in auth_file")
@@ -359,6 +359,14 @@ pub(in crate::eval) fn pooler_refusal(
     }
 }
 
+/// Whether PgBouncer's auth_type = cert takes `user` for this certificate.
+fn pgbouncer_names_user(cert: &x509::CertSummary, user: &str) -> bool {
+    cert.dns_names
+        .iter()
+        .chain(cert.common_name.iter())
+        .any(|name| !name.contains('\0') && x509::wildcard_match(name, user))
+}
+
 /// PostgreSQL's own refusals, as PgBouncer relays them when the server refuses its login.
 fn relayed_from_postgres(msg: &str) -> bool {
     msg.starts_with("no pg_hba.conf entry")
@@ -392,7 +400,7 @@ pub(in crate::eval) fn silent_login(problem: Problem, input: &EvalInput) -> Prob
 pub(in crate::eval) fn cert_match_differs(input: &EvalInput) -> Option<Finding> {
     let found = recognise(input)?;
     let compares = match found.peer {
-        Peer::PgBouncer => "subjectAltName first, else the CN; case-insensitive; wildcards",
+        Peer::PgBouncer => "a subjectAltName or the CN; case-insensitive; wildcards",
         Peer::Pgpool => "the CN, case-insensitively",
         Peer::Unknown => return None,
     };

@@ -1261,3 +1261,33 @@ fn pgpool_is_told_by_its_source_files_and_compares_cns_without_case() {
         .judge();
     assert!(codes(&j).contains(&Code::ClientCertMissing));
 }
+
+#[test]
+fn a_san_that_names_the_user_passes_pgbouncer_and_not_postgresql() {
+    let mut spec = LeafSpec::client("bob");
+    spec.dns = vec!["alice".into()];
+    let leaf = pki().ca.issue(&spec);
+    let mut world = with(World::healthy(), client_sent(&leaf)).tls(|t| {
+        t.startup = Some(StartupOutcome::Session {
+            method: "trust".into(),
+            server_version: Some("15.18".into()),
+            server_ssl: None,
+            channel_binding_used: false,
+            query: None,
+            flood: None,
+        })
+    });
+    world.plain = Some(plain_with(pgbouncer_error("SSL required")));
+    let j = world.judge();
+    let f = finding(&j, Code::PoolerCertMatchDiffers);
+    assert!(f.summary.contains("\"bob\""), "{}", f.summary);
+    // And a CN that names the user matches for PgBouncer even beside a SAN.
+    let mut spec = LeafSpec::client("alice");
+    spec.dns = vec!["alice.clients.example.com".into()];
+    let leaf = pki().ca.issue(&spec);
+    let j = with(World::healthy(), client_sent(&leaf))
+        .tls(|t| t.startup = Some(pgbouncer_error("certificate authentication failed")))
+        .judge();
+    let f = finding(&j, Code::PoolerCertAuthFailed);
+    assert!(f.evidence.iter().any(|e| e.key == "cause"), "{f:#?}");
+}

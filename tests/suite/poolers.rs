@@ -594,3 +594,51 @@ fn the_pooler_config_and_log_tell_the_two_candidates_apart_and_name_the_settings
         bad.stderr
     );
 }
+
+#[test]
+fn pgbouncer_takes_a_subject_alt_name_or_the_cn() {
+    let s = setup();
+    let bouncer = s.bouncer(CERT_AUTH, &["alice"]);
+    let issue = |name: &str, cn: &str, dns: &[&str]| {
+        let mut spec = LeafSpec::client(cn);
+        spec.dns = dns.iter().map(|d| d.to_string()).collect();
+        let leaf = s.ca.issue(&spec);
+        let cert = write_file(
+            s.home.path(),
+            &format!("{name}.crt"),
+            leaf.cert_pem.as_bytes(),
+            0o644,
+        );
+        let key = write_file(
+            s.home.path(),
+            &format!("{name}.key"),
+            leaf.key_pem.as_bytes(),
+            0o600,
+        );
+        format!("sslcert={} sslkey={}", cert.display(), key.display())
+    };
+    // A SAN beside the CN does not hide the CN from PgBouncer 1.18.
+    let (run, target) = s.diagnose(
+        &bouncer,
+        &format!(
+            "user=alice {}",
+            issue("cn", "alice", &["alice.clients.example.com"])
+        ),
+    );
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.finding("pooler_cert_match_differs").is_none(),
+        "{}",
+        run.stdout
+    );
+    s.agrees(&run, &target);
+    // A SAN that names the user passes PgBouncer; PostgreSQL's cert method reads the CN.
+    let (run, target) = s.diagnose(
+        &bouncer,
+        &format!("user=alice {}", issue("san", "bob", &["alice"])),
+    );
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let differs = run.expect_finding("pooler_cert_match_differs", "warning");
+    assert_eq!(evidence(differs, "certificate_cn"), "bob");
+    s.agrees(&run, &target);
+}
