@@ -89,20 +89,57 @@ fn from_error(fields: &ErrorFields) -> Option<Intermediary> {
         });
     }
     if has('S') && has('M') && !has('V') && !has('F') && !has('R') {
+        // The shape alone is PgBouncer's and also pgcat's, Odyssey's and Supavisor's: its
+        // own words (or a PostgreSQL refusal relabelled 08P01) say it is PgBouncer.
+        let msg = fields.message.as_str();
+        let pgbouncer = PGBOUNCER_MESSAGES.iter().any(|m| msg.starts_with(m))
+            || (fields.code == "08P01" && relayed_from_postgres(msg));
         return Some(Intermediary {
-            peer: Peer::PgBouncer,
+            peer: if pgbouncer {
+                Peer::PgBouncer
+            } else {
+                Peer::Unknown
+            },
             evidence: vec![
                 Evidence::new("error_fields", spelled(&fields.tags)),
                 Evidence::new("peer_message", fields.message.clone()),
                 Evidence::new(
                     "why",
-                    "PgBouncer sends only severity, SQLSTATE and message; PostgreSQL always adds the non-localised severity (V) and the source file, line and routine (F, L, R)",
+                    if pgbouncer {
+                        "PgBouncer sends only severity, SQLSTATE and message, and these are its words; PostgreSQL always adds the non-localised severity (V) and the source file, line and routine (F, L, R)"
+                    } else {
+                        "the peer writes its own errors with only severity, SQLSTATE and message, as poolers do (PgBouncer, pgcat, Odyssey, Supavisor); PostgreSQL always adds V, F, L and R. The message is none of PgBouncer's"
+                    },
                 ),
             ],
         });
     }
     None
 }
+
+/// What PgBouncer 1.18 itself says to clients (src/client.c, src/objects.c).
+const PGBOUNCER_MESSAGES: &[&str] = &[
+    "SSL required",
+    "certificate authentication failed",
+    "client sent partial pkt in startup phase",
+    "client_login_timeout",
+    "server login has been failing",
+    "no such database",
+    "no such user",
+    "password authentication failed",
+    "login rejected",
+    "pgbouncer cannot connect to server",
+    "no more connections allowed",
+    "unsupported startup parameter",
+    "bouncer config error",
+    "server conn crashed?",
+    "query_wait_timeout",
+    "idle transaction timeout",
+    "client_idle_timeout",
+    "database does not allow connections",
+    "pooler is paused",
+    "pgbouncer is shutting down",
+];
 
 /// Why the server's pg_stat_ssl row cannot be this connection's, if it cannot.
 fn foreign_server_view(tls: &TlsAttempt) -> Option<String> {

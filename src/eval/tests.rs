@@ -1291,3 +1291,14 @@ fn a_san_that_names_the_user_passes_pgbouncer_and_not_postgresql() {
     let f = finding(&j, Code::PoolerCertAuthFailed);
     assert!(f.evidence.iter().any(|e| e.key == "cause"), "{f:#?}");
 }
+
+#[test]
+fn the_shape_alone_names_no_pooler() {
+    // pgcat, Odyssey and Supavisor write PgBouncer's fields too; only its words say PgBouncer.
+    let j = World::healthy()
+        .tls(|t| t.startup = Some(pgbouncer_error("pool exhausted for user alice")))
+        .judge();
+    let f = finding(&j, Code::PoolerDetected);
+    assert!(f.summary.contains("intermediary"), "{}", f.summary);
+    assert!(!codes(&j).contains(&Code::PoolerCertAuthFailed));
+}

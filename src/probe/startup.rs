@@ -492,3 +492,22 @@ async fn query_ssl_view<S: Transport>(
     });
     (view, flood)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The in-memory exchange finishes in one poll, floods included.
+    #[test]
+    fn an_in_memory_server_is_answered_without_a_runtime() {
+        // AuthenticationOk, then endless ParameterStatus messages.
+        let mut bytes = vec![b'R', 0, 0, 0, 8, 0, 0, 0, 0];
+        let status = [b'S', 0, 0, 0, 8, b'a', 0, b'b', 0];
+        bytes.extend(status.iter().cycle().take(status.len() * 2_000));
+        let outcome = startup_against(std::io::Cursor::new(bytes), None);
+        assert!(matches!(outcome, StartupOutcome::Flood(_)), "{outcome:?}");
+        // A server that says nothing more: closed, not a hang.
+        let outcome = startup_against(std::io::Cursor::new(Vec::new()), None);
+        assert!(matches!(outcome, StartupOutcome::Closed), "{outcome:?}");
+    }
+}
