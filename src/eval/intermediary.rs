@@ -388,6 +388,50 @@ pub(in crate::eval) fn pooler_refusal(
                     )),
             )
         }
+        (Peer::PgBouncer, "login rejected") => {
+            let problem = base(
+                Code::HbaReject,
+                "FATAL:  login rejected (PgBouncer: auth_type = hba, and its auth_hba_file rejects this connection or has no line for it)".into(),
+            );
+            let hba = input.pooler.and_then(|c| c.hba.as_ref());
+            Some(match hba {
+                Some(Ok(file)) => {
+                    let conn = crate::eval::causes::auth::hba_connection(input, on_tls);
+                    match crate::hba::matcher::decide(&file.rules, &conn).rule {
+                        Some(rule) => problem
+                            .with("hba_file", Value::path(&rule.file))
+                            .with("hba_line", Value::line(rule.line_number))
+                            .with("hba_rule", rule.raw.clone())
+                            .fix(format!("line {} of PgBouncer's auth_hba_file decides ({}); change it or connect as a line before it allows, then `RELOAD;`", rule.line_number, rule.method)),
+                        None => {
+                            let mut problem = problem.with(
+                                "hba_rule",
+                                "no line of PgBouncer's auth_hba_file matches, so PgBouncer rejects the login",
+                            );
+                            for (rule, why) in crate::hba::matcher::near_misses(&file.rules, &conn) {
+                                problem = problem.with(
+                                    "near_miss",
+                                    format!("line {} \"{}\": {}", rule.line_number, rule.raw, why.describe()),
+                                );
+                            }
+                            problem.fix(format!(
+                                "add a line to PgBouncer's auth_hba_file, e.g. `{} {} {} <client-address>/32 cert`, then `RELOAD;`",
+                                if on_tls { "hostssl" } else { "host" },
+                                input.dbname,
+                                input.user
+                            ))
+                        }
+                    }
+                }
+                Some(Err(why)) => problem
+                    .with("auth_hba_file", why.clone())
+                    .fix("make PgBouncer's auth_hba_file readable to the doctor to name the deciding line"),
+                None => problem
+                    .with("candidate", "a reject line in PgBouncer's auth_hba_file matches this connection")
+                    .with("candidate", "no line of PgBouncer's auth_hba_file matches it (PgBouncer rejects what no line admits)")
+                    .fix("give --pooler-config with the pgbouncer.ini to name the deciding line of its auth_hba_file"),
+            })
+        }
         (Peer::PgBouncer, "SSL required") => Some(
             base(Code::ServerRefused, "FATAL:  SSL required (PgBouncer: client_tls_sslmode = require or stricter refuses plaintext clients)".into())
                 .fix("connect with TLS (sslmode=require or stricter), or lower client_tls_sslmode in pgbouncer.ini"),

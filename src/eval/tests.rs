@@ -1302,3 +1302,16 @@ fn the_shape_alone_names_no_pooler() {
     assert!(f.summary.contains("intermediary"), "{}", f.summary);
     assert!(!codes(&j).contains(&Code::PoolerCertAuthFailed));
 }
+
+#[test]
+fn pgbouncer_login_rejected_names_both_hba_candidates_without_its_file() {
+    let j = World::healthy()
+        .tls(|t| t.startup = Some(pgbouncer_error("login rejected")))
+        .judge();
+    let f = finding(&j, Code::HbaReject);
+    assert_eq!(
+        f.evidence.iter().filter(|e| e.key == "candidate").count(),
+        2
+    );
+    assert!(f.summary.contains("auth_hba_file"), "{}", f.summary);
+}

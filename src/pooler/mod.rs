@@ -52,6 +52,9 @@ pub struct PoolerConfig {
     pub pool_hba: Option<(PathBuf, Vec<(usize, String)>)>,
     /// PgBouncer's [databases] entries: name and connection string, as settings.
     pub databases: Vec<Setting>,
+    /// PgBouncer's auth_hba_file (auth_type = hba), read with the pg_hba.conf parser: its
+    /// format is a subset of PostgreSQL's. The error when it could not be read.
+    pub hba: Option<Result<crate::hba::HbaFile, String>>,
 }
 
 impl PoolerConfig {

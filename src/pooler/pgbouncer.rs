@@ -47,7 +47,12 @@ pub fn load(path: &Path, text: &str) -> PoolerConfig {
         users_unreadable: None,
         pool_hba: None,
         databases,
+        hba: None,
     };
+    if let Some(file) = config.get("auth_hba_file").map(|s| beside(path, &s.value)) {
+        // PgBouncer 1.18 reads the PostgreSQL 15 syntax (no regular expressions, includes).
+        config.hba = Some(crate::hba::load_hba(&file, 15).map_err(|e| e.to_string()));
+    }
     if let Some(file) = config.get("auth_file").map(|s| beside(path, &s.value)) {
         match crate::files::read_text(&file) {
             Ok(text) => config.users = Some(auth_file_users(&text)),

@@ -45,6 +45,7 @@ pub fn load(path: &Path, text: &str) -> PoolerConfig {
         users_unreadable: None,
         pool_hba,
         databases: Vec::new(),
+        hba: None,
     }
 }
 

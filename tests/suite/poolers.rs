@@ -66,6 +66,7 @@ impl Setup {
                 tls: Some(leaf.pair()),
                 client_ca: Some(self.ca.issued.cert_pem.clone()),
                 server_ca,
+                hba: None,
             },
         )
     }
@@ -253,6 +254,7 @@ fn a_pooler_without_tls_agrees_with_psql() {
             tls: None,
             client_ca: None,
             server_ca: None,
+            hba: None,
         },
     );
     let (run, target) = s.diagnose(&bouncer, "user=alice");
@@ -640,5 +642,70 @@ fn pgbouncer_takes_a_subject_alt_name_or_the_cn() {
     assert_eq!(run.code, 0, "{}", run.stdout);
     let differs = run.expect_finding("pooler_cert_match_differs", "warning");
     assert_eq!(evidence(differs, "certificate_cn"), "bob");
+    s.agrees(&run, &target);
+}
+
+#[test]
+fn pgbouncer_auth_hba_file_names_the_line_that_rejected() {
+    let s = setup();
+    let leaf = s.ca.issue(&LeafSpec::server(
+        "localhost",
+        &["localhost"],
+        &["127.0.0.1"],
+    ));
+    let bouncer = PgBouncer::start(
+        &s.pg,
+        BouncerConfig {
+            settings:
+                "auth_type = hba\nclient_tls_sslmode = verify-full\nserver_tls_sslmode = require\n"
+                    .into(),
+            users: vec!["alice".into(), "bob".into(), "dave".into()],
+            tls: Some(leaf.pair()),
+            client_ca: Some(s.ca.issued.cert_pem.clone()),
+            server_ca: None,
+            hba: Some(
+                "hostssl app alice 127.0.0.1/32 cert\nhostssl app bob 127.0.0.1/32 reject\n".into(),
+            ),
+        },
+    );
+    let ini = bouncer.dir().join("pgbouncer.ini").display().to_string();
+    let diagnose = |user: &str, flags: &[&str]| {
+        let target = bouncer.conninfo(&format!(
+            "sslrootcert={} user={user} {}",
+            s.root(),
+            s.client(user)
+        ));
+        let mut args = vec![
+            target.as_str(),
+            "--sslmode",
+            "verify-full",
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(flags);
+        (run_doctor(&args, s.home.path(), None, &[]), target)
+    };
+    // Without the file: both candidates.
+    let (run, target) = diagnose("bob", &[]);
+    let rejected = run.expect_finding("hba_reject", "error");
+    assert_eq!(evidence(rejected, "peer"), "PgBouncer");
+    assert_eq!(
+        crate::support::doctor::DoctorRun::evidence_all(rejected, "candidate").len(),
+        2
+    );
+    s.agrees(&run, &target);
+    // With it: line 2 rejected bob.
+    let (run, _) = diagnose("bob", &["--pooler-config", &ini]);
+    let rejected = run.expect_finding("hba_reject", "error");
+    assert_eq!(evidence(rejected, "hba_line"), 2, "{rejected}");
+    // And no line admits dave.
+    let (run, target) = diagnose("dave", &["--pooler-config", &ini]);
+    let rejected = run.expect_finding("hba_reject", "error");
+    assert!(
+        evidence(rejected, "hba_rule")
+            .to_string()
+            .contains("no line"),
+        "{rejected}"
+    );
     s.agrees(&run, &target);
 }

@@ -32,6 +32,8 @@ pub struct BouncerConfig {
     pub client_ca: Option<String>,
     /// server_tls_ca_file contents (what PgBouncer trusts for the server's certificate).
     pub server_ca: Option<String>,
+    /// auth_hba_file contents (for auth_type = hba).
+    pub hba: Option<String>,
 }
 
 pub struct PgBouncer {
@@ -78,6 +80,10 @@ impl PgBouncer {
         if let Some(ca) = &cfg.client_ca {
             let p = write("client-ca.crt", ca, 0o644);
             tls.push_str(&format!("client_tls_ca_file = {}\n", p.display()));
+        }
+        if let Some(hba) = &cfg.hba {
+            let p = write("pgbouncer_hba.conf", hba, 0o644);
+            tls.push_str(&format!("auth_hba_file = {}\n", p.display()));
         }
         if let Some(ca) = &cfg.server_ca {
             let p = write("server-ca.crt", ca, 0o644);
