@@ -190,6 +190,7 @@ pub(in crate::eval) fn add(input: &EvalInput, findings: &mut Vec<Finding>) {
     };
     findings.extend(cert_match_differs(input));
     cite_settings(input.pooler, input.pooler_log, findings);
+    in_pooler_terms(found.peer, findings);
     // The pooler refused the certificate in its own terms; PostgreSQL's CN advice (a cert
     // line, pg_ident.conf) would send the reader to the wrong file.
     if findings
@@ -565,6 +566,26 @@ fn cite_settings(
                     .evidence
                     .push(Evidence::new("pooler_log", line.clone()));
             }
+        }
+    }
+}
+
+/// The certificate and TLS settings the doctor checked are the pooler's, not PostgreSQL's:
+/// a fix that names postgresql.conf names the pooler's file too.
+fn in_pooler_terms(peer: Peer, findings: &mut [Finding]) {
+    use crate::catalogue::Phase;
+    let terms = match peer {
+        Peer::PgBouncer => "the certificate and TLS settings here are PgBouncer's: client_tls_cert_file, client_tls_key_file, client_tls_protocols and client_tls_ciphers in pgbouncer.ini (not ssl_cert_file in postgresql.conf); `RELOAD;` on its admin console",
+        Peer::Pgpool => "the certificate and TLS settings here are pgpool-II's: ssl_cert, ssl_key, ssl_ciphers and ssl_min/max_protocol_version in pgpool.conf (not postgresql.conf); `pgpool reload`",
+        Peer::Unknown => "the TLS here ends at the intermediary: its certificate and TLS settings are its own, not postgresql.conf's",
+    };
+    for finding in findings.iter_mut() {
+        let tls_side = matches!(finding.code.phase(), Phase::Tls | Phase::Chain)
+            && !matches!(finding.code, Code::TlsSession | Code::PoolerServerHop);
+        if tls_side && finding.severity >= Severity::Warning {
+            finding
+                .evidence
+                .push(Evidence::new("in_pooler_terms", terms));
         }
     }
 }

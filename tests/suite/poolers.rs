@@ -709,3 +709,38 @@ fn pgbouncer_auth_hba_file_names_the_line_that_rejected() {
     );
     s.agrees(&run, &target);
 }
+
+#[test]
+fn a_certificate_problem_at_the_pooler_is_put_in_its_terms() {
+    let s = setup();
+    let bouncer = s.bouncer(CERT_AUTH, &["alice"]);
+    // A certificate that expires within --warn-days is PgBouncer's, not PostgreSQL's.
+    let target = format!(
+        "host=localhost hostaddr=127.0.0.1 port={} dbname=app user=alice sslrootcert={} {}",
+        bouncer.port,
+        s.root(),
+        s.client("alice")
+    );
+    let run = run_doctor(
+        &[
+            &target,
+            "--sslmode",
+            "verify-full",
+            "--format",
+            "json",
+            "--warn-days",
+            "4000",
+        ],
+        s.home.path(),
+        None,
+        &[],
+    );
+    let expiring = run.expect_finding("server_cert_expiring_soon", "warning");
+    assert!(
+        evidence(expiring, "in_pooler_terms")
+            .to_string()
+            .contains("client_tls_cert_file"),
+        "{expiring}"
+    );
+    s.agrees(&run, &target);
+}
