@@ -256,6 +256,11 @@ pub struct ServerSslView {
     pub client_dn: Option<String>,
     pub client_serial: Option<String>,
     pub issuer_dn: Option<String>,
+    /// Seconds since the server's backend for this session started.
+    pub backend_age_secs: Option<i64>,
+    /// Seconds from the doctor's connect to the answer (for comparing with the backend's
+    /// age: a much older backend is a pooled server connection).
+    pub probe_secs: Option<u64>,
 }
 
 /// How far authentication got before the server's error.

@@ -142,38 +142,44 @@ const PGBOUNCER_MESSAGES: &[&str] = &[
 ];
 
 /// Why the server's pg_stat_ssl row cannot be this connection's, if it cannot.
-fn foreign_server_view(tls: &TlsAttempt) -> Option<String> {
+fn foreign_server_view(tls: &TlsAttempt) -> Vec<String> {
+    let mut why = Vec::new();
     let Some(Ok(facts)) = &tls.handshake else {
-        return None;
+        return why;
     };
     let Some(StartupOutcome::Session {
         server_ssl: Some(view),
         ..
     }) = &tls.startup
     else {
-        return None;
+        return why;
     };
     if !view.ssl {
-        return Some(
-            "the doctor's connection used TLS, but the server's pg_stat_ssl row says ssl = false: TLS ends before PostgreSQL".into(),
-        );
-    }
-    if tls.client_cert_sent && view.client_dn.is_none() {
-        return Some("this connection presented a client certificate, but the server's pg_stat_ssl row has none: the row is another connection's".into());
-    }
-    match &view.version {
-        Some(v) if v != facts.version.name() => Some(format!(
+        why.push("the doctor's connection used TLS, but the server's pg_stat_ssl row says ssl = false: TLS ends before PostgreSQL".into());
+    } else if tls.client_cert_sent && view.client_dn.is_none() {
+        why.push("this connection presented a client certificate, but the server's pg_stat_ssl row has none: the row is another connection's".into());
+    } else if let Some(v) = view
+        .version
+        .as_ref()
+        .filter(|v| v.as_str() != facts.version.name())
+    {
+        why.push(format!(
             "this connection negotiated {}, but the server's pg_stat_ssl row says {v}",
             facts.version.name()
-        )),
-        _ => None,
+        ));
     }
+    if let (Some(age), Some(ours)) = (view.backend_age_secs, view.probe_secs) {
+        if age > ours as i64 + 2 {
+            why.push(format!("the server's backend for this session started {age} s before the doctor's query, though this connection is {ours} s old: the pooler served the login on a server connection it already had (from its pool), so this login exercised neither the server's TLS nor its authentication"));
+        }
+    }
+    why
 }
 
 /// The intermediary this diagnosis talked to, if it can tell.
 pub(in crate::eval) fn recognise(input: &EvalInput) -> Option<Intermediary> {
     let mut found = error_responses(input).into_iter().find_map(from_error);
-    if let Some(why) = input.tls.and_then(foreign_server_view) {
+    for why in input.tls.map(foreign_server_view).unwrap_or_default() {
         let found = found.get_or_insert(Intermediary {
             peer: Peer::Unknown,
             evidence: Vec::new(),

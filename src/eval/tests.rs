@@ -1315,3 +1315,31 @@ fn pgbouncer_login_rejected_names_both_hba_candidates_without_its_file() {
     );
     assert!(f.summary.contains("auth_hba_file"), "{}", f.summary);
 }
+
+#[test]
+fn an_old_backend_under_a_new_connection_is_a_pooled_server_connection() {
+    let session = |age: i64| StartupOutcome::Session {
+        method: "trust".into(),
+        server_version: Some("15.18".into()),
+        server_ssl: Some(ServerSslView {
+            ssl: true,
+            version: Some("TLSv1.3".into()),
+            backend_age_secs: Some(age),
+            probe_secs: Some(0),
+            ..Default::default()
+        }),
+        channel_binding_used: false,
+        query: None,
+        flood: None,
+    };
+    let j = World::healthy()
+        .tls(|t| t.startup = Some(session(600)))
+        .judge();
+    let f = finding(&j, Code::PoolerDetected);
+    assert!(f.evidence.iter().any(|e| e.key == "server_view"));
+    // A backend as young as the connection is PostgreSQL's own for it.
+    let j = World::healthy()
+        .tls(|t| t.startup = Some(session(1)))
+        .judge();
+    assert!(!codes(&j).contains(&Code::PoolerDetected));
+}

@@ -168,6 +168,7 @@ async fn tls_attempt_once(
     wait_for_alert: bool,
 ) -> TlsAttempt {
     let mut out = TlsAttempt::default();
+    let started = std::time::Instant::now();
     let (mut link, addr) = match connect(endpoint, deadlines).await {
         Ok(x) => x,
         Err(e) => {
@@ -271,6 +272,13 @@ async fn tls_attempt_once(
         .map(|der| crate::x509::tls_server_end_point(der));
     tls.link.begin_step();
     let mut outcome = startup::startup(&mut tls, params, permit, end_point, true).await;
+    if let StartupOutcome::Session {
+        server_ssl: Some(view),
+        ..
+    } = &mut outcome
+    {
+        view.probe_secs = Some(started.elapsed().as_secs());
+    }
     if matches!(outcome, StartupOutcome::Reset(_) | StartupOutcome::Closed) {
         if let Some(alert) = tls.pending_alert().await {
             outcome = StartupOutcome::Alert(alert);

@@ -472,7 +472,11 @@ async fn query_ssl_view<S: Transport>(
     stream: &mut S,
     reader: &mut MessageReader,
 ) -> (Option<ServerSslView>, Option<Flood>) {
-    let sql = "SELECT ssl, version, cipher, client_dn, client_serial::text, issuer_dn \
+    // The backend's age tells a fresh backend from a pooled server connection (a pooler
+    // that served this login on a connection it already had).
+    let sql = "SELECT ssl, version, cipher, client_dn, client_serial::text, issuer_dn, \
+               (SELECT extract(epoch FROM now() - a.backend_start)::bigint \
+                FROM pg_stat_activity a WHERE a.pid = pg_backend_pid())::text \
                FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
     let Some(result) = run_query(stream, reader, sql, SSL_VIEW_LIMITS).await else {
         return (None, None);
@@ -489,6 +493,8 @@ async fn query_ssl_view<S: Transport>(
         client_dn: col(3),
         client_serial: col(4),
         issuer_dn: col(5),
+        backend_age_secs: col(6).and_then(|v| v.parse().ok()),
+        probe_secs: None,
     });
     (view, flood)
 }

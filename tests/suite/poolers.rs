@@ -744,3 +744,30 @@ fn a_certificate_problem_at_the_pooler_is_put_in_its_terms() {
     );
     s.agrees(&run, &target);
 }
+
+#[test]
+fn a_login_served_on_a_pooled_server_connection_is_named() {
+    let s = setup();
+    let bouncer = s.bouncer(CERT_AUTH, &["alice"]);
+    let client = s.client("alice");
+    let (first, _) = s.diagnose(&bouncer, &format!("user=alice {client}"));
+    assert_eq!(first.code, 0, "{}", first.stdout);
+    assert!(
+        !first.stdout.contains("from its pool"),
+        "the first login opened its server connection: {}",
+        first.stdout
+    );
+    // PgBouncer keeps the server connection; the next login is served on it.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let (second, target) = s.diagnose(&bouncer, &format!("user=alice {client}"));
+    assert_eq!(second.code, 0, "{}", second.stdout);
+    let detected = second.expect_finding("pooler_detected", "info");
+    let views = crate::support::doctor::DoctorRun::evidence_all(detected, "server_view");
+    assert!(
+        views
+            .iter()
+            .any(|v| v.to_string().contains("from its pool")),
+        "{detected}"
+    );
+    s.agrees(&second, &target);
+}
