@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::catalogue::{Code, Severity};
 use crate::eval::assessment::Assessment;
-use crate::eval::causes::auth::*;
+use crate::eval::causes::network::hba_connection;
 use crate::eval::client_cert::{self};
 use crate::eval::model::*;
 use crate::eval::prose::*;

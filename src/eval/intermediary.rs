@@ -8,7 +8,7 @@
 use crate::catalogue::{Code, Severity};
 use crate::eval::model::EvalInput;
 use crate::evidence::{Evidence, Value};
-use crate::finding::{Finding, Problem};
+use crate::finding::Finding;
 use crate::observe::{StartupOutcome, TlsAttempt, TlsFailure};
 use crate::wire::ErrorFields;
 use crate::x509;
@@ -77,7 +77,7 @@ fn pgpool_file(file: &str) -> bool {
     file.starts_with("pool_") || matches!(file, "child.c" | "pgpool_main.c" | "pcp_child.c")
 }
 
-fn from_error(fields: &ErrorFields) -> Option<Intermediary> {
+pub(in crate::eval) fn from_error(fields: &ErrorFields) -> Option<Intermediary> {
     let has = |tag: char| fields.tags.contains(tag);
     if let Some(file) = fields.file.as_deref().filter(|f| pgpool_file(f)) {
         return Some(Intermediary {
@@ -115,6 +115,18 @@ fn from_error(fields: &ErrorFields) -> Option<Intermediary> {
         });
     }
     None
+}
+
+/// PostgreSQL's own refusals, as PgBouncer relays them when the server refuses its login.
+pub(in crate::eval) fn relayed_from_postgres(msg: &str) -> bool {
+    msg.starts_with("no pg_hba.conf entry")
+        || msg.starts_with("pg_hba.conf rejects")
+        || msg.starts_with("password authentication failed for user")
+        || msg.starts_with("certificate authentication failed for user")
+        || (msg.starts_with("role \"") && msg.ends_with("does not exist"))
+        || (msg.starts_with("database \"") && msg.ends_with("does not exist"))
+        || msg.starts_with("sorry, too many clients already")
+        || msg.starts_with("the database system is")
 }
 
 /// What PgBouncer 1.18 itself says to clients (src/client.c, src/objects.c).
@@ -237,253 +249,8 @@ pub(in crate::eval) fn add(input: &EvalInput, findings: &mut Vec<Finding>) {
     });
 }
 
-/// A refusal in the pooler's own words, read in its terms; None when PostgreSQL (or a
-/// pooler relaying PostgreSQL's message) refused.
-pub(in crate::eval) fn pooler_refusal(
-    fields: &ErrorFields,
-    input: &EvalInput,
-    on_tls: bool,
-) -> Option<Problem> {
-    let peer = from_error(fields)?.peer;
-    let base = |code: Code, summary: String| {
-        Problem::new(code, summary)
-            .with("peer", Value::name(peer.name()))
-            .with("sqlstate", fields.code.clone())
-            .with("server_message", fields.message.clone())
-            .with(
-                "encryption",
-                if on_tls {
-                    "SSL encryption"
-                } else {
-                    "no encryption"
-                },
-            )
-    };
-    match (peer, fields.message.as_str()) {
-        (Peer::PgBouncer, "certificate authentication failed") => {
-            let user = input.user;
-            let cert = input.local.client.leaf.as_ref();
-            let names = cert.map(x509::presented_names).unwrap_or_default();
-            // PgBouncer 1.18 takes the user when a subjectAltName or the CN names it
-            // (case-insensitive, wildcards): a SAN does not hide the CN (tested against it).
-            let matches = cert.is_some_and(|c| pgbouncer_names_user(c, user));
-            let mut problem = base(
-                Code::PoolerCertAuthFailed,
-                format!("PgBouncer refused the client certificate for user \"{user}\" (auth_type = cert): certificate authentication failed"),
-            )
-            .with("user", Value::name(user))
-            .with("certificate_names", Value::name(names.join(", ")))
-            .with("names_match_user_as_pgbouncer_compares", matches);
-            let listed = input
-                .pooler
-                .and_then(|c| c.users.as_ref())
-                .map(|users| users.iter().any(|u| u == user));
-            let logged = input.pooler_log.and_then(|l| l.cert_reason());
-            let auth_file = input
-                .pooler
-                .and_then(|c| c.get("auth_file"))
-                .map(|s| s.cited())
-                .unwrap_or_else(|| "auth_file".into());
-            let missing_fix = format!("add \"{user}\" \"\" to PgBouncer's auth_file ({auth_file}; auth_type = cert checks only that the user is listed), then `RELOAD;` on its admin console");
-            let rename_fix = format!("issue the client certificate with CN (or a subjectAltName) \"{user}\", or connect as the user the certificate names");
-            let fix = match (&logged, listed, matches) {
-                (Some(crate::pooler::log::CertReason::NoSuchUser(_, line)), _, _) => {
-                    problem = problem
-                        .with("cause", format!("the user \"{user}\" is not in auth_file (PgBouncer's log says so)"))
-                        .with("pooler_log", line.clone());
-                    missing_fix
-                }
-                (Some(crate::pooler::log::CertReason::NameMismatch(line)), _, _) => {
-                    problem = problem
-                        .with("cause", format!("the certificate's names ({}) do not match the user \"{user}\" (PgBouncer's log says so)", names.join(", ")))
-                        .with("pooler_log", line.clone());
-                    rename_fix
-                }
-                (None, Some(false), _) => {
-                    problem = problem.with("cause", format!("the user \"{user}\" is not in auth_file ({auth_file})"));
-                    missing_fix
-                }
-                (None, Some(true), false) => {
-                    problem = problem.with("cause", format!("the user is in auth_file, so the certificate's names ({}) do not match the user \"{user}\" as PgBouncer compares them", names.join(", ")));
-                    rename_fix
-                }
-                (None, _, true) => {
-                    problem = problem.with(
-                        "cause",
-                        "the certificate's names match the user as PgBouncer compares them, so the user is missing from auth_file (or auth_query finds no row)",
-                    );
-                    missing_fix
-                }
-                (None, None, false) => {
-                    problem = problem
-                        .with("candidate", format!("the certificate's names ({}) do not match the user \"{user}\" as PgBouncer compares them (a subjectAltName or the CN; case-insensitive)", names.join(", ")))
-                        .with("candidate", format!("the user \"{user}\" is missing from PgBouncer's auth_file"))
-                        .with("tell_apart", "on the wire both look the same: give --pooler-config (the auth_file's users) or --pooler-log (PgBouncer's reason)");
-                    format!("{rename_fix}; and check that \"{user}\" is listed in auth_file")
-                }
-            };
-            Some(problem.fix(fix))
-        }
-        (Peer::PgBouncer, msg)
-            if msg.starts_with("client_login_timeout") || msg.starts_with("server login has been failing") =>
-        {
-            let why = if msg.starts_with("client_login_timeout") {
-                "PgBouncer held the login until client_login_timeout and gave up: it could not log in to the server behind it"
-            } else {
-                "PgBouncer refuses logins for server_login_retry seconds after its own login to the server failed"
-            };
-            Some(
-                base(Code::PoolerServerLoginFailed, format!("{}:  {msg} ({why})", fields.severity))
-                    .with("hop", "PgBouncer to PostgreSQL (the second hop); the TLS between the doctor and PgBouncer is not the cause")
-                    .with("likely_cause", "server_tls_sslmode = verify-ca or verify-full with a server_tls_ca_file that does not sign the server's certificate (PgBouncer logs \"TLS handshake error\")")
-                    .with("likely_cause", "the server refuses PgBouncer's own login (its pg_hba.conf, or a password PgBouncer takes from auth_file)")
-                    .with("likely_cause", "the server named in [databases] is down or unreachable from the pooler")
-                    .fix("read PgBouncer's log beside \"new connection to server\"; check server_tls_sslmode, server_tls_ca_file and the [databases] entry, then `RELOAD;` on its admin console"),
-            )
-        }
-        (Peer::PgBouncer, msg) if relayed_from_postgres(msg) => Some(
-            base(Code::PoolerServerLoginFailed, format!("{}:  {msg} (the server refused PgBouncer's own login, and PgBouncer relayed its message as SQLSTATE 08P01)", fields.severity))
-                .with("hop", "PgBouncer to PostgreSQL (the second hop)")
-                .fix("fix the server's rules for the pooler's connection (pg_hba.conf for the pooler's address and user, the role, the database), not the client's"),
-        ),
-        (Peer::Pgpool, "CERT authentication failed") => {
-            let user = input.user;
-            let sent = input.tls.is_some_and(|t| t.client_cert_sent);
-            let cn = input
-                .local
-                .client
-                .leaf
-                .as_ref()
-                .and_then(|c| c.common_name.clone());
-            let problem = match (&cn, sent) {
-                (_, false) => base(
-                    Code::ClientCertMissing,
-                    format!("pgpool-II's pool_hba.conf line for this connection is `cert`, and no client certificate was sent: {}", fields.message),
-                )
-                .fix("give sslcert and sslkey: a certificate issued by the CA in pgpool-II's ssl_ca_cert, with the user name as its CN"),
-                (Some(cn), true) if !cn.eq_ignore_ascii_case(user) => base(
-                    Code::PoolerCertAuthFailed,
-                    format!("pgpool-II refused the client certificate for user \"{user}\": its CN \"{cn}\" is not the user (pgpool-II compares them case-insensitively)"),
-                )
-                .with("certificate_cn", Value::name(cn.clone()))
-                .with("user", Value::name(user))
-                .fix(format!("issue the client certificate with CN \"{user}\", or connect as user \"{cn}\"")),
-                _ => base(
-                    Code::PoolerCertAuthFailed,
-                    format!("pgpool-II refused the client certificate for user \"{user}\" though its CN names the user: {}", fields.message),
-                )
-                .fix("pgpool-II's log says why (\"see pgpool log for details\"); check ssl_ca_cert and the pool_hba.conf line"),
-            };
-            Some(match &fields.detail {
-                Some(d) => problem.with("server_detail", d.clone()),
-                None => problem,
-            })
-        }
-        (Peer::Pgpool, "client authentication failed")
-            if fields.detail.as_deref().is_some_and(|d| d.starts_with("no pool_hba.conf entry")) =>
-        {
-            let detail = fields.detail.clone().unwrap_or_default();
-            Some(
-                base(Code::HbaNoEntry, format!("pgpool-II's pool_hba.conf has no line for this connection: {detail}"))
-                    .with("file", "pool_hba.conf (pgpool-II, enable_pool_hba = on), not the server's pg_hba.conf")
-                    .fix(format!(
-                        "add a line to pool_hba.conf, e.g. `{} {} {} <client-address>/32 cert`, then `pgpool reload`; or connect {}",
-                        if on_tls { "hostssl" } else { "host" },
-                        input.dbname,
-                        input.user,
-                        if on_tls { "as a user the file admits" } else { "with TLS (sslmode=require or stricter)" }
-                    )),
-            )
-        }
-        (Peer::PgBouncer, "login rejected") => {
-            let problem = base(
-                Code::HbaReject,
-                "FATAL:  login rejected (PgBouncer: auth_type = hba, and its auth_hba_file rejects this connection or has no line for it)".into(),
-            );
-            let hba = input.pooler.and_then(|c| c.hba.as_ref());
-            Some(match hba {
-                Some(Ok(file)) => {
-                    let conn = crate::eval::causes::auth::hba_connection(input, on_tls);
-                    match crate::hba::matcher::decide(&file.rules, &conn).rule {
-                        Some(rule) => problem
-                            .with("hba_file", Value::path(&rule.file))
-                            .with("hba_line", Value::line(rule.line_number))
-                            .with("hba_rule", rule.raw.clone())
-                            .fix(format!("line {} of PgBouncer's auth_hba_file decides ({}); change it or connect as a line before it allows, then `RELOAD;`", rule.line_number, rule.method)),
-                        None => {
-                            let mut problem = problem.with(
-                                "hba_rule",
-                                "no line of PgBouncer's auth_hba_file matches, so PgBouncer rejects the login",
-                            );
-                            for (rule, why) in crate::hba::matcher::near_misses(&file.rules, &conn) {
-                                problem = problem.with(
-                                    "near_miss",
-                                    format!("line {} \"{}\": {}", rule.line_number, rule.raw, why.describe()),
-                                );
-                            }
-                            problem.fix(format!(
-                                "add a line to PgBouncer's auth_hba_file, e.g. `{} {} {} <client-address>/32 cert`, then `RELOAD;`",
-                                if on_tls { "hostssl" } else { "host" },
-                                input.dbname,
-                                input.user
-                            ))
-                        }
-                    }
-                }
-                Some(Err(why)) => problem
-                    .with("auth_hba_file", why.clone())
-                    .fix("make PgBouncer's auth_hba_file readable to the doctor to name the deciding line"),
-                None => problem
-                    .with("candidate", "a reject line in PgBouncer's auth_hba_file matches this connection")
-                    .with("candidate", "no line of PgBouncer's auth_hba_file matches it (PgBouncer rejects what no line admits)")
-                    .fix("give --pooler-config with the pgbouncer.ini to name the deciding line of its auth_hba_file"),
-            })
-        }
-        (Peer::PgBouncer, "SSL required") => Some(
-            base(Code::ServerRefused, "FATAL:  SSL required (PgBouncer: client_tls_sslmode = require or stricter refuses plaintext clients)".into())
-                .fix("connect with TLS (sslmode=require or stricter), or lower client_tls_sslmode in pgbouncer.ini"),
-        ),
-        _ => None,
-    }
-}
-
-/// Whether PgBouncer's auth_type = cert takes `user` for this certificate.
-fn pgbouncer_names_user(cert: &x509::CertSummary, user: &str) -> bool {
-    cert.dns_names
-        .iter()
-        .chain(cert.common_name.iter())
-        .any(|name| !name.contains('\0') && x509::wildcard_match(name, user))
-}
-
-/// PostgreSQL's own refusals, as PgBouncer relays them when the server refuses its login.
-fn relayed_from_postgres(msg: &str) -> bool {
-    msg.starts_with("no pg_hba.conf entry")
-        || msg.starts_with("pg_hba.conf rejects")
-        || msg.starts_with("password authentication failed for user")
-        || msg.starts_with("certificate authentication failed for user")
-        || (msg.starts_with("role \"") && msg.ends_with("does not exist"))
-        || (msg.starts_with("database \"") && msg.ends_with("does not exist"))
-        || msg.starts_with("sorry, too many clients already")
-        || msg.starts_with("the database system is")
-}
-
-/// A login the peer left unanswered: behind a pooler, possibly the second hop.
-pub(in crate::eval) fn silent_login(problem: Problem, input: &EvalInput) -> Problem {
-    match recognise(input).map(|i| i.peer) {
-        Some(Peer::PgBouncer) => problem.with(
-            "possible_cause",
-            "PgBouncer keeps a client waiting while it cannot log in to the server behind it, until client_login_timeout (60 s by default) ends it with \"client_login_timeout (server down)\": a second-hop failure, if its log says so",
-        ),
-        Some(peer) => problem.with(
-            "possible_cause",
-            format!("{} may be waiting for its own connection to the server behind it", peer.name()),
-        ),
-        None => problem,
-    }
-}
-
 /// The pooler accepted a client certificate whose CN PostgreSQL's cert method would not
-/// take for this user (PgBouncer matches like a host name, pgpool-II ignores case): the
+/// take for this user (PgBouncer takes a subjectAltName or the CN, pgpool-II ignores case): the
 /// same certificate fails when the pooler is bypassed, or when PostgreSQL checks it.
 pub(in crate::eval) fn cert_match_differs(input: &EvalInput) -> Option<Finding> {
     let found = recognise(input)?;

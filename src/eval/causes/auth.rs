@@ -146,7 +146,7 @@ pub(in crate::eval) fn startup_result(
             Code::ConnectionLost,
             format!("the connection was reset during startup: {e}"),
         ))),
-        StartupOutcome::Timeout(kind) => Err(fail(crate::eval::intermediary::silent_login(
+        StartupOutcome::Timeout(kind) => Err(fail(crate::eval::causes::pooler::silent_login(
             Problem::new(
                 Code::ConnectTimeout,
                 format!("no answer to the startup message within {}", timeout_name(*kind)),
@@ -197,7 +197,7 @@ pub(in crate::eval) fn server_error_problem(
     input: &EvalInput,
     on_tls: bool,
 ) -> Problem {
-    if let Some(problem) = crate::eval::intermediary::pooler_refusal(fields, input, on_tls) {
+    if let Some(problem) = crate::eval::causes::pooler::pooler_refusal(fields, input, on_tls) {
         return problem;
     }
     let msg = &fields.message;
@@ -320,39 +320,6 @@ pub(in crate::eval) fn server_error_problem(
     }
     let (problem, fix) = hba_evidence(problem, fix, input, on_tls);
     problem.fix(fix)
-}
-
-/// The connection as the server saw it, for the pg_hba.conf evaluator.
-pub(in crate::eval) fn hba_connection(
-    input: &EvalInput,
-    on_tls: bool,
-) -> crate::hba::matcher::Connection {
-    let (local, server) = if on_tls {
-        (
-            input.tls.and_then(|t| t.local_addr),
-            input.tls.and_then(|t| t.addr),
-        )
-    } else {
-        (
-            input
-                .plain
-                .and_then(|p| p.local_addr)
-                .or(input.tls.and_then(|t| t.local_addr)),
-            input
-                .plain
-                .and_then(|p| p.addr)
-                .or(input.tls.and_then(|t| t.addr)),
-        )
-    };
-    crate::hba::matcher::Connection {
-        local: input.endpoint.is_unix_socket(),
-        ssl: on_tls,
-        client_ip: local.map(|a| a.ip()),
-        server_ip: server.map(|a| a.ip()),
-        user: input.user.to_string(),
-        database: input.dbname.to_string(),
-        replication: false,
-    }
 }
 
 /// Adds the deciding pg_hba.conf line (and, for no entry, the near misses) to a server error.

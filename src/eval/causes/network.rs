@@ -1,6 +1,8 @@
-//! Causes in the network phase: no address, no TCP, no answer.
+//! Causes in the network phase: no address, no TCP, no answer; and the connection as the
+//! server saw it (address, encryption), for the hba evaluators.
 
 use crate::catalogue::Code;
+use crate::eval::model::EvalInput;
 use crate::evidence::Value;
 use crate::finding::Problem;
 use crate::observe::{ConnectFailure, TimeoutKind};
@@ -61,5 +63,38 @@ pub(in crate::eval) fn timeout_name(kind: TimeoutKind) -> &'static str {
     match kind {
         TimeoutKind::Step => "connect_timeout",
         TimeoutKind::Overall => "the --timeout budget",
+    }
+}
+
+/// The connection as the server saw it, for the pg_hba.conf evaluator.
+pub(in crate::eval) fn hba_connection(
+    input: &EvalInput,
+    on_tls: bool,
+) -> crate::hba::matcher::Connection {
+    let (local, server) = if on_tls {
+        (
+            input.tls.and_then(|t| t.local_addr),
+            input.tls.and_then(|t| t.addr),
+        )
+    } else {
+        (
+            input
+                .plain
+                .and_then(|p| p.local_addr)
+                .or(input.tls.and_then(|t| t.local_addr)),
+            input
+                .plain
+                .and_then(|p| p.addr)
+                .or(input.tls.and_then(|t| t.addr)),
+        )
+    };
+    crate::hba::matcher::Connection {
+        local: input.endpoint.is_unix_socket(),
+        ssl: on_tls,
+        client_ip: local.map(|a| a.ip()),
+        server_ip: server.map(|a| a.ip()),
+        user: input.user.to_string(),
+        database: input.dbname.to_string(),
+        replication: false,
     }
 }
