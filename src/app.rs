@@ -403,7 +403,7 @@ pub(crate) mod tests {
             .local_addr()
             .ok()?
             .port();
-        let ini = format!("[databases]\napp = host=127.0.0.1 port={closed}\n[pgbouncer]\nserver_tls_sslmode = require\n");
+        let ini = format!("[databases]\napp = host=127.0.0.1 port={closed} password=s3cret-hop\n[pgbouncer]\nserver_tls_sslmode = require\n");
         let config = crate::pooler::pgbouncer::load(std::path::Path::new("pgbouncer.ini"), &ini);
         let plan = crate::plan::resolve(
             "host=127.0.0.1 dbname=app user=alice",
@@ -426,6 +426,20 @@ pub(crate) mod tests {
         crate::probe::block_on(second_hop(&plan, &options, None))
             .ok()
             .flatten()
+    }
+
+    #[test]
+    fn the_second_hop_never_shows_the_password_of_its_databases_entry() {
+        let finding = second_hop_to_a_closed_port().expect("a finding");
+        assert_eq!(finding.code, Code::PoolerServerHop);
+        assert!(
+            !format!("{finding:?}").contains("s3cret-hop"),
+            "{finding:?}"
+        );
+        assert!(
+            format!("{finding:?}").contains("password=<hidden>"),
+            "{finding:?}"
+        );
     }
 
     /// The findings the run context makes of its rules.
