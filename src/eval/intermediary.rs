@@ -359,6 +359,18 @@ fn in_pooler_terms(peer: Peer, findings: &mut [Finding]) {
             finding
                 .evidence
                 .push(Evidence::new("in_pooler_terms", terms));
+            // The fix's PostgreSQL words, in the pooler's.
+            let (file, reload) = match peer {
+                Peer::PgBouncer => ("pgbouncer.ini", "`RELOAD;` on PgBouncer's admin console"),
+                Peer::Pgpool => ("pgpool.conf", "`pgpool reload`"),
+                Peer::Unknown => continue,
+            };
+            if let Some(fix) = &mut finding.fix {
+                *fix = fix
+                    .replace("`SELECT pg_reload_conf();` on the server", reload)
+                    .replace("`SELECT pg_reload_conf();`", reload)
+                    .replace("postgresql.conf", file);
+            }
         }
     }
 }

@@ -742,6 +742,10 @@ fn a_certificate_problem_at_the_pooler_is_put_in_its_terms() {
             .contains("client_tls_cert_file"),
         "{expiring}"
     );
+    assert!(
+        expiring["fix"].as_str().unwrap().contains("RELOAD;"),
+        "{expiring}"
+    );
     s.agrees(&run, &target);
 }
 
