@@ -104,6 +104,7 @@ pub async fn fetch(
                 permit_for: &permit_for,
                 hold: Permit::Now(PasswordPermit::Send),
                 after_refusal,
+                negotiated: None,
             },
         )
         .await;

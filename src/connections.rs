@@ -74,6 +74,7 @@ pub async fn observe_host(
                     permit_for: &at_requested,
                     hold: Permit::Now(PasswordPermit::Send),
                     after_refusal: PasswordPermit::Withhold,
+                    negotiated: None,
                 },
             )
             .await;
@@ -96,6 +97,7 @@ pub async fn observe_host(
                         permit_for: &never,
                         hold: Permit::Now(PasswordPermit::Withhold),
                         after_refusal: PasswordPermit::Withhold,
+                        negotiated: None,
                     },
                 )
                 .await,
@@ -126,6 +128,7 @@ pub async fn observe_host(
                             permit_for: &at_requested,
                             hold: Permit::Now(PasswordPermit::Send),
                             after_refusal: PasswordPermit::Withhold,
+                            negotiated: None,
                         },
                     )
                     .await,
@@ -149,6 +152,7 @@ pub async fn observe_host(
                     permit_for: &at_requested,
                     hold,
                     after_refusal: PasswordPermit::Withhold,
+                    negotiated: None,
                 },
             );
             let (plain, tls) = tokio::join!(plain, tls);
@@ -165,30 +169,26 @@ pub async fn observe_host(
         }
     } else {
         let after_refusal = send(requested == SslMode::Prefer);
-        let tls_permits = |hold| TlsPermits {
+        let tls_permits = |hold, negotiated| TlsPermits {
             permit_for: &at_requested,
             hold,
             after_refusal,
+            negotiated,
         };
         let falls_back =
             |tls: &TlsAttempt| requested == SslMode::Prefer && gate.prefer_falls_back(tls);
-        // The plaintext connection tells what the TLS one could not: only when the TLS
-        // attempt reached a handshake (a refusal already continued in plaintext).
-        let plain_informs = |tls: &TlsAttempt| {
-            tls.connect_error.is_none()
-                && tls.plaintext_after_refusal.is_none()
-                && matches!(tls.reply, None | Some(SslReply::Accepted))
-        };
         connections += 1;
         if only_requested {
-            // --check: the plaintext connection only where libpq makes it (prefer's fallback).
+            // --check: the plaintext connection only where libpq makes it (prefer's fallback,
+            // after a handshake; a refusal already continued in plaintext).
             let tls = host
                 .tls(
                     host.plan.negotiation,
-                    tls_permits(Permit::Now(PasswordPermit::Send)),
+                    tls_permits(Permit::Now(PasswordPermit::Send), None),
                 )
                 .await;
-            let plain = if plain_informs(&tls) && falls_back(&tls) {
+            let handshake_reached = tls.reply == Some(SslReply::Accepted);
+            let plain = if handshake_reached && falls_back(&tls) {
                 connections += 1;
                 Some(host.plain(Permit::Now(PasswordPermit::Send)).await)
             } else {
@@ -196,26 +196,29 @@ pub async fn observe_host(
             };
             (Some(tls), plain)
         } else {
-            // Both at once: the plaintext connection may send the password only if prefer
-            // falls back to it, which the TLS attempt decides.
+            // Both at once, once the server accepted the SSLRequest (the plaintext connection
+            // tells what the TLS one cannot only then). It may send the password only if
+            // prefer falls back to it, which the TLS attempt decides.
+            let (tell_negotiated, negotiated) = tokio::sync::oneshot::channel();
             let (tell_plain, plain_permit) = probe::permit_channel();
             let tls = async {
                 let tls = host
                     .tls(
                         host.plan.negotiation,
-                        tls_permits(Permit::Now(PasswordPermit::Send)),
+                        tls_permits(Permit::Now(PasswordPermit::Send), Some(tell_negotiated)),
                     )
                     .await;
-                let _ = tell_plain.send(send(plain_informs(&tls) && falls_back(&tls)));
+                let _ = tell_plain.send(send(falls_back(&tls)));
                 tls
             };
-            let (tls, plain) = tokio::join!(tls, host.plain(plain_permit));
-            let plain = if plain_informs(&tls) {
-                connections += 1;
-                Some(plain)
-            } else {
-                None
+            let plain = async {
+                match negotiated.await {
+                    Ok(true) => Some(host.plain(plain_permit).await),
+                    _ => None,
+                }
             };
+            let (tls, plain) = tokio::join!(tls, plain);
+            connections += u32::from(plain.is_some());
             (Some(tls), plain)
         }
     };

@@ -79,7 +79,7 @@ pub fn server_hop(config: &PoolerConfig, dbname: &str, user: &str) -> Option<Ser
         .to_ascii_lowercase();
     let mut conninfo = format!("dbname={dbname} user={user} {}", entry.value);
     conninfo.push_str(&format!(" sslmode={mode}"));
-    let mut cited = vec![hide_password(&entry.cited())];
+    let mut cited = vec![cited_without_password(entry)];
     for name in [
         "server_tls_sslmode",
         "server_tls_ca_file",
@@ -115,15 +115,25 @@ pub fn server_hop(config: &PoolerConfig, dbname: &str, user: &str) -> Option<Ser
     })
 }
 
-/// A [databases] entry may carry the server password: never shown.
-pub fn hide_password(text: &str) -> String {
-    static PASSWORD: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    PASSWORD
-        .get_or_init(|| {
-            regex::Regex::new(r"(?i)password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)").expect("valid regex")
-        })
-        .replace_all(text, "password=<hidden>")
-        .into_owned()
+/// A [databases] entry, cited with any password hidden (read with the conninfo parser,
+/// so quoting cannot smuggle it past).
+pub fn cited_without_password(entry: &Setting) -> String {
+    let value = match crate::conninfo::parse_conninfo(&entry.value) {
+        Ok(pairs) => pairs
+            .iter()
+            .map(|(k, v)| match k.as_str() {
+                "password" => format!("{k}=<hidden>"),
+                _ => format!("{k}={v}"),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        Err(_) => "<not shown: not a connection string>".into(),
+    };
+    Setting {
+        value,
+        ..entry.clone()
+    }
+    .cited()
 }
 
 /// The pooler's connection to the server, to be checked with its own TLS settings.
@@ -189,9 +199,16 @@ mod tests {
         let hop = server_hop(&config, "app", "alice").unwrap();
         assert_eq!(hop.sslmode, "prefer");
         assert!(hop.conninfo.contains("host=db"));
-        assert_eq!(
-            hide_password("app = host=db password='s3 cret' user=x"),
-            "app = host=db password=<hidden> user=x"
+        let entry = Setting {
+            name: "app".into(),
+            value: "host=db password='s3 cret' user=x".into(),
+            file: ini.clone(),
+            line: 2,
+        };
+        let cited = cited_without_password(&entry);
+        assert!(
+            cited.starts_with("app = host=db password=<hidden> user=x"),
+            "{cited}"
         );
     }
 }

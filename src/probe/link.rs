@@ -85,39 +85,40 @@ impl Link {
 
     /// One read of what has arrived (at most `buf.len()` bytes), within the deadline.
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let (deadline, kind) = self.deadline();
-        if Instant::now() >= deadline {
-            self.timed_out = Some(kind);
-            return Err(deadline_reached());
+        let limit = self.deadline();
+        match &mut self.sock {
+            Sock::Tcp(s) => within(limit, &mut self.timed_out, s.read(buf)).await,
+            Sock::Unix(s) => within(limit, &mut self.timed_out, s.read(buf)).await,
         }
-        let at = tokio::time::Instant::from_std(deadline);
-        let result = match &mut self.sock {
-            Sock::Tcp(s) => tokio::time::timeout_at(at, s.read(buf)).await,
-            Sock::Unix(s) => tokio::time::timeout_at(at, s.read(buf)).await,
-        };
-        result.unwrap_or_else(|_| {
-            self.timed_out = Some(kind);
-            Err(deadline_reached())
-        })
     }
 
     /// Writes all of `bytes` within the deadline.
     pub async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let (deadline, kind) = self.deadline();
-        if Instant::now() >= deadline {
-            self.timed_out = Some(kind);
-            return Err(deadline_reached());
+        let limit = self.deadline();
+        match &mut self.sock {
+            Sock::Tcp(s) => within(limit, &mut self.timed_out, s.write_all(bytes)).await,
+            Sock::Unix(s) => within(limit, &mut self.timed_out, s.write_all(bytes)).await,
         }
-        let at = tokio::time::Instant::from_std(deadline);
-        let result = match &mut self.sock {
-            Sock::Tcp(s) => tokio::time::timeout_at(at, s.write_all(bytes)).await,
-            Sock::Unix(s) => tokio::time::timeout_at(at, s.write_all(bytes)).await,
-        };
-        result.unwrap_or_else(|_| {
-            self.timed_out = Some(kind);
+    }
+}
+
+/// Runs one socket operation until `limit`, noting which deadline ended it.
+async fn within<T>(
+    (deadline, kind): (Instant, TimeoutKind),
+    timed_out: &mut Option<TimeoutKind>,
+    operation: impl std::future::Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    if Instant::now() >= deadline {
+        *timed_out = Some(kind);
+        return Err(deadline_reached());
+    }
+    let at = tokio::time::Instant::from_std(deadline);
+    tokio::time::timeout_at(at, operation)
+        .await
+        .unwrap_or_else(|_| {
+            *timed_out = Some(kind);
             Err(deadline_reached())
         })
-    }
 }
 
 /// getaddrinfo under the deadline (tokio runs it on a blocking thread; the probe stops

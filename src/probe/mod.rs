@@ -94,6 +94,10 @@ pub struct TlsPermits<'a> {
     pub hold: Permit,
     /// On the same connection after the server refused TLS ('N'), as prefer continues.
     pub after_refusal: PasswordPermit,
+    /// Told whether the server answered the SSLRequest with 'S' (dropped unsent when the
+    /// connection failed first): a concurrent plaintext attempt starts only then, so a
+    /// server that refuses TLS or cannot be reached gets no connection it does not need.
+    pub negotiated: Option<tokio::sync::oneshot::Sender<bool>>,
 }
 
 /// The TLS connection: SSLRequest (or direct TLS), one handshake recorded, then the startup.
@@ -122,6 +126,7 @@ pub async fn tls_attempt(
             permit_for,
             hold: permits.hold,
             after_refusal,
+            negotiated: permits.negotiated,
         },
         false,
     )
@@ -144,6 +149,7 @@ pub async fn tls_attempt(
                 permit_for,
                 hold: Permit::Now(PasswordPermit::Withhold),
                 after_refusal: PasswordPermit::Withhold,
+                negotiated: None,
             },
             true,
         )
@@ -182,6 +188,9 @@ async fn tls_attempt_once(
     if negotiation == Negotiation::Postgres {
         let reply = negotiation::ssl_request(&mut link).await;
         let accepted = reply == SslReply::Accepted;
+        if let Some(tell) = permits.negotiated {
+            let _ = tell.send(accepted);
+        }
         let refused = reply == SslReply::Refused;
         out.reply = Some(reply);
         if refused {
