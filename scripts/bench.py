@@ -189,8 +189,9 @@ def main():
                      f"{cpu_ratio:.2f}x | {sorted(codes[name])} |")
     lines += [
         "",
-        "The doctor's full diagnosis makes two connections (one TLS with SCRAM and a "
-        "pg_stat_ssl query, one plaintext startup for the disable/allow/prefer cells) where "
+        "The doctor's full diagnosis makes two connections (one TLS with SCRAM and a query of "
+        "the server's TLS facts for its own backend, the function behind pg_stat_ssl, one "
+        "plaintext startup for the disable/allow/prefer cells) where "
         "psql makes one; psql's own process start-up (readline, locale, psqlrc handling) is "
         "part of its figure.",
         "",

@@ -334,7 +334,8 @@ fn diagnose(
     output: &Output,
 ) -> Result<u8, ToolError> {
     let mut buffer: Vec<u8> = Vec::new();
-    let mut stdout = std::io::stdout().lock();
+    // Buffered, and flushed after each report: a JSON document is one write, not one a line.
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     let sink: &mut dyn Write = if output.file.is_some() {
         &mut buffer
     } else {
@@ -391,15 +392,18 @@ fn diagnose(
         if let Some(bar) = &progress {
             bar.inc(1);
         }
-        let mut write = || match output.format {
-            Format::Ndjson => render::ndjson::report(&report, sink),
-            Format::Text => (if written_reports > 0 {
-                writeln!(sink)
-            } else {
-                Ok(())
-            })
-            .and_then(|_| render::text::report(&report, output.colour, sink)),
-            _ => Ok(()),
+        let mut write = || {
+            match output.format {
+                Format::Ndjson => render::ndjson::report(&report, sink),
+                Format::Text => (if written_reports > 0 {
+                    writeln!(sink)
+                } else {
+                    Ok(())
+                })
+                .and_then(|_| render::text::report(&report, output.colour, sink)),
+                _ => Ok(()),
+            }
+            .and_then(|_| sink.flush())
         };
         // The bar steps aside while a report is written to the same terminal.
         let written = match &progress {
@@ -417,7 +421,7 @@ fn diagnose(
         } else if single.is_none() && output.format == Format::Json {
             single = Some(report);
         }
-        match written.and_then(|_| sink.flush()) {
+        match written {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => false,
             Err(e) => {
                 write_error = Some(e);
