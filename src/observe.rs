@@ -274,6 +274,10 @@ pub enum AuthStage {
     AfterSaslFinal,
     /// After AuthenticationOk: role, database and connection-limit checks.
     AfterAuthOk,
+    /// After ReadyForQuery, in answer to the first query, ending the session: a pooler that
+    /// served the login itself and then found no server connection (PgBouncer's
+    /// `server login has been failing`).
+    FirstQuery,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -430,7 +434,10 @@ impl PlainAttempt {
     /// The server refused the plaintext session with an ErrorResponse: what makes
     /// sslmode=allow try again with TLS.
     pub fn ended_with_server_error(&self) -> bool {
-        matches!(self.startup, Some(StartupOutcome::ServerError { .. }))
+        matches!(
+            self.startup,
+            Some(StartupOutcome::ServerError { stage, .. }) if stage != AuthStage::FirstQuery
+        )
     }
 }
 

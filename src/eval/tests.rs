@@ -426,6 +426,19 @@ fn table() -> Vec<(&'static str, World, Code)> {
             Code::PoolerServerLoginFailed,
         ),
         (
+            "PgBouncer logs in from its cache, then ends the session at the first query (server_login_retry)",
+            through_pgbouncer(World::healthy()).tls(|t| {
+                let mut ended = pgbouncer_error(
+                    "server login has been failing, try again later (server_login_retry)",
+                );
+                if let StartupOutcome::ServerError { stage, .. } = &mut ended {
+                    *stage = AuthStage::FirstQuery;
+                }
+                t.startup = Some(ended);
+            }),
+            Code::PoolerServerLoginFailed,
+        ),
+        (
             "PgBouncer relays the server's refusal of its own login",
             World::healthy().tls(|t| {
                 t.startup = Some(pgbouncer_error(

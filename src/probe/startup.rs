@@ -13,7 +13,7 @@ use crate::observe::{
     AuthStage, Flood, PasswordPermit, QueryResult, ServerSslView, StartupOutcome, TimeoutKind,
 };
 use crate::plan::{ChannelBindingMode, Secret};
-use crate::wire::{self, AuthRequest, BackendMessage};
+use crate::wire::{self, AuthRequest, BackendMessage, ErrorFields};
 
 /// PBKDF2 runs on the probe's thread, outside any socket deadline: a hostile server must not
 /// be able to buy minutes of CPU with one number.
@@ -357,11 +357,23 @@ pub(super) async fn startup<S: Transport>(
                 server_version = Some(value);
             }
             BackendMessage::ReadyForQuery => {
-                let (server_ssl, flood) = if on_tls {
+                // A session is one that answers its first query, as psql's `-c` needs: a
+                // pooler may complete the login from its cache and then end the session
+                // when it finds no server connection for the query.
+                let (server_ssl, flood, ended) = if on_tls {
                     query_ssl_view(stream, &mut reader).await
                 } else {
-                    (None, None)
+                    let answer =
+                        run_query(stream, &mut reader, "SELECT 1", FIRST_QUERY_LIMITS).await;
+                    (None, None, answer.and_then(|a| a.session_ended_by()))
                 };
+                if let Some(fields) = ended {
+                    return StartupOutcome::ServerError {
+                        fields,
+                        stage: AuthStage::FirstQuery,
+                        method,
+                    };
+                }
                 let query = match params.extra_query {
                     Some(sql) => run_query(stream, &mut reader, sql, ADMIN_LIMITS).await,
                     None => None,
@@ -382,6 +394,14 @@ pub(super) async fn startup<S: Transport>(
 }
 
 impl QueryResult {
+    /// The FATAL error that ended the session in answer to the query, if one did.
+    fn session_ended_by(&self) -> Option<ErrorFields> {
+        self.errors
+            .iter()
+            .find(|e| e.severity == "FATAL" || e.severity == "PANIC")
+            .cloned()
+    }
+
     /// A flood, when the answer went past what the query can produce.
     fn flood(&self, limits: QueryLimits) -> Option<Flood> {
         if self.rows_dropped > 0 {
@@ -423,6 +443,13 @@ const SSL_VIEW_LIMITS: QueryLimits = QueryLimits {
     errors: 4,
 };
 
+/// `SELECT 1` on a plaintext session.
+const FIRST_QUERY_LIMITS: QueryLimits = QueryLimits {
+    rows: 1,
+    bytes: 1 << 10,
+    errors: 4,
+};
+
 /// pg_hba_file_rules and pg_ident_file_mappings (--admin): a large file, not a flood.
 const ADMIN_LIMITS: QueryLimits = QueryLimits {
     rows: 20_000,
@@ -440,7 +467,13 @@ async fn run_query<S: Transport>(
     let mut result = QueryResult::default();
     let mut kept_bytes = 0usize;
     loop {
-        match reader.next(stream).await.ok()? {
+        let message = match reader.next(stream).await {
+            Ok(message) => message,
+            // The errors that came before the end are the answer (a FATAL, then the close).
+            Err(_) if !result.errors.is_empty() => return Some(result),
+            Err(_) => return None,
+        };
+        match message {
             BackendMessage::DataRow(cols) => {
                 let size: usize = cols.iter().map(|c| c.as_ref().map_or(0, |v| v.len())).sum();
                 if result.rows.len() < limits.rows && kept_bytes + size <= limits.bytes {
@@ -471,7 +504,7 @@ async fn run_query<S: Transport>(
 async fn query_ssl_view<S: Transport>(
     stream: &mut S,
     reader: &mut MessageReader,
-) -> (Option<ServerSslView>, Option<Flood>) {
+) -> (Option<ServerSslView>, Option<Flood>, Option<ErrorFields>) {
     // The backend's age tells a fresh backend from a pooled server connection (a pooler
     // that served this login on a connection it already had). The function behind the
     // pg_stat_ssl and pg_stat_activity views (PostgreSQL 12 and later, like the view's
@@ -482,11 +515,12 @@ async fn query_ssl_view<S: Transport>(
                extract(epoch FROM now() - s.backend_start)::bigint::text \
                FROM pg_stat_get_activity(pg_backend_pid()) s";
     let Some(result) = run_query(stream, reader, sql, SSL_VIEW_LIMITS).await else {
-        return (None, None);
+        return (None, None, None);
     };
     let flood = result.flood(SSL_VIEW_LIMITS);
+    let ended = result.session_ended_by();
     let Some(cols) = result.rows.first() else {
-        return (None, flood);
+        return (None, flood, ended);
     };
     let col = |i: usize| cols.get(i).cloned().flatten();
     let view = Some(ServerSslView {
@@ -499,7 +533,7 @@ async fn query_ssl_view<S: Transport>(
         backend_age_secs: col(6).and_then(|v| v.parse().ok()),
         probe_secs: None,
     });
-    (view, flood)
+    (view, flood, ended)
 }
 
 #[cfg(test)]

@@ -775,3 +775,54 @@ fn a_login_served_on_a_pooled_server_connection_is_named() {
     );
     s.agrees(&second, &target);
 }
+
+#[test]
+fn a_login_from_pgbouncers_cache_that_ends_at_the_first_query_is_the_second_hop() {
+    let s = setup();
+    // Logins are refused for a while after a failed server login; the first query waits at
+    // most 2 s for a server connection.
+    let bouncer = s.bouncer(
+        &format!("{CERT_AUTH}server_login_retry = 60\nquery_wait_timeout = 2\n"),
+        &["alice"],
+    );
+    let client = s.client("alice");
+    let (first, _) = s.diagnose(&bouncer, &format!("user=alice {client}"));
+    assert_eq!(first.code, 0, "{}", first.stdout);
+    // The server goes away. PgBouncer still completes logins from what it cached.
+    s.pg.stop();
+    let (waited, _) = s.diagnose(&bouncer, &format!("user=alice {client}"));
+    assert_eq!(waited.code, 1, "{}\n{}", waited.stdout, bouncer.log());
+    let failed = waited.expect_finding("pooler_server_login_failed", "error");
+    assert!(
+        failed["summary"]
+            .as_str()
+            .unwrap()
+            .contains("query_wait_timeout"),
+        "{failed}"
+    );
+    assert!(
+        evidence(failed, "stage")
+            .to_string()
+            .contains("first query"),
+        "{failed}"
+    );
+    // Its failed login makes PgBouncer turn the next sessions away at once.
+    let (refused, target) = s.diagnose(&bouncer, &format!("user=alice {client}"));
+    assert_eq!(refused.code, 1, "{}\n{}", refused.stdout, bouncer.log());
+    let failed = refused.expect_finding("pooler_server_login_failed", "error");
+    assert!(
+        failed["summary"]
+            .as_str()
+            .unwrap()
+            .contains("server login has been failing"),
+        "{failed}"
+    );
+    assert_eq!(evidence(failed, "sqlstate"), "08P01");
+    assert!(
+        refused.finding("tls_session").is_none(),
+        "a session that ends at its first query is no session: {}",
+        refused.stdout
+    );
+    // psql connects, and its query fails: every sslmode cell agrees.
+    s.agrees(&refused, &target);
+}

@@ -99,7 +99,10 @@ pub(in crate::eval) fn startup_result(
             let problem = server_error_problem(fields, *stage, input, on_tls);
             Err(Failure {
                 problem,
-                falls_back: fields.code != sqlstate::CANNOT_CONNECT_NOW,
+                // libpq retries only a failed startup; a session it already handed over
+                // that ends at its first query is the application's error.
+                falls_back: fields.code != sqlstate::CANNOT_CONNECT_NOW
+                    && *stage != AuthStage::FirstQuery,
                 server_error: true,
                 undetermined: false,
                 on_tls,
@@ -197,7 +200,8 @@ pub(in crate::eval) fn server_error_problem(
     input: &EvalInput,
     on_tls: bool,
 ) -> Problem {
-    if let Some(problem) = crate::eval::causes::pooler::pooler_refusal(fields, input, on_tls) {
+    if let Some(problem) = crate::eval::causes::pooler::pooler_refusal(fields, stage, input, on_tls)
+    {
         return problem;
     }
     let msg = &fields.message;

@@ -8,6 +8,7 @@ use crate::eval::intermediary::{from_error, recognise, relayed_from_postgres, Pe
 use crate::eval::model::EvalInput;
 use crate::evidence::Value;
 use crate::finding::Problem;
+use crate::observe::AuthStage;
 use crate::wire::ErrorFields;
 use crate::x509;
 
@@ -15,6 +16,7 @@ use crate::x509;
 /// pooler relaying PostgreSQL's message) refused.
 pub(in crate::eval) fn pooler_refusal(
     fields: &ErrorFields,
+    stage: AuthStage,
     input: &EvalInput,
     on_tls: bool,
 ) -> Option<Problem> {
@@ -99,15 +101,30 @@ pub(in crate::eval) fn pooler_refusal(
             Some(problem.fix(fix))
         }
         (Peer::PgBouncer, msg)
-            if msg.starts_with("client_login_timeout") || msg.starts_with("server login has been failing") =>
+            if msg.starts_with("client_login_timeout")
+                || msg.starts_with("server login has been failing")
+                || msg.starts_with("query_wait_timeout") =>
         {
             let why = if msg.starts_with("client_login_timeout") {
                 "PgBouncer held the login until client_login_timeout and gave up: it could not log in to the server behind it"
+            } else if msg.starts_with("query_wait_timeout") {
+                "PgBouncer held the first query until query_wait_timeout and gave up: it had no server connection and could not open one"
             } else {
-                "PgBouncer refuses logins for server_login_retry seconds after its own login to the server failed"
+                "PgBouncer's own login to the server failed and it has no server connection left: it turns clients away until a new login works (it tries again every server_login_retry seconds)"
+            };
+            let problem = base(
+                Code::PoolerServerLoginFailed,
+                format!("{}:  {msg} ({why})", fields.severity),
+            );
+            // PgBouncer completes a login from its cache once it has seen the server; the
+            // missing server connection then shows only at the first query.
+            let problem = if stage == AuthStage::FirstQuery {
+                problem.with("stage", "after the login, which PgBouncer completed itself from its cache, in answer to the first query (libpq connects; psql -c fails)")
+            } else {
+                problem
             };
             Some(
-                base(Code::PoolerServerLoginFailed, format!("{}:  {msg} ({why})", fields.severity))
+                problem
                     .with("hop", "PgBouncer to PostgreSQL (the second hop); the TLS between the doctor and PgBouncer is not the cause")
                     .with("likely_cause", "server_tls_sslmode = verify-ca or verify-full with a server_tls_ca_file that does not sign the server's certificate (PgBouncer logs \"TLS handshake error\")")
                     .with("likely_cause", "the server refuses PgBouncer's own login (its pg_hba.conf, or a password PgBouncer takes from auth_file)")

@@ -574,6 +574,11 @@ impl PgServer {
     }
 
     /// The `data/` directory (PGDATA).
+    /// Stops the server now (as on drop): for tests of what a client sees once it is gone.
+    pub fn stop(&self) {
+        stop_cluster(&self.bin_dir, &self.data_dir());
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
     }
