@@ -71,6 +71,7 @@ pub async fn fetch(
         allow_cleartext_on_plaintext: allow_cleartext_password,
         channel_binding: plan.channel_binding,
         extra_query: Some(ADMIN_SQL),
+        ask_pooler_version: false,
     };
     let deadlines = Deadlines {
         overall: Instant::now() + timeout.min(Duration::from_secs(30)),

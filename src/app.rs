@@ -108,6 +108,7 @@ pub async fn run(plan: &Plan, context: &RunContext, run_ends: Option<Instant>) -
         allow_cleartext_on_plaintext: options.allow_cleartext_password,
         channel_binding: plan.channel_binding,
         extra_query: None,
+        ask_pooler_version: !options.only_requested,
     };
     let mut observed: Vec<HostObservation> = Vec::with_capacity(plan.endpoints.len());
     let mut deadlines = None;

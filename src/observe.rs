@@ -263,6 +263,58 @@ pub struct ServerSslView {
     pub probe_secs: Option<u64>,
 }
 
+/// A way the server's view cannot describe the connection the doctor made: the row belongs
+/// to an intermediary's own connection to the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ViewContradiction {
+    /// The doctor used TLS; the row says ssl = false.
+    NoTls,
+    /// The doctor presented a client certificate; the row has none.
+    NoClientCert,
+    /// The row names another TLS version than the one negotiated.
+    OtherVersion { ours: String, theirs: String },
+    /// The backend is older than the doctor's connection (by more than 2 s of slack).
+    OlderBackend {
+        backend_secs: i64,
+        connection_secs: u64,
+    },
+}
+
+impl ServerSslView {
+    /// How this view contradicts a connection that negotiated `version` and did or did not
+    /// present a client certificate.
+    pub fn contradictions(&self, version: &str, client_cert_sent: bool) -> Vec<ViewContradiction> {
+        let mut found = Vec::new();
+        if !self.ssl {
+            found.push(ViewContradiction::NoTls);
+        } else if client_cert_sent && self.client_dn.is_none() {
+            found.push(ViewContradiction::NoClientCert);
+        } else if let Some(theirs) = self.version.as_ref().filter(|v| v.as_str() != version) {
+            found.push(ViewContradiction::OtherVersion {
+                ours: version.into(),
+                theirs: theirs.clone(),
+            });
+        }
+        if let (Some(age), Some(ours)) = (self.backend_age_secs, self.probe_secs) {
+            if age > ours as i64 + 2 {
+                found.push(ViewContradiction::OlderBackend {
+                    backend_secs: age,
+                    connection_secs: ours,
+                });
+            }
+        }
+        found
+    }
+}
+
+/// What a suspected intermediary answered to `SHOW pool_version` (pgpool-II answers it
+/// itself; anything that passes the query on gets PostgreSQL's refusal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PoolerVersion {
+    Answered(String),
+    Refused(Box<ErrorFields>),
+}
+
 /// How far authentication got before the server's error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthStage {
@@ -292,6 +344,9 @@ pub enum StartupOutcome {
         query: Option<QueryResult>,
         /// The pg_stat_ssl query was answered with a flood of rows or errors.
         flood: Option<Flood>,
+        /// Asked only when the server's view contradicts this connection (an intermediary)
+        /// and the diagnosis is a full one.
+        pooler_version: Option<PoolerVersion>,
     },
     /// libpq's channel_binding=require refused to continue (its reason).
     ChannelBinding(String),

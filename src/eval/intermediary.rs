@@ -1,15 +1,16 @@
 //! Who answered: PostgreSQL itself, or a pooler or other intermediary in front of it. Told
-//! from what the peer said, never from an extra probe: the fields its ErrorResponses carry
-//! (PostgreSQL always sends the non-localised severity V and the source file, line and
-//! routine F, L, R; PgBouncer only S, C and M; pgpool-II names its own source files and
-//! sends no V), its answer to a direct-TLS ClientHello, and whether the server's pg_stat_ssl
-//! row can describe this connection at all.
+//! from what the peer said, never from a cancel request or an extra connection: the fields
+//! its ErrorResponses carry (PostgreSQL always sends the non-localised severity V and the
+//! source file, line and routine F, L, R; PgBouncer only S, C and M; pgpool-II names its
+//! own source files and sends no V), its answer to a direct-TLS ClientHello, and whether the server's pg_stat_ssl
+//! row can describe this connection at all. Only when that row is another connection's does
+//! a full diagnosis ask one more thing: `SHOW pool_version`, which pgpool-II answers itself.
 
 use crate::catalogue::{Code, Severity};
 use crate::eval::model::EvalInput;
 use crate::evidence::{Evidence, Value};
 use crate::finding::Finding;
-use crate::observe::{StartupOutcome, TlsAttempt, TlsFailure};
+use crate::observe::{PoolerVersion, StartupOutcome, TlsAttempt, TlsFailure, ViewContradiction};
 use crate::wire::ErrorFields;
 use crate::x509;
 
@@ -155,37 +156,50 @@ const PGBOUNCER_MESSAGES: &[&str] = &[
 
 /// Why the server's pg_stat_ssl row cannot be this connection's, if it cannot.
 fn foreign_server_view(tls: &TlsAttempt) -> Vec<String> {
-    let mut why = Vec::new();
     let Some(Ok(facts)) = &tls.handshake else {
-        return why;
+        return Vec::new();
     };
     let Some(StartupOutcome::Session {
         server_ssl: Some(view),
         ..
     }) = &tls.startup
     else {
-        return why;
+        return Vec::new();
     };
-    if !view.ssl {
-        why.push("the doctor's connection used TLS, but the server's pg_stat_ssl row says ssl = false: TLS ends before PostgreSQL".into());
-    } else if tls.client_cert_sent && view.client_dn.is_none() {
-        why.push("this connection presented a client certificate, but the server's pg_stat_ssl row has none: the row is another connection's".into());
-    } else if let Some(v) = view
-        .version
-        .as_ref()
-        .filter(|v| v.as_str() != facts.version.name())
-    {
-        why.push(format!(
-            "this connection negotiated {}, but the server's pg_stat_ssl row says {v}",
-            facts.version.name()
-        ));
-    }
-    if let (Some(age), Some(ours)) = (view.backend_age_secs, view.probe_secs) {
-        if age > ours as i64 + 2 {
-            why.push(format!("the server's backend for this session started {age} s before the doctor's query, though this connection is {ours} s old: the pooler served the login on a server connection it already had (from its pool), so this login exercised neither the server's TLS nor its authentication"));
-        }
-    }
-    why
+    view.contradictions(facts.version.name(), tls.client_cert_sent)
+        .into_iter()
+        .map(|found| match found {
+            ViewContradiction::NoTls => "the doctor's connection used TLS, but the server's pg_stat_ssl row says ssl = false: TLS ends before PostgreSQL".to_string(),
+            ViewContradiction::NoClientCert => "this connection presented a client certificate, but the server's pg_stat_ssl row has none: the row is another connection's".into(),
+            ViewContradiction::OtherVersion { ours, theirs } => format!("this connection negotiated {ours}, but the server's pg_stat_ssl row says {theirs}"),
+            ViewContradiction::OlderBackend { backend_secs, connection_secs } => format!("the server's backend for this session started {backend_secs} s before the doctor's query, though this connection is {connection_secs} s old: the pooler served the login on a server connection it already had (from its pool), so this login exercised neither the server's TLS nor its authentication"),
+        })
+        .collect()
+}
+
+/// What the suspected intermediary said to `SHOW pool_version`: pgpool-II names itself;
+/// PostgreSQL's refusal says the intermediary passes queries on.
+fn pooler_version(tls: &TlsAttempt) -> Option<(Option<Peer>, String)> {
+    let Some(StartupOutcome::Session {
+        pooler_version: Some(answer),
+        ..
+    }) = &tls.startup
+    else {
+        return None;
+    };
+    Some(match answer {
+        PoolerVersion::Answered(version) => (
+            Some(Peer::Pgpool),
+            format!("SHOW pool_version answered \"{version}\" (pgpool-II answers it itself)"),
+        ),
+        PoolerVersion::Refused(fields) => (
+            from_error(fields).map(|found| found.peer),
+            format!(
+                "SHOW pool_version was refused (\"{}\"): the intermediary passed the query on, so it is not pgpool-II",
+                fields.message
+            ),
+        ),
+    })
 }
 
 /// The intermediary this diagnosis talked to, if it can tell.
@@ -197,6 +211,13 @@ pub(in crate::eval) fn recognise(input: &EvalInput) -> Option<Intermediary> {
             evidence: Vec::new(),
         });
         found.evidence.push(Evidence::new("server_view", why));
+    }
+    if let (Some(found), Some((peer, said))) = (found.as_mut(), input.tls.and_then(pooler_version))
+    {
+        if let (Peer::Unknown, Some(peer)) = (found.peer, peer) {
+            found.peer = peer;
+        }
+        found.evidence.push(Evidence::new("pool_version", said));
     }
     found
 }

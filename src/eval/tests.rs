@@ -74,6 +74,7 @@ fn session() -> StartupOutcome {
         channel_binding_used: false,
         query: None,
         flood: None,
+        pooler_version: None,
     }
 }
 
@@ -462,6 +463,7 @@ fn table() -> Vec<(&'static str, World, Code)> {
                     channel_binding_used: false,
                     query: None,
                     flood: None,
+                    pooler_version: None,
                 })
             }),
             Code::PoolerCertMatchDiffers,
@@ -903,6 +905,7 @@ fn table() -> Vec<(&'static str, World, Code)> {
                         what: "rows".into(),
                         count: 10_000,
                     }),
+                    pooler_version: None,
                 })
             }),
             Code::ServerFlood,
@@ -954,6 +957,7 @@ fn table() -> Vec<(&'static str, World, Code)> {
                     channel_binding_used: false,
                     query: None,
                     flood: None,
+                    pooler_version: None,
                 })
             }),
             Code::TlsSession,
@@ -1203,6 +1207,7 @@ fn the_server_view_of_another_connection_reveals_an_intermediary() {
             channel_binding_used: false,
             query: None,
             flood: None,
+            pooler_version: None,
         })
     });
     let j = world.judge();
@@ -1288,6 +1293,7 @@ fn a_san_that_names_the_user_passes_pgbouncer_and_not_postgresql() {
             channel_binding_used: false,
             query: None,
             flood: None,
+            pooler_version: None,
         })
     });
     world.plain = Some(plain_with(pgbouncer_error("SSL required")));
@@ -1344,6 +1350,7 @@ fn an_old_backend_under_a_new_connection_is_a_pooled_server_connection() {
         channel_binding_used: false,
         query: None,
         flood: None,
+        pooler_version: None,
     };
     let j = World::healthy()
         .tls(|t| t.startup = Some(session(600)))
@@ -1355,4 +1362,54 @@ fn an_old_backend_under_a_new_connection_is_a_pooled_server_connection() {
         .tls(|t| t.startup = Some(session(1)))
         .judge();
     assert!(!codes(&j).contains(&Code::PoolerDetected));
+}
+
+#[test]
+fn an_intermediary_is_named_by_its_answer_to_show_pool_version() {
+    // The server's view says ssl = false on a TLS connection: an intermediary, asked.
+    let session = |answer| StartupOutcome::Session {
+        method: "trust".into(),
+        server_version: Some("15.18".into()),
+        server_ssl: Some(ServerSslView::default()),
+        channel_binding_used: false,
+        query: None,
+        flood: None,
+        pooler_version: Some(answer),
+    };
+    let j = World::healthy()
+        .tls(|t| {
+            t.startup = Some(session(crate::observe::PoolerVersion::Answered(
+                "4.3.5 (tamahomeboshi)".into(),
+            )))
+        })
+        .judge();
+    let f = finding(&j, Code::PoolerDetected);
+    assert!(f.summary.contains("pgpool-II"), "{}", f.summary);
+    assert!(f.evidence.iter().any(|e| e.key == "pool_version"));
+    // PostgreSQL's refusal, passed on: still unknown, and said so.
+    let refusal = ErrorFields {
+        severity: "ERROR".into(),
+        code: "42704".into(),
+        message: "unrecognized configuration parameter \"pool_version\"".into(),
+        file: Some("guc.c".into()),
+        tags: "SVCMFLR".into(),
+        ..Default::default()
+    };
+    let j = World::healthy()
+        .tls(|t| {
+            t.startup = Some(session(crate::observe::PoolerVersion::Refused(Box::new(
+                refusal.clone(),
+            ))))
+        })
+        .judge();
+    let f = finding(&j, Code::PoolerDetected);
+    assert!(
+        f.summary.contains("unknown") || f.summary.contains("intermediary"),
+        "{}",
+        f.summary
+    );
+    assert!(f
+        .evidence
+        .iter()
+        .any(|e| e.key == "pool_version" && format!("{:?}", e.value).contains("not pgpool-II")));
 }

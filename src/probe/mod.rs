@@ -59,6 +59,9 @@ pub struct StartupParams<'a> {
     pub channel_binding: ChannelBindingMode,
     /// A query to run once the session is established (the --admin connection).
     pub extra_query: Option<&'a str>,
+    /// Ask `SHOW pool_version` on a TLS session whose server view is an intermediary's (a
+    /// full diagnosis; never --check, whose promise is no ERROR in a server's log).
+    pub ask_pooler_version: bool,
 }
 
 /// A plaintext connection: StartupMessage straight away, as sslmode=disable does.
@@ -76,7 +79,7 @@ pub async fn plain_attempt(
             out.local_addr = link.local_addr();
             link.begin_step();
             out.startup =
-                Some(startup::startup(&mut link, params, permit.decided(), None, false).await);
+                Some(startup::startup(&mut link, params, permit.decided(), None, None).await);
         }
     }
     out
@@ -197,7 +200,7 @@ async fn tls_attempt_once(
             link.begin_step();
             let permit = std::future::ready(permits.after_refusal);
             out.plaintext_after_refusal =
-                Some(startup::startup(&mut link, params, permit, None, false).await);
+                Some(startup::startup(&mut link, params, permit, None, None).await);
             return out;
         }
         if !accepted {
@@ -254,6 +257,7 @@ async fn tls_attempt_once(
     }
     let facts = tls::facts(&tls.conn);
     let tls13 = facts.version == TlsVersion::V1_3;
+    let facts_version = facts.version.name();
     out.handshake = Some(Ok(facts));
     // Under TLS 1.3 the server checks the client certificate after our Finished and answers
     // a refusal with an alert and a close. If the StartupMessage is already in flight, the
@@ -280,14 +284,12 @@ async fn tls_attempt_once(
         .first()
         .map(|der| crate::x509::tls_server_end_point(der));
     tls.link.begin_step();
-    let mut outcome = startup::startup(&mut tls, params, permit, end_point, true).await;
-    if let StartupOutcome::Session {
-        server_ssl: Some(view),
-        ..
-    } = &mut outcome
-    {
-        view.probe_secs = Some(started.elapsed().as_secs());
-    }
+    let own = startup::OwnTls {
+        version: facts_version,
+        client_cert_sent: out.client_cert_sent,
+        connected: started,
+    };
+    let mut outcome = startup::startup(&mut tls, params, permit, end_point, Some(own)).await;
     if matches!(outcome, StartupOutcome::Reset(_) | StartupOutcome::Closed) {
         if let Some(alert) = tls.pending_alert().await {
             outcome = StartupOutcome::Alert(alert);

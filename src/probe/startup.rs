@@ -10,7 +10,8 @@ use super::link::Link;
 use super::tls::{io_outcome, TlsLink};
 use super::StartupParams;
 use crate::observe::{
-    AuthStage, Flood, PasswordPermit, QueryResult, ServerSslView, StartupOutcome, TimeoutKind,
+    AuthStage, Flood, PasswordPermit, PoolerVersion, QueryResult, ServerSslView, StartupOutcome,
+    TimeoutKind,
 };
 use crate::plan::{ChannelBindingMode, Secret};
 use crate::wire::{self, AuthRequest, BackendMessage, ErrorFields};
@@ -119,6 +120,7 @@ pub fn startup_against<R: Read>(server: R, password: Option<&Secret>) -> Startup
         allow_cleartext_on_plaintext: false,
         channel_binding: ChannelBindingMode::Prefer,
         extra_query: Some("SELECT 1"),
+        ask_pooler_version: true,
     };
     let mut replay = Replay { server };
     let future = startup(
@@ -126,7 +128,11 @@ pub fn startup_against<R: Read>(server: R, password: Option<&Secret>) -> Startup
         &params,
         std::future::ready(PasswordPermit::Send),
         None,
-        true,
+        Some(OwnTls {
+            version: "TLSv1.3",
+            client_cert_sent: true,
+            connected: std::time::Instant::now(),
+        }),
     );
     // Nothing in memory ever waits, so one poll finishes it; no runtime is needed.
     let mut future = std::pin::pin!(future);
@@ -150,15 +156,25 @@ fn failure_outcome<S: Transport>(stream: &S, failure: ReadFailure) -> StartupOut
     }
 }
 
+/// What a TLS connection itself did, to compare with the server's view of it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct OwnTls {
+    pub version: &'static str,
+    pub client_cert_sent: bool,
+    pub connected: std::time::Instant,
+}
+
 /// StartupMessage and the authentication exchange, up to ReadyForQuery or the first error.
-/// `permit` is awaited only when the server asks for a password.
+/// `permit` is awaited only when the server asks for a password. `own_tls`: the session is
+/// a TLS one, and what its connection did.
 pub(super) async fn startup<S: Transport>(
     stream: &mut S,
     params: &StartupParams<'_>,
     permit: impl Future<Output = PasswordPermit>,
     tls_end_point: Option<Vec<u8>>,
-    on_tls: bool,
+    own_tls: Option<OwnTls>,
 ) -> StartupOutcome {
+    let on_tls = own_tls.is_some();
     let mut permit = Some(permit);
     let mut decided = None;
     let mut startup_params = vec![
@@ -360,7 +376,7 @@ pub(super) async fn startup<S: Transport>(
                 // A session is one that answers its first query, as psql's `-c` needs: a
                 // pooler may complete the login from its cache and then end the session
                 // when it finds no server connection for the query.
-                let (server_ssl, flood, ended) = if on_tls {
+                let (mut server_ssl, flood, ended) = if on_tls {
                     query_ssl_view(stream, &mut reader).await
                 } else {
                     let answer =
@@ -374,6 +390,16 @@ pub(super) async fn startup<S: Transport>(
                         method,
                     };
                 }
+                let mut pooler_version = None;
+                if let (Some(view), Some(own)) = (server_ssl.as_mut(), own_tls) {
+                    view.probe_secs = Some(own.connected.elapsed().as_secs());
+                    let foreign = !view
+                        .contradictions(own.version, own.client_cert_sent)
+                        .is_empty();
+                    if foreign && params.ask_pooler_version {
+                        pooler_version = ask_pooler_version(stream, &mut reader).await;
+                    }
+                }
                 let query = match params.extra_query {
                     Some(sql) => run_query(stream, &mut reader, sql, ADMIN_LIMITS).await,
                     None => None,
@@ -386,6 +412,7 @@ pub(super) async fn startup<S: Transport>(
                     channel_binding_used: binding_used,
                     query,
                     flood,
+                    pooler_version,
                 };
             }
             _ => {}
@@ -499,6 +526,22 @@ async fn run_query<S: Transport>(
     }
 }
 
+/// pgpool-II answers `SHOW pool_version` itself; an intermediary that passes queries on gets
+/// PostgreSQL's refusal (one ERROR line in that server's log, the price of asking).
+async fn ask_pooler_version<S: Transport>(
+    stream: &mut S,
+    reader: &mut MessageReader,
+) -> Option<PoolerVersion> {
+    let answer = run_query(stream, reader, "SHOW pool_version", FIRST_QUERY_LIMITS).await?;
+    match (answer.rows.first(), answer.errors.into_iter().next()) {
+        (Some(row), _) => Some(PoolerVersion::Answered(
+            row.first().cloned().flatten().unwrap_or_default(),
+        )),
+        (None, Some(error)) => Some(PoolerVersion::Refused(Box::new(error))),
+        (None, None) => None,
+    }
+}
+
 /// What the server saw of this TLS session (pg_stat_ssl for the own backend), and a flood
 /// if the answer was one.
 async fn query_ssl_view<S: Transport>(
@@ -518,7 +561,12 @@ async fn query_ssl_view<S: Transport>(
         return (None, None, None);
     };
     let flood = result.flood(SSL_VIEW_LIMITS);
-    let ended = result.session_ended_by();
+    // A flood of errors is a flood, whatever their severity.
+    let ended = if flood.is_none() {
+        result.session_ended_by()
+    } else {
+        None
+    };
     let Some(cols) = result.rows.first() else {
         return (None, flood, ended);
     };

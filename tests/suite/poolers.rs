@@ -4,7 +4,9 @@
 
 use serde_json::Value;
 
-use crate::support::doctor::{assert_agrees_with_psql, evidence, run_doctor, DoctorRun};
+use crate::support::doctor::{
+    assert_agrees_with_psql_through_pooler, evidence, run_doctor, DoctorRun,
+};
 use crate::support::pg::{pg17_bin_dir, PgConfig, PgServer};
 use crate::support::pki::{write_file, Ca, LeafSpec};
 use crate::support::pooler::{BouncerConfig, PgBouncer, Pgpool, PgpoolConfig};
@@ -111,7 +113,7 @@ impl Setup {
     }
 
     fn agrees(&self, run: &DoctorRun, target: &str) {
-        assert_agrees_with_psql(run, &self.pg.psql_path(), target, self.home.path(), None);
+        assert_agrees_with_psql_through_pooler(run, &self.pg.psql_path(), target, self.home.path());
     }
 }
 
@@ -136,6 +138,13 @@ fn pgbouncer_with_a_matching_certificate_is_named_and_pg_stat_ssl_is_its_connect
         detected
             .to_string()
             .contains("the row is another connection's"),
+        "{detected}"
+    );
+    // Asked what it is, it passed the query on to PostgreSQL, which refused it.
+    assert!(
+        evidence(detected, "pool_version")
+            .to_string()
+            .contains("not pgpool-II"),
         "{detected}"
     );
     let session = run.finding("tls_session").unwrap();
@@ -283,12 +292,11 @@ fn direct_tls_to_pgbouncer_is_refused_as_libpq_17_refuses_it() {
         .contains("'S'"));
     assert_eq!(peer(&run), "PgBouncer");
     assert!(bouncer.log().contains("partial pkt"), "{}", bouncer.log());
-    assert_agrees_with_psql(
+    assert_agrees_with_psql_through_pooler(
         &run,
         &pg17_bin_dir().join("psql"),
         &target,
         s.home.path(),
-        None,
     );
 }
 
@@ -825,4 +833,37 @@ fn a_login_from_pgbouncers_cache_that_ends_at_the_first_query_is_the_second_hop(
     );
     // psql connects, and its query fails: every sslmode cell agrees.
     s.agrees(&refused, &target);
+}
+
+#[test]
+fn a_healthy_pgpool_login_is_named_by_its_answer_to_show_pool_version() {
+    let s = setup();
+    // Nothing refuses: no error names pgpool-II. The server's view lacks the client
+    // certificate, so the doctor asks the intermediary what it is.
+    let pool = s.pgpool(
+        "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 trust\n",
+    );
+    let (run, target) = s.diagnose_at(pool.conninfo(&format!("user=alice {}", s.client("alice"))));
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, pool.log());
+    assert_eq!(peer(&run), "pgpool-II", "{}", run.stdout);
+    let detected = run.expect_finding("pooler_detected", "info");
+    let said = evidence(detected, "pool_version").to_string();
+    assert!(said.contains("SHOW pool_version answered \\\"4."), "{said}");
+    s.agrees(&run, &target);
+    // --check asks nothing more than an application would.
+    let check = run_doctor(
+        &[
+            &target,
+            "--sslmode",
+            "verify-full",
+            "--format",
+            "json",
+            "--check",
+        ],
+        s.home.path(),
+        None,
+        &[],
+    );
+    assert_eq!(check.code, 0, "{}", check.stdout);
+    assert!(!check.stdout.contains("pool_version"), "{}", check.stdout);
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::pg::{run_with_timeout, scrub_pg_env};
-use super::psql::run_psql_env;
+use super::psql::{run_psql_seen_by, SslSeenBy};
 
 pub const MODES: [&str; 6] = [
     "disable",
@@ -240,18 +240,41 @@ pub fn assert_agrees_with_psql_env(
     passfile: Option<&Path>,
     env: &[(&str, &str)],
 ) {
+    assert_agrees_with_psql_seen_by(run, psql, conninfo, home, passfile, env, SslSeenBy::Server)
+}
+
+/// [`assert_agrees_with_psql`] through a pooler: psql's encryption as libpq sees it.
+pub fn assert_agrees_with_psql_through_pooler(
+    run: &DoctorRun,
+    psql: &Path,
+    conninfo: &str,
+    home: &Path,
+) {
+    assert_agrees_with_psql_seen_by(run, psql, conninfo, home, None, &[], SslSeenBy::Client)
+}
+
+fn assert_agrees_with_psql_seen_by(
+    run: &DoctorRun,
+    psql: &Path,
+    conninfo: &str,
+    home: &Path,
+    passfile: Option<&Path>,
+    env: &[(&str, &str)],
+    seen_by: SslSeenBy,
+) {
     let mut mismatches = Vec::new();
     let mut compared = 0;
     for mode in MODES {
         let (ok, encrypted, code) = run.cell(mode);
         let Some(ok) = ok else { continue };
         compared += 1;
-        let real = run_psql_env(
+        let real = run_psql_seen_by(
             psql,
             &format!("{conninfo} sslmode={mode}"),
             home,
             passfile,
             env,
+            seen_by,
         );
         if real.ok != ok || (real.ok && real.encrypted != Some(encrypted)) {
             mismatches.push(format!(

@@ -33,6 +33,16 @@ pub fn run_psql(psql: &Path, conninfo: &str, home: &Path, passfile: Option<&Path
     run_psql_env(psql, conninfo, home, passfile, &[])
 }
 
+/// How psql tells whether its session is encrypted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SslSeenBy {
+    /// The server's pg_stat_ssl row (psql's connection is the server's backend's).
+    Server,
+    /// libpq itself (`\conninfo` prints "SSL connection"), then `select 1`: behind a
+    /// pooler, pg_stat_ssl describes the pooler's connection to the server instead.
+    Client,
+}
+
 /// [`run_psql`] with extra environment variables (PGSSLCRLDIR and the like).
 pub fn run_psql_env(
     psql: &Path,
@@ -41,6 +51,18 @@ pub fn run_psql_env(
     passfile: Option<&Path>,
     env: &[(&str, &str)],
 ) -> PsqlOutcome {
+    run_psql_seen_by(psql, conninfo, home, passfile, env, SslSeenBy::Server)
+}
+
+/// [`run_psql_env`], with the encryption read as `seen_by` says.
+pub fn run_psql_seen_by(
+    psql: &Path,
+    conninfo: &str,
+    home: &Path,
+    passfile: Option<&Path>,
+    env: &[(&str, &str)],
+    seen_by: SslSeenBy,
+) -> PsqlOutcome {
     let nopass = home.join(".pgtls-doctor-test-no-such-pgpass");
     let mut cmd = Command::new(psql);
     scrub_pg_env(&mut cmd)
@@ -48,7 +70,11 @@ pub fn run_psql_env(
         .env("PGPASSFILE", passfile.unwrap_or(&nopass))
         .env("PGCONNECT_TIMEOUT", "10")
         .envs(env.iter().copied())
-        .args(["-w", "-X", "-At", "-c", SSL_QUERY])
+        .args(["-w", "-X", "-At"])
+        .args(match seen_by {
+            SslSeenBy::Server => vec!["-c", SSL_QUERY],
+            SslSeenBy::Client => vec!["-c", "\\conninfo", "-c", "select 1"],
+        })
         .arg(conninfo);
     let out = run_with_timeout(&mut cmd, Duration::from_secs(30));
     let ok = out.success();
@@ -58,7 +84,10 @@ pub fn run_psql_env(
     }
     PsqlOutcome {
         ok,
-        encrypted: ok.then(|| out.stdout.trim() == "t"),
+        encrypted: ok.then(|| match seen_by {
+            SslSeenBy::Server => out.stdout.trim() == "t",
+            SslSeenBy::Client => out.stdout.contains("SSL connection ("),
+        }),
         stderr,
     }
 }
