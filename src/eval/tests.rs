@@ -440,6 +440,12 @@ fn table() -> Vec<(&'static str, World, Code)> {
             Code::PoolerServerLoginFailed,
         ),
         (
+            "PgBouncer knows no such user (neither auth_file nor auth_query)",
+            through_pgbouncer(World::healthy())
+                .tls(|t| t.startup = Some(pgbouncer_error("no such user"))),
+            Code::RoleMissing,
+        ),
+        (
             "PgBouncer relays the server's refusal of its own login",
             World::healthy().tls(|t| {
                 t.startup = Some(pgbouncer_error(

@@ -145,6 +145,30 @@ pub struct ServerHop {
     pub cited: Vec<String>,
 }
 
+/// Who PgBouncer looks a user up as, with auth_query, when the user is not in auth_file:
+/// the [databases] entry's `auth_user=` for `dbname` (or `*`), else the global auth_user,
+/// cited. None: a user missing from auth_file is unknown to PgBouncer.
+pub fn auth_query_user(config: &PoolerConfig, dbname: &str) -> Option<(String, String)> {
+    let entry = config
+        .databases
+        .iter()
+        .rev()
+        .find(|d| d.name == dbname)
+        .or_else(|| config.databases.iter().rev().find(|d| d.name == "*"));
+    let per_database = entry.and_then(|e| {
+        e.value.split_whitespace().find_map(|word| {
+            let user = word.strip_prefix("auth_user=")?.trim_matches('\'');
+            Some((user.to_string(), cited_without_password(e)))
+        })
+    });
+    per_database.or_else(|| {
+        config
+            .get("auth_user")
+            .filter(|s| !s.value.is_empty())
+            .map(|s| (s.value.clone(), s.cited()))
+    })
+}
+
 /// The user names of an auth_file: the first quoted word of each line.
 pub fn auth_file_users(text: &str) -> Vec<String> {
     text.lines()

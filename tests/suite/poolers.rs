@@ -867,3 +867,76 @@ fn a_healthy_pgpool_login_is_named_by_its_answer_to_show_pool_version() {
     assert_eq!(check.code, 0, "{}", check.stdout);
     assert!(!check.stdout.contains("pool_version"), "{}", check.stdout);
 }
+
+#[test]
+fn a_user_missing_from_auth_file_is_looked_up_with_auth_query() {
+    let s = setup();
+    // auth_user lets PgBouncer look up users it does not list, on the server.
+    let bouncer = s.bouncer(
+        &format!("{CERT_AUTH}auth_user = postgres\n"),
+        &["alice", "postgres"],
+    );
+    let ini = bouncer.dir().join("pgbouncer.ini").display().to_string();
+    let diagnose = |user: &str| {
+        let target = bouncer.conninfo(&format!(
+            "sslrootcert={} user={user} {}",
+            s.root(),
+            s.client(user)
+        ));
+        let run = run_doctor(
+            &[
+                &target,
+                "--sslmode",
+                "verify-full",
+                "--format",
+                "json",
+                "--pooler-config",
+                &ini,
+            ],
+            s.home.path(),
+            None,
+            &[],
+        );
+        (run, target)
+    };
+    // carol is not in auth_file but is a role on the server: auth_query finds her.
+    let (run, target) = diagnose("carol");
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, bouncer.log());
+    s.agrees(&run, &target);
+    // carol with bob's certificate: auth_query found her, so the names are what failed.
+    let target = bouncer.conninfo(&format!(
+        "sslrootcert={} user=carol {}",
+        s.root(),
+        s.client("bob")
+    ));
+    let run = run_doctor(
+        &[
+            &target,
+            "--sslmode",
+            "verify-full",
+            "--format",
+            "json",
+            "--pooler-config",
+            &ini,
+        ],
+        s.home.path(),
+        None,
+        &[],
+    );
+    let failed = run.expect_finding("pooler_cert_auth_failed", "error");
+    let cause = evidence(failed, "cause").to_string();
+    assert!(
+        cause.contains("found it on the server with auth_query"),
+        "{failed}"
+    );
+    assert!(cause.contains("do not match"), "{failed}");
+    // dave is neither: PgBouncer says "no such user", and the doctor says where it looked.
+    let (run, target) = diagnose("dave");
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, bouncer.log());
+    let missing = run.expect_finding("role_missing", "error");
+    let summary = missing["summary"].as_str().unwrap();
+    assert!(summary.contains("auth_user \"postgres\""), "{missing}");
+    assert!(summary.contains("found no row"), "{missing}");
+    assert_eq!(evidence(missing, "peer"), "PgBouncer");
+    s.agrees(&run, &target);
+}

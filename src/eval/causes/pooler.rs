@@ -54,6 +54,10 @@ pub(in crate::eval) fn pooler_refusal(
                 .pooler
                 .and_then(|c| c.users.as_ref())
                 .map(|users| users.iter().any(|u| u == user));
+            // A user missing from auth_file is looked up on the server with auth_query.
+            let auth_query = input
+                .pooler
+                .and_then(|c| crate::pooler::pgbouncer::auth_query_user(c, input.dbname));
             let logged = input.pooler_log.and_then(|l| l.cert_reason());
             let auth_file = input
                 .pooler
@@ -74,6 +78,19 @@ pub(in crate::eval) fn pooler_refusal(
                         .with("cause", format!("the certificate's names ({}) do not match the user \"{user}\" (PgBouncer's log says so)", names.join(", ")))
                         .with("pooler_log", line.clone());
                     rename_fix
+                }
+                (None, Some(false), matches) if auth_query.is_some() => {
+                    // A user auth_query cannot find gets "no such user" (PgBouncer 1.18,
+                    // tested): this refusal means it found the user.
+                    let (auth_user, cited) = auth_query.clone().unwrap_or_default();
+                    let looked_up = format!("the user \"{user}\" is not in auth_file ({auth_file}); PgBouncer found it on the server with auth_query as auth_user \"{auth_user}\" ({cited})");
+                    if matches {
+                        problem = problem.with("cause", format!("{looked_up}, and the certificate's names match the user as PgBouncer compares them: its log says why"));
+                        "read PgBouncer's log beside \"login attempt\" for this connection".into()
+                    } else {
+                        problem = problem.with("cause", format!("{looked_up}, so the certificate's names ({}) do not match the user \"{user}\" as PgBouncer compares them", names.join(", ")));
+                        rename_fix
+                    }
                 }
                 (None, Some(false), _) => {
                     problem = problem.with("cause", format!("the user \"{user}\" is not in auth_file ({auth_file})"));
@@ -99,6 +116,31 @@ pub(in crate::eval) fn pooler_refusal(
                 }
             };
             Some(problem.fix(fix))
+        }
+        (Peer::PgBouncer, "no such user") => {
+            // PgBouncer says this when neither auth_file nor auth_query knows the user.
+            let user = input.user;
+            let auth_file = input
+                .pooler
+                .and_then(|c| c.get("auth_file"))
+                .map(|s| s.cited())
+                .unwrap_or_else(|| "auth_file".into());
+            let looked_up = match input
+                .pooler
+                .and_then(|c| crate::pooler::pgbouncer::auth_query_user(c, input.dbname))
+            {
+                Some((auth_user, cited)) => format!(", and auth_query, run on the server as auth_user \"{auth_user}\" ({cited}), found no row for it"),
+                None if input.pooler.is_some() => ", and no auth_user is set for auth_query".into(),
+                None => " (nor, if auth_user is set, by auth_query on the server)".into(),
+            };
+            Some(
+                base(
+                    Code::RoleMissing,
+                    format!("PgBouncer knows no user \"{user}\": it is not in auth_file ({auth_file}){looked_up}"),
+                )
+                .with("user", Value::name(user))
+                .fix(format!("create the role \"{user}\" on the server where auth_query can see it, or add \"{user}\" to auth_file, then `RELOAD;` on PgBouncer's admin console")),
+            )
         }
         (Peer::PgBouncer, msg)
             if msg.starts_with("client_login_timeout")
