@@ -398,6 +398,8 @@ pub struct TlsAttempt {
     pub chain: Vec<Vec<u8>>,
     /// The CA names of the server's CertificateRequest; None when it sent none.
     pub client_ca_names: Option<Vec<Vec<u8>>>,
+    /// The TLS versions the ClientHello offered ("TLSv1.3", "TLSv1.2"), newest first.
+    pub offered_versions: Vec<String>,
     pub client_cert_sent: bool,
     /// The client key loaded for libpq but not for the doctor's TLS library (e.g. P-521 with ring).
     pub client_key_unusable: Option<String>,

@@ -366,11 +366,38 @@ fn cite_settings(
 
 /// The certificate and TLS settings the doctor checked are the pooler's, not PostgreSQL's:
 /// a fix that names postgresql.conf names the pooler's file too.
+/// PostgreSQL's TLS settings and the pooler's setting for the same thing, the longer
+/// phrases first: PgBouncer 1.18's client_tls_* and pgpool-II 4.3's ssl* (pgpool.conf).
+fn pooler_settings(peer: Peer) -> &'static [(&'static str, &'static str)] {
+    match peer {
+        Peer::PgBouncer => &[
+            ("ssl_min_protocol_version / ssl_max_protocol_version", "client_tls_protocols"),
+            ("ssl_min_protocol_version, ssl_max_protocol_version and ssl_ciphers", "client_tls_protocols and client_tls_ciphers"),
+            ("ssl_min_protocol_version", "client_tls_protocols"),
+            ("ssl_max_protocol_version", "client_tls_protocols"),
+            ("ssl_ecdh_curve", "client_tls_ecdhcurve"),
+            ("ssl_ciphers", "client_tls_ciphers"),
+            ("ssl_cert_file", "client_tls_cert_file"),
+            ("ssl_key_file", "client_tls_key_file"),
+            ("ssl_ca_file", "client_tls_ca_file"),
+            ("ssl_dh_params_file", "client_tls_dheparams"),
+        ],
+        Peer::Pgpool => &[
+            ("ssl_min_protocol_version / ssl_max_protocol_version", "the OpenSSL defaults of pgpool-II's host (pgpool-II 4.3 has no protocol-version setting)"),
+            ("ssl_min_protocol_version, ssl_max_protocol_version and ssl_ciphers", "ssl_ciphers (pgpool-II 4.3 has no protocol-version setting)"),
+            ("ssl_cert_file", "ssl_cert"),
+            ("ssl_key_file", "ssl_key"),
+            ("ssl_ca_file", "ssl_ca_cert"),
+        ],
+        Peer::Unknown => &[],
+    }
+}
+
 fn in_pooler_terms(peer: Peer, findings: &mut [Finding]) {
     use crate::catalogue::Phase;
     let terms = match peer {
         Peer::PgBouncer => "the certificate and TLS settings here are PgBouncer's: client_tls_cert_file, client_tls_key_file, client_tls_protocols and client_tls_ciphers in pgbouncer.ini (not ssl_cert_file in postgresql.conf); `RELOAD;` on its admin console",
-        Peer::Pgpool => "the certificate and TLS settings here are pgpool-II's: ssl_cert, ssl_key, ssl_ciphers and ssl_min/max_protocol_version in pgpool.conf (not postgresql.conf); `pgpool reload`",
+        Peer::Pgpool => "the certificate and TLS settings here are pgpool-II's: ssl_cert, ssl_key, ssl_ca_cert, ssl_ciphers and ssl_ecdh_curve in pgpool.conf (not postgresql.conf; pgpool-II 4.3 has no protocol-version setting: its OpenSSL's defaults decide); `pgpool reload`",
         Peer::Unknown => "the TLS here ends at the intermediary: its certificate and TLS settings are its own, not postgresql.conf's",
     };
     for finding in findings.iter_mut() {
@@ -387,6 +414,13 @@ fn in_pooler_terms(peer: Peer, findings: &mut [Finding]) {
                 Peer::Unknown => continue,
             };
             if let Some(fix) = &mut finding.fix {
+                // Only a fix about the server's file names server settings (a fix may
+                // also name libpq's own ssl_max_protocol_version).
+                if fix.contains("postgresql.conf") {
+                    for (postgres, pooler) in pooler_settings(peer) {
+                        *fix = fix.replace(postgres, pooler);
+                    }
+                }
                 *fix = fix
                     .replace("`SELECT pg_reload_conf();` on the server", reload)
                     .replace("`SELECT pg_reload_conf();`", reload)

@@ -208,7 +208,12 @@ async fn tls_attempt_once(
         }
     }
 
-    if tls::offered_versions(tls_options.protocol).is_empty() {
+    out.offered_versions = [TlsVersion::V1_3, TlsVersion::V1_2]
+        .into_iter()
+        .filter(|v| tls_options.protocol.allows(*v))
+        .map(|v| v.name().to_string())
+        .collect();
+    if out.offered_versions.is_empty() {
         let range = tls_options.protocol;
         out.handshake = Some(Err(TlsFailure::OnlyOldVersions {
             min: range.min.map(TlsVersion::name).unwrap_or("TLSv1").into(),

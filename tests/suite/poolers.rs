@@ -758,6 +758,47 @@ fn a_certificate_problem_at_the_pooler_is_put_in_its_terms() {
 }
 
 #[test]
+fn a_tls_version_pgbouncer_refuses_names_client_tls_protocols() {
+    let s = setup();
+    // PgBouncer speaks only TLS 1.2 to its clients; the client asks for 1.3 at least.
+    let bouncer = s.bouncer(
+        &format!("{CERT_AUTH}client_tls_protocols = tlsv1.2\n"),
+        &["alice"],
+    );
+    let (run, target) = s.diagnose(
+        &bouncer,
+        &format!(
+            "user=alice ssl_min_protocol_version=TLSv1.3 {}",
+            s.client("alice")
+        ),
+    );
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let failed = run.json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["phase"] == "tls" && f["severity"] == "error")
+        .unwrap_or_else(|| panic!("no TLS error: {}", run.stdout))
+        .clone();
+    let fix = failed["fix"].as_str().unwrap();
+    assert!(fix.contains("client_tls_protocols"), "{failed}");
+    assert!(fix.contains("pgbouncer.ini"), "{failed}");
+    assert!(
+        !fix.contains("ssl_min_protocol_version / ssl_max"),
+        "{failed}"
+    );
+    // The client offered only TLS 1.3, and the finding says so.
+    assert!(
+        failed["summary"].as_str().unwrap().contains("(TLSv1.3)"),
+        "{failed}"
+    );
+    assert!(evidence(&failed, "client_setting")
+        .to_string()
+        .contains("ssl_min_protocol_version"));
+    s.agrees(&run, &target);
+}
+
+#[test]
 fn a_login_served_on_a_pooled_server_connection_is_named() {
     let s = setup();
     let bouncer = s.bouncer(CERT_AUTH, &["alice"]);

@@ -14,12 +14,25 @@ pub(in crate::eval) fn handshake_problem(
     input: &EvalInput,
 ) -> Problem {
     match failure {
-        TlsFailure::Alert(alert @ Alert::ProtocolVersion) => Problem::new(
-            Code::TlsVersionUnsupported,
-            "the server refused every TLS version the client offers (TLS 1.2 and 1.3)",
-        )
-        .with("alert", Value::name(alert.name()))
-        .fix("check ssl_min_protocol_version / ssl_max_protocol_version in postgresql.conf"),
+        TlsFailure::Alert(alert @ Alert::ProtocolVersion) => {
+            let offered = match tls.offered_versions.as_slice() {
+                [] => "TLSv1.2 and TLSv1.3".to_string(),
+                versions => versions.join(" and "),
+            };
+            let problem = Problem::new(
+                Code::TlsVersionUnsupported,
+                format!("the server refused every TLS version the client offers ({offered})"),
+            )
+            .with("alert", Value::name(alert.name()))
+            .with("client_offers", offered);
+            // The client's own range narrowed the offer: the server may take the other one.
+            let problem = if tls.offered_versions.len() == 1 {
+                problem.with("client_setting", "the connection's ssl_min_protocol_version / ssl_max_protocol_version leave the client one version; libpq offers TLSv1.2 and TLSv1.3 without them")
+            } else {
+                problem
+            };
+            problem.fix("check ssl_min_protocol_version / ssl_max_protocol_version in postgresql.conf")
+        }
         TlsFailure::Incompatible(why) => Problem::new(
             Code::TlsVersionUnsupported,
             format!("no TLS version or cipher suite in common with the server: {why}"),
