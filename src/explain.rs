@@ -443,7 +443,7 @@ pub fn explain(code: Code) -> Explanation {
             "issue the client certificate with the user name as its subjectAltName or CN (PgBouncer 1.18 takes a subjectAltName or the CN that names the user, case-insensitively), or add the user to auth_file",
         ),
         PoolerServerLoginFailed => e(
-            "FATAL:  client_login_timeout (server down), FATAL:  server login has been failing, try again later (server_login_retry) or FATAL:  query_wait_timeout (once PgBouncer has seen the server it completes logins from its cache: psql connects, and its first query gets the message), or the server's own refusal relabelled SQLSTATE 08P01",
+            "FATAL:  client_login_timeout (server down), FATAL:  server login has been failing, try again later (server_login_retry) or FATAL:  query_wait_timeout (once PgBouncer has seen the server it completes logins from its cache: psql connects, and its first query gets the message), or the server's own refusal relabelled SQLSTATE 08P01; behind pgpool-II, FATAL:  failed to create a backend 0 connection, or an empty message (\"connection to server ... failed: \" and nothing after it) where pgpool-II's own login was refused",
             "the pooler's log: PgBouncer writes \"TLS handshake error\" or the server's message beside \"new connection to server\"; then connect to the server directly from the pooler's host: `psql \"host=SERVER sslmode=verify-full ...\"`",
             "fix the pooler's connection to the server: its server_tls_sslmode and server_tls_ca_file (PgBouncer), the [databases] entry, and the server's pg_hba.conf line for the pooler's address and user",
         ),

@@ -169,6 +169,50 @@ pub struct ErrorFields {
     /// The field types present, in order ("SVCMFLR" from PostgreSQL): which software
     /// wrote the message shows in its shape (PgBouncer sends only S, C and M).
     pub tags: String,
+    /// A pre-3.0 error text that came first, which is all libpq reads and shows (pgpool-II
+    /// 4.3 sends an empty one before its real ErrorResponse).
+    pub pre_v3_text: Option<String>,
+}
+
+/// libpq's limit on a v3 ErrorResponse while it awaits the answer to its StartupMessage
+/// (MAX_ERRLEN in fe-connect.c); an 'E' with a length outside 8..=30000 is a pre-3.0 error.
+pub const MAX_ERRLEN: i64 = 30_000;
+
+/// A pre-3.0 error at the front of a buffer, as libpq reads one during the startup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PreV3Error {
+    /// The buffer does not start with one.
+    NotOne,
+    /// It may (an 'E' without its length yet), or it does and its NUL has not arrived.
+    Incomplete,
+    /// Its text (lossy UTF-8, at most MAX_ERRLEN bytes) and the bytes it took.
+    Complete { text: String, used: usize },
+}
+
+/// Applies libpq's rule: 'E' with a length below 8 or above [`MAX_ERRLEN`] is the tag of a
+/// NUL-terminated text. Bounded: text beyond MAX_ERRLEN bytes without a NUL ends there.
+pub fn split_pre_v3_error(buf: &[u8]) -> PreV3Error {
+    match buf.first() {
+        Some(b'E') if buf.len() < 5 => return PreV3Error::Incomplete,
+        Some(b'E') => {}
+        _ => return PreV3Error::NotOne,
+    }
+    let len = i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as i64;
+    if (8..=MAX_ERRLEN).contains(&len) {
+        return PreV3Error::NotOne;
+    }
+    let limit = MAX_ERRLEN as usize;
+    match buf[1..].iter().take(limit).position(|b| *b == 0) {
+        Some(end) => PreV3Error::Complete {
+            text: lossy(&buf[1..1 + end]).trim_end().to_string(),
+            used: end + 2,
+        },
+        None if buf.len() > limit => PreV3Error::Complete {
+            text: lossy(&buf[1..1 + limit]).trim_end().to_string(),
+            used: buf.len(),
+        },
+        None => PreV3Error::Incomplete,
+    }
 }
 
 /// The SQLSTATE codes the doctor tells apart, named as in PostgreSQL's errcodes.txt.
@@ -538,6 +582,32 @@ mod tests {
         );
         assert!(identify_foreign_peer(&[0x15, 0x03, 0x01, 0x00, 0x02]).is_some());
         assert_eq!(identify_foreign_peer(b"garbage"), None);
+    }
+
+    #[test]
+    fn a_pre_v3_error_during_the_startup_is_read_as_libpq_reads_it() {
+        // pgpool-II 4.3: an empty pre-3.0 error, then its real ErrorResponse.
+        let mut bytes = b"E\0".to_vec();
+        bytes.extend_from_slice(&[b'E', 0, 0, 0, 9, b'M', b'x', 0, 0]);
+        assert_eq!(
+            split_pre_v3_error(&bytes),
+            PreV3Error::Complete {
+                text: String::new(),
+                used: 2
+            }
+        );
+        assert_eq!(split_pre_v3_error(&bytes[2..]), PreV3Error::NotOne);
+        assert_eq!(split_pre_v3_error(b"Eno NUL yet"), PreV3Error::Incomplete);
+        // The 'E' alone, its length not read yet: wait for it (pgpool-II writes "E\0" apart).
+        assert_eq!(split_pre_v3_error(b"E\0"), PreV3Error::Incomplete);
+        assert_eq!(split_pre_v3_error(b""), PreV3Error::NotOne);
+        // No NUL within libpq's limit: the text ends there, nothing is held beyond it.
+        let mut long = b"E".to_vec();
+        long.extend(std::iter::repeat_n(b'a', 40_000));
+        assert!(matches!(
+            split_pre_v3_error(&long),
+            PreV3Error::Complete { text, used } if text.len() == 30_000 && used == long.len()
+        ));
     }
 
     #[test]

@@ -119,6 +119,7 @@ fn server_error(code: &str, message: &str) -> StartupOutcome {
             // The shape of PostgreSQL's own ErrorResponse (a pooler's differs).
             file: Some("auth.c".into()),
             tags: "SVCMFLR".into(),
+            pre_v3_text: None,
         },
         stage: AuthStage::BeforeAuth,
         method: None,
@@ -839,6 +840,7 @@ fn table() -> Vec<(&'static str, World, Code)> {
                     hint: None,
                     file: Some("auth.c".into()),
                     tags: "SVCMFLR".into(),
+                    pre_v3_text: None,
                 },
                 stage: AuthStage::BeforeAuth,
                 method: None,
@@ -1418,4 +1420,47 @@ fn an_intermediary_is_named_by_its_answer_to_show_pool_version() {
         .evidence
         .iter()
         .any(|e| e.key == "pool_version" && format!("{:?}", e.value).contains("not pgpool-II")));
+}
+
+#[test]
+fn pgpool_that_cannot_reach_or_log_in_to_its_backend_is_the_second_hop() {
+    let pgpool_error =
+        |message: &str, detail: &str, pre_v3: Option<&str>| StartupOutcome::ServerError {
+            fields: ErrorFields {
+                severity: "ERROR".into(),
+                code: "XX000".into(),
+                message: message.into(),
+                detail: Some(detail.into()),
+                file: Some("pool_auth.c".into()),
+                tags: "SCMDHFL".into(),
+                pre_v3_text: pre_v3.map(String::from),
+                ..Default::default()
+            },
+            stage: AuthStage::BeforeAuth,
+            method: None,
+        };
+    let j = World::healthy()
+        .tls(|t| {
+            t.startup = Some(pgpool_error(
+                "backend authentication failed",
+                "backend response with kind 'E' when expecting 'R'",
+                Some(""),
+            ))
+        })
+        .judge();
+    let f = finding(&j, Code::PoolerServerLoginFailed);
+    assert!(f.summary.contains("pgpool-II"), "{}", f.summary);
+    assert!(f.evidence.iter().any(|e| e.key == "libpq_shows"), "{f:#?}");
+    let j = World::healthy()
+        .tls(|t| {
+            t.startup = Some(pgpool_error(
+                "failed to create a backend 0 connection",
+                "not executing failover because failover_on_backend_error is off",
+                None,
+            ))
+        })
+        .judge();
+    let f = finding(&j, Code::PoolerServerLoginFailed);
+    assert!(f.summary.contains("could not connect"), "{}", f.summary);
+    assert!(!f.evidence.iter().any(|e| e.key == "libpq_shows"));
 }

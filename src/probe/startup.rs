@@ -97,12 +97,60 @@ impl MessageReader {
                 }
                 Ok(None) => {}
             }
-            let mut chunk = [0u8; 8192];
-            match stream.read(&mut chunk).await {
-                Ok(0) => return Err(ReadFailure::Eof),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) => return Err(ReadFailure::Io(e)),
+            self.fill(stream).await?;
+        }
+    }
+
+    /// [`MessageReader::next`] while libpq awaits the answer to its StartupMessage, where an
+    /// 'E' of impossible length is a pre-3.0 error. A v3 ErrorResponse already behind it is
+    /// kept as its fields (pgpool-II sends one), the pre-3.0 text beside them.
+    async fn next_in_startup<S: Transport>(
+        &mut self,
+        stream: &mut S,
+    ) -> Result<BackendMessage, ReadFailure> {
+        loop {
+            if self.buf.is_empty() {
+                self.fill(stream).await?;
             }
+            match wire::split_pre_v3_error(&self.buf) {
+                wire::PreV3Error::NotOne => return self.next(stream).await,
+                wire::PreV3Error::Incomplete => match self.fill(stream).await {
+                    Err(ReadFailure::Eof) => {
+                        return Err(ReadFailure::Wire(wire::WireError::Malformed {
+                            tag: b'E',
+                            what: "an 'E' whose length libpq cannot take as a v3 message, read as a pre-3.0 error, ended by the close before its NUL",
+                        }))
+                    }
+                    other => other?,
+                },
+                wire::PreV3Error::Complete { text, used } => {
+                    self.buf.drain(..used);
+                    let mut fields = match wire::split_message(&self.buf) {
+                        Ok(Some(frame)) if frame.tag == b'E' => {
+                            wire::parse_error_fields(frame.body)
+                        }
+                        _ => ErrorFields {
+                            severity: "FATAL".into(),
+                            message: text.clone(),
+                            ..Default::default()
+                        },
+                    };
+                    fields.pre_v3_text = Some(text);
+                    return Ok(BackendMessage::Error(fields));
+                }
+            }
+        }
+    }
+
+    async fn fill<S: Transport>(&mut self, stream: &mut S) -> Result<(), ReadFailure> {
+        let mut chunk = [0u8; 8192];
+        match stream.read(&mut chunk).await {
+            Ok(0) => Err(ReadFailure::Eof),
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                Ok(())
+            }
+            Err(e) => Err(ReadFailure::Io(e)),
         }
     }
 }
@@ -198,7 +246,7 @@ pub(super) async fn startup<S: Transport>(
     let mut server_version = None;
     let mut chatter = 0usize;
     loop {
-        let msg = match reader.next(stream).await {
+        let msg = match reader.next_in_startup(stream).await {
             Ok(m) => m,
             Err(f) => return failure_outcome(stream, f),
         };
@@ -587,6 +635,23 @@ async fn query_ssl_view<S: Transport>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// pgpool-II's refusal: an empty pre-3.0 error, then its v3 ErrorResponse.
+    #[test]
+    fn a_pre_v3_error_keeps_the_error_behind_it() {
+        let mut bytes = b"E\0".to_vec();
+        let body = b"SERROR\0CXX000\0Mbackend authentication failed\0Fpool_auth.c\0\0";
+        bytes.push(b'E');
+        bytes.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+        bytes.extend_from_slice(body);
+        match startup_against(std::io::Cursor::new(bytes), None) {
+            StartupOutcome::ServerError { fields, .. } => {
+                assert_eq!(fields.message, "backend authentication failed");
+                assert_eq!(fields.pre_v3_text.as_deref(), Some(""));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     /// The in-memory exchange finishes in one poll, floods included.
     #[test]

@@ -981,3 +981,51 @@ fn a_user_missing_from_auth_file_is_looked_up_with_auth_query() {
     assert_eq!(evidence(missing, "peer"), "PgBouncer");
     s.agrees(&run, &target);
 }
+
+#[test]
+fn pgpool_that_cannot_log_in_to_the_server_is_the_second_hop() {
+    // The server refuses every TCP login, so pgpool-II's own login to it fails.
+    let s = setup_with(
+        "local all all trust\nhost all all 127.0.0.1/32 reject\nhostssl all all 127.0.0.1/32 reject\n",
+    );
+    let pool = s.pgpool(
+        "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 trust\n",
+    );
+    let (run, target) = s.diagnose_at(pool.conninfo("user=alice"));
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, pool.log());
+    let failed = run.expect_finding("pooler_server_login_failed", "error");
+    assert_eq!(evidence(failed, "peer"), "pgpool-II");
+    assert!(
+        failed["summary"]
+            .as_str()
+            .unwrap()
+            .contains("kind 'E' when expecting 'R'"),
+        "{failed}"
+    );
+    // pgpool-II sends an empty pre-3.0 error first: libpq (and psql) show nothing.
+    assert!(
+        evidence(failed, "libpq_shows")
+            .to_string()
+            .contains("pre-3.0 error with no text"),
+        "{failed}"
+    );
+    assert!(
+        run.finding("protocol_violation").is_none(),
+        "{}",
+        run.stdout
+    );
+    s.agrees(&run, &target);
+    // The server gone: pgpool-II cannot connect to its backend at all.
+    s.pg.stop();
+    let (run, target) = s.diagnose_at(pool.conninfo("user=alice"));
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let failed = run.expect_finding("pooler_server_login_failed", "error");
+    assert!(
+        failed["summary"]
+            .as_str()
+            .unwrap()
+            .contains("failed to create a backend 0 connection"),
+        "{failed}"
+    );
+    s.agrees(&run, &target);
+}

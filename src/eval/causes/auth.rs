@@ -200,6 +200,21 @@ pub(in crate::eval) fn server_error_problem(
     input: &EvalInput,
     on_tls: bool,
 ) -> Problem {
+    let problem = refusal_problem(fields, stage, input, on_tls);
+    // libpq stops at a pre-3.0 error: what psql prints is that text, not the message after.
+    match &fields.pre_v3_text {
+        Some(text) if text.is_empty() => problem.with("libpq_shows", "nothing: the peer first sent a pre-3.0 error with no text, which is all libpq reads (psql prints an empty message after \"failed:\"); the message here came after it"),
+        Some(text) if *text != fields.message => problem.with("libpq_shows", text.clone()),
+        _ => problem,
+    }
+}
+
+fn refusal_problem(
+    fields: &ErrorFields,
+    stage: AuthStage,
+    input: &EvalInput,
+    on_tls: bool,
+) -> Problem {
     if let Some(problem) = crate::eval::causes::pooler::pooler_refusal(fields, stage, input, on_tls)
     {
         return problem;

@@ -117,6 +117,27 @@ pub(in crate::eval) fn pooler_refusal(
             };
             Some(problem.fix(fix))
         }
+        (Peer::Pgpool, "backend authentication failed") => Some(
+            base(
+                Code::PoolerServerLoginFailed,
+                format!(
+                    "pgpool-II could not log in to the server behind it: {}",
+                    fields.detail.as_deref().unwrap_or(&fields.message)
+                ),
+            )
+            .with("hop", "pgpool-II to PostgreSQL (the second hop): the server refused pgpool-II's own login (\"kind 'E' when expecting 'R'\" is the server's error where pgpool-II expected an authentication request)")
+            .with("likely_cause", "the server's pg_hba.conf has no line for pgpool-II's address and this user and database, or rejects it")
+            .with("likely_cause", "the role or database does not exist on the server, or pgpool-II has no password for the user (pool_passwd)")
+            .fix("read the server's log for pgpool-II's connection (its address, this user) and fix the pg_hba.conf line or the role; pgpool-II's log has \"backend authentication failed\""),
+        ),
+        (Peer::Pgpool, msg) if msg.starts_with("failed to create a backend") => Some(
+            base(
+                Code::PoolerServerLoginFailed,
+                format!("pgpool-II could not connect to the server behind it: {msg}"),
+            )
+            .with("hop", "pgpool-II to PostgreSQL (the second hop): the backend is down or unreachable from pgpool-II")
+            .fix("start the server named by backend_hostname and backend_port in pgpool.conf, or fix those settings; `pcp_node_info` shows each backend's status"),
+        ),
         (Peer::PgBouncer, "no such user") => {
             // PgBouncer says this when neither auth_file nor auth_query knows the user.
             let user = input.user;
