@@ -371,6 +371,7 @@ fn cite_settings(
 fn pooler_settings(peer: Peer) -> &'static [(&'static str, &'static str)] {
     match peer {
         Peer::PgBouncer => &[
+            ("the server's ssl_ca_file", "PgBouncer's client_tls_ca_file"),
             ("ssl_min_protocol_version / ssl_max_protocol_version", "client_tls_protocols"),
             ("ssl_min_protocol_version, ssl_max_protocol_version and ssl_ciphers", "client_tls_protocols and client_tls_ciphers"),
             ("ssl_min_protocol_version", "client_tls_protocols"),
@@ -383,6 +384,7 @@ fn pooler_settings(peer: Peer) -> &'static [(&'static str, &'static str)] {
             ("ssl_dh_params_file", "client_tls_dheparams"),
         ],
         Peer::Pgpool => &[
+            ("the server's ssl_ca_file", "pgpool-II's ssl_ca_cert"),
             ("ssl_min_protocol_version / ssl_max_protocol_version", "the OpenSSL defaults of pgpool-II's host (pgpool-II 4.3 has no protocol-version setting)"),
             ("ssl_min_protocol_version, ssl_max_protocol_version and ssl_ciphers", "ssl_ciphers (pgpool-II 4.3 has no protocol-version setting)"),
             ("ssl_cert_file", "ssl_cert"),
@@ -403,7 +405,12 @@ fn in_pooler_terms(peer: Peer, findings: &mut [Finding]) {
     for finding in findings.iter_mut() {
         let tls_side = matches!(finding.code.phase(), Phase::Tls | Phase::Chain)
             && !matches!(finding.code, Code::TlsSession | Code::PoolerServerHop);
-        if tls_side && finding.severity >= Severity::Warning {
+        // The peer judged the client certificate against its own CA file.
+        let judged_client_cert = matches!(
+            finding.code,
+            Code::ClientCertUnknownCa | Code::ClientCertRevoked
+        );
+        if (tls_side || judged_client_cert) && finding.severity >= Severity::Warning {
             finding
                 .evidence
                 .push(Evidence::new("in_pooler_terms", terms));
@@ -416,7 +423,7 @@ fn in_pooler_terms(peer: Peer, findings: &mut [Finding]) {
             if let Some(fix) = &mut finding.fix {
                 // Only a fix about the server's file names server settings (a fix may
                 // also name libpq's own ssl_max_protocol_version).
-                if fix.contains("postgresql.conf") {
+                if fix.contains("postgresql.conf") || judged_client_cert {
                     for (postgres, pooler) in pooler_settings(peer) {
                         *fix = fix.replace(postgres, pooler);
                     }

@@ -799,6 +799,41 @@ fn a_tls_version_pgbouncer_refuses_names_client_tls_protocols() {
 }
 
 #[test]
+fn a_client_certificate_from_a_ca_pgbouncer_does_not_trust_names_client_tls_ca_file() {
+    let s = setup();
+    let bouncer = s.bouncer(CERT_AUTH, &["alice"]);
+    // alice's certificate from a CA that is not in client_tls_ca_file.
+    let other = Ca::root("Not The Pooler's CA");
+    let leaf = other.issue(&LeafSpec::client("alice"));
+    let cert = write_file(
+        s.home.path(),
+        "other-alice.crt",
+        leaf.cert_pem.as_bytes(),
+        0o644,
+    );
+    let key = write_file(
+        s.home.path(),
+        "other-alice.key",
+        leaf.key_pem.as_bytes(),
+        0o600,
+    );
+    let (run, target) = s.diagnose(
+        &bouncer,
+        &format!(
+            "user=alice sslcert={} sslkey={}",
+            cert.display(),
+            key.display()
+        ),
+    );
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let refused = run.expect_finding("client_cert_unknown_ca", "error");
+    let fix = refused["fix"].as_str().unwrap();
+    assert!(fix.contains("PgBouncer's client_tls_ca_file"), "{refused}");
+    assert!(!fix.contains("ssl_ca_file"), "{refused}");
+    s.agrees(&run, &target);
+}
+
+#[test]
 fn a_login_served_on_a_pooled_server_connection_is_named() {
     let s = setup();
     let bouncer = s.bouncer(CERT_AUTH, &["alice"]);
