@@ -304,6 +304,24 @@ fn pgbouncer_error(message: &str) -> StartupOutcome {
     }
 }
 
+/// pgpool-II's ErrorResponse: its own source file, no non-localised severity.
+fn pgpool_error(message: &str, detail: &str, pre_v3: Option<&str>) -> StartupOutcome {
+    StartupOutcome::ServerError {
+        fields: ErrorFields {
+            severity: "ERROR".into(),
+            code: "XX000".into(),
+            message: message.into(),
+            detail: Some(detail.into()),
+            file: Some("pool_auth.c".into()),
+            tags: "SCMDFLR".into(),
+            pre_v3_text: pre_v3.map(String::from),
+            ..Default::default()
+        },
+        stage: AuthStage::BeforeAuth,
+        method: None,
+    }
+}
+
 fn client_named(cn: &str) -> Issued {
     pki().ca.issue(&LeafSpec::client(cn))
 }
@@ -1250,19 +1268,7 @@ fn pgbouncer_refusals_tell_a_name_mismatch_from_a_missing_user() {
 
 #[test]
 fn pgpool_is_told_by_its_source_files_and_compares_cns_without_case() {
-    let pgpool_error = |message: &str, detail: &str| StartupOutcome::ServerError {
-        fields: ErrorFields {
-            severity: "ERROR".into(),
-            code: "XX000".into(),
-            message: message.into(),
-            detail: Some(detail.into()),
-            file: Some("pool_auth.c".into()),
-            tags: "SCMDFLR".into(),
-            ..Default::default()
-        },
-        stage: AuthStage::BeforeAuth,
-        method: None,
-    };
+    let pgpool_error = |message: &str, detail: &str| pgpool_error(message, detail, None);
     let bob = client_named("bob");
     let j = with(World::healthy(), client_sent(&bob))
         .tls(|t| {
@@ -1424,21 +1430,6 @@ fn an_intermediary_is_named_by_its_answer_to_show_pool_version() {
 
 #[test]
 fn pgpool_that_cannot_reach_or_log_in_to_its_backend_is_the_second_hop() {
-    let pgpool_error =
-        |message: &str, detail: &str, pre_v3: Option<&str>| StartupOutcome::ServerError {
-            fields: ErrorFields {
-                severity: "ERROR".into(),
-                code: "XX000".into(),
-                message: message.into(),
-                detail: Some(detail.into()),
-                file: Some("pool_auth.c".into()),
-                tags: "SCMDHFL".into(),
-                pre_v3_text: pre_v3.map(String::from),
-                ..Default::default()
-            },
-            stage: AuthStage::BeforeAuth,
-            method: None,
-        };
     let j = World::healthy()
         .tls(|t| {
             t.startup = Some(pgpool_error(

@@ -103,13 +103,15 @@ impl Setup {
 
     fn diagnose(&self, bouncer: &PgBouncer, extra: &str) -> (DoctorRun, String) {
         let target = bouncer.conninfo(&format!("sslrootcert={} {extra}", self.root()));
-        let run = run_doctor(
-            &[&target, "--sslmode", "verify-full", "--format", "json"],
-            self.home.path(),
-            None,
-            &[],
-        );
+        let run = self.run(&target, &[]);
         (run, target)
+    }
+
+    /// The doctor at verify-full, JSON, with `extra` flags.
+    fn run(&self, target: &str, extra: &[&str]) -> DoctorRun {
+        let mut args = vec![target, "--sslmode", "verify-full", "--format", "json"];
+        args.extend_from_slice(extra);
+        run_doctor(&args, self.home.path(), None, &[])
     }
 
     fn agrees(&self, run: &DoctorRun, target: &str) {
@@ -159,20 +161,7 @@ fn pgbouncer_with_a_matching_certificate_is_named_and_pg_stat_ssl_is_its_connect
     s.agrees(&run, &target);
     // Its own connection to the server, by its settings: require, and it works.
     let ini = bouncer.dir().join("pgbouncer.ini").display().to_string();
-    let run = run_doctor(
-        &[
-            &target,
-            "--sslmode",
-            "verify-full",
-            "--format",
-            "json",
-            "--pooler-config",
-            &ini,
-        ],
-        s.home.path(),
-        None,
-        &[],
-    );
+    let run = s.run(&target, &["--pooler-config", &ini]);
     let hop = run.expect_finding("pooler_server_hop", "info");
     assert!(hop["summary"].as_str().unwrap().contains("works"), "{hop}");
 }
@@ -316,22 +305,7 @@ fn a_server_side_hop_that_fails_verification_is_the_second_hop() {
         s.client("alice")
     ));
     let log = bouncer.log_path().display().to_string();
-    let run = run_doctor(
-        &[
-            &target,
-            "--sslmode",
-            "verify-full",
-            "--format",
-            "json",
-            "--timeout",
-            "20",
-            "--pooler-log",
-            &log,
-        ],
-        s.home.path(),
-        None,
-        &[],
-    );
+    let run = s.run(&target, &["--timeout", "20", "--pooler-log", &log]);
     assert_eq!(run.code, 1, "{}", run.stdout);
     let failed = run.expect_finding("pooler_server_login_failed", "error");
     let logged = crate::support::doctor::DoctorRun::evidence_all(failed, "pooler_log");
@@ -343,22 +317,7 @@ fn a_server_side_hop_that_fails_verification_is_the_second_hop() {
     );
     // With PgBouncer's configuration, the doctor checks that hop by PgBouncer's rules.
     let ini = bouncer.dir().join("pgbouncer.ini").display().to_string();
-    let run = run_doctor(
-        &[
-            &target,
-            "--sslmode",
-            "verify-full",
-            "--format",
-            "json",
-            "--timeout",
-            "20",
-            "--pooler-config",
-            &ini,
-        ],
-        s.home.path(),
-        None,
-        &[],
-    );
+    let run = s.run(&target, &["--timeout", "20", "--pooler-config", &ini]);
     let hop = run.expect_finding("pooler_server_hop", "error");
     assert_eq!(
         evidence(hop, "hop_finding"),
@@ -380,20 +339,7 @@ fn a_server_side_hop_that_fails_verification_is_the_second_hop() {
     );
     s.agrees(&run, &target);
     // Waiting less than client_login_timeout: silence, named as a possible second hop.
-    let run = run_doctor(
-        &[
-            &target,
-            "--sslmode",
-            "verify-full",
-            "--format",
-            "json",
-            "--timeout",
-            "1.5",
-        ],
-        s.home.path(),
-        None,
-        &[],
-    );
+    let run = s.run(&target, &["--timeout", "1.5"]);
     let silent = run.expect_finding("connect_timeout", "error");
     assert!(evidence(silent, "possible_cause")
         .to_string()
@@ -444,12 +390,7 @@ impl Setup {
 
     fn diagnose_at(&self, conninfo: String) -> (DoctorRun, String) {
         let target = format!("{conninfo} sslrootcert={}", self.root());
-        let run = run_doctor(
-            &[&target, "--sslmode", "verify-full", "--format", "json"],
-            self.home.path(),
-            None,
-            &[],
-        );
+        let run = self.run(&target, &[]);
         (run, target)
     }
 }
@@ -470,20 +411,7 @@ fn pgpool_is_named_and_its_pool_hba_conf_is_the_file_that_refused_plaintext() {
     // pgpool-II's own connection to the server, by its settings: ssl = on with ssl_ca_cert
     // verifies the chain and no libpq sslmode matches it whole.
     let conf = pool.dir.join("pgpool.conf").display().to_string();
-    let run = run_doctor(
-        &[
-            &target,
-            "--sslmode",
-            "verify-full",
-            "--format",
-            "json",
-            "--pooler-config",
-            &conf,
-        ],
-        s.home.path(),
-        None,
-        &[],
-    );
+    let run = s.run(&target, &["--pooler-config", &conf]);
     let hop = run.expect_finding("pooler_server_hop", "info");
     assert!(hop["summary"].as_str().unwrap().contains("works"), "{hop}");
     assert!(
@@ -529,15 +457,7 @@ fn the_pooler_config_and_log_tell_the_two_candidates_apart_and_name_the_settings
     let log = log.to_str().unwrap();
     let run_with = |extra: &str, flags: &[&str]| {
         let target = bouncer.conninfo(&format!("sslrootcert={} {extra}", s.root()));
-        let mut args = vec![
-            target.as_str(),
-            "--sslmode",
-            "verify-full",
-            "--format",
-            "json",
-        ];
-        args.extend_from_slice(flags);
-        run_doctor(&args, s.home.path(), None, &[])
+        s.run(&target, flags)
     };
     // The config's auth_file lists alice: the name is what failed.
     let run = run_with(
@@ -683,15 +603,7 @@ fn pgbouncer_auth_hba_file_names_the_line_that_rejected() {
             s.root(),
             s.client(user)
         ));
-        let mut args = vec![
-            target.as_str(),
-            "--sslmode",
-            "verify-full",
-            "--format",
-            "json",
-        ];
-        args.extend_from_slice(flags);
-        (run_doctor(&args, s.home.path(), None, &[]), target)
+        (s.run(&target, flags), target)
     };
     // Without the file: both candidates.
     let (run, target) = diagnose("bob", &[]);
@@ -729,20 +641,7 @@ fn a_certificate_problem_at_the_pooler_is_put_in_its_terms() {
         s.root(),
         s.client("alice")
     );
-    let run = run_doctor(
-        &[
-            &target,
-            "--sslmode",
-            "verify-full",
-            "--format",
-            "json",
-            "--warn-days",
-            "4000",
-        ],
-        s.home.path(),
-        None,
-        &[],
-    );
+    let run = s.run(&target, &["--warn-days", "4000"]);
     let expiring = run.expect_finding("server_cert_expiring_soon", "warning");
     assert!(
         evidence(expiring, "in_pooler_terms")
@@ -927,19 +826,7 @@ fn a_healthy_pgpool_login_is_named_by_its_answer_to_show_pool_version() {
     assert!(said.contains("SHOW pool_version answered \\\"4."), "{said}");
     s.agrees(&run, &target);
     // --check asks nothing more than an application would.
-    let check = run_doctor(
-        &[
-            &target,
-            "--sslmode",
-            "verify-full",
-            "--format",
-            "json",
-            "--check",
-        ],
-        s.home.path(),
-        None,
-        &[],
-    );
+    let check = s.run(&target, &["--check"]);
     assert_eq!(check.code, 0, "{}", check.stdout);
     assert!(!check.stdout.contains("pool_version"), "{}", check.stdout);
 }
@@ -959,20 +846,7 @@ fn a_user_missing_from_auth_file_is_looked_up_with_auth_query() {
             s.root(),
             s.client(user)
         ));
-        let run = run_doctor(
-            &[
-                &target,
-                "--sslmode",
-                "verify-full",
-                "--format",
-                "json",
-                "--pooler-config",
-                &ini,
-            ],
-            s.home.path(),
-            None,
-            &[],
-        );
+        let run = s.run(&target, &["--pooler-config", &ini]);
         (run, target)
     };
     // carol is not in auth_file but is a role on the server: auth_query finds her.
@@ -985,20 +859,7 @@ fn a_user_missing_from_auth_file_is_looked_up_with_auth_query() {
         s.root(),
         s.client("bob")
     ));
-    let run = run_doctor(
-        &[
-            &target,
-            "--sslmode",
-            "verify-full",
-            "--format",
-            "json",
-            "--pooler-config",
-            &ini,
-        ],
-        s.home.path(),
-        None,
-        &[],
-    );
+    let run = s.run(&target, &["--pooler-config", &ini]);
     let failed = run.expect_finding("pooler_cert_auth_failed", "error");
     let cause = evidence(failed, "cause").to_string();
     assert!(
