@@ -191,15 +191,35 @@ pub enum PreV3Error {
 
 /// Applies libpq's rule: 'E' with a length below 8 or above [`MAX_ERRLEN`] is the tag of a
 /// NUL-terminated text. Bounded: text beyond MAX_ERRLEN bytes without a NUL ends there.
+/// Taken only in the two shapes real peers send, so a hostile length stays a protocol
+/// error: a text that starts with a letter (the postmaster's `could not fork new process`),
+/// or an empty text with a v3 ErrorResponse right behind it (pgpool-II 4.3).
 pub fn split_pre_v3_error(buf: &[u8]) -> PreV3Error {
     match buf.first() {
-        Some(b'E') if buf.len() < 5 => return PreV3Error::Incomplete,
         Some(b'E') => {}
         _ => return PreV3Error::NotOne,
     }
-    let len = i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as i64;
-    if (8..=MAX_ERRLEN).contains(&len) {
-        return PreV3Error::NotOne;
+    match buf.get(1) {
+        None => return PreV3Error::Incomplete,
+        Some(b) if b.is_ascii_alphabetic() => {}
+        Some(0) => {
+            if buf.len() < 5 {
+                return PreV3Error::Incomplete;
+            }
+            let len = i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as i64;
+            if (8..=MAX_ERRLEN).contains(&len) {
+                return PreV3Error::NotOne;
+            }
+            return match split_message(&buf[2..]) {
+                Ok(Some(frame)) if frame.tag == b'E' => PreV3Error::Complete {
+                    text: String::new(),
+                    used: 2,
+                },
+                Ok(None) if buf[2] == b'E' => PreV3Error::Incomplete,
+                _ => PreV3Error::NotOne,
+            };
+        }
+        Some(_) => return PreV3Error::NotOne,
     }
     let limit = MAX_ERRLEN as usize;
     match buf[1..].iter().take(limit).position(|b| *b == 0) {
@@ -588,7 +608,7 @@ mod tests {
     fn a_pre_v3_error_during_the_startup_is_read_as_libpq_reads_it() {
         // pgpool-II 4.3: an empty pre-3.0 error, then its real ErrorResponse.
         let mut bytes = b"E\0".to_vec();
-        bytes.extend_from_slice(&[b'E', 0, 0, 0, 9, b'M', b'x', 0, 0]);
+        bytes.extend_from_slice(&[b'E', 0, 0, 0, 8, b'M', b'x', 0, 0]);
         assert_eq!(
             split_pre_v3_error(&bytes),
             PreV3Error::Complete {
@@ -600,7 +620,25 @@ mod tests {
         assert_eq!(split_pre_v3_error(b"Eno NUL yet"), PreV3Error::Incomplete);
         // The 'E' alone, its length not read yet: wait for it (pgpool-II writes "E\0" apart).
         assert_eq!(split_pre_v3_error(b"E\0"), PreV3Error::Incomplete);
+        assert_eq!(split_pre_v3_error(b"E"), PreV3Error::Incomplete);
         assert_eq!(split_pre_v3_error(b""), PreV3Error::NotOne);
+        // The postmaster's fork failure text.
+        assert!(matches!(
+            split_pre_v3_error(b"Ecould not fork new process for connection\0"),
+            PreV3Error::Complete { text, .. } if text.starts_with("could not fork")
+        ));
+        // Hostile lengths are not text: the framing refuses them.
+        for hostile in [
+            &[b'E', 0x7f, 0xff, 0xff, 0xff][..],
+            &[b'E', 0, 0, 0, 2],
+            &[b'E', 0, 0x10, 0, 0x1d, b'S'],
+        ] {
+            assert_eq!(
+                split_pre_v3_error(hostile),
+                PreV3Error::NotOne,
+                "{hostile:?}"
+            );
+        }
         // No NUL within libpq's limit: the text ends there, nothing is held beyond it.
         let mut long = b"E".to_vec();
         long.extend(std::iter::repeat_n(b'a', 40_000));

@@ -143,6 +143,35 @@ fn fork_failure_text_before_tls_is_shown_as_unauthenticated() {
 }
 
 #[test]
+fn fork_failure_text_after_the_startup_message_is_read_as_libpq_reads_it() {
+    // The postmaster's pre-3.0 text, in answer to a StartupMessage (sslmode=disable).
+    let port = spawn(
+        vec![
+            Step::ReadStartup,
+            Step::Send(
+                b"Ecould not fork new process for connection: Resource temporarily unavailable\n\0"
+                    .to_vec(),
+            ),
+            Step::Close,
+        ],
+        2,
+    );
+    let run = doctor_against(port, &["--sslmode", "disable", "--check"]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.finding("protocol_violation").is_none(),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("could not fork new process for connection"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
 fn v3_error_response_before_tls() {
     let mut reply = vec![];
     reply.extend_from_slice(&error_response("53300", "sorry, too many clients already"));
