@@ -33,4 +33,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = wire::parse_error_fields(data);
     let _ = wire::parse_pre_tls_error(data);
     let _ = wire::identify_foreign_peer(data);
+    // libpq's pre-3.0 rule during the startup: what it takes lies within the buffer.
+    if let wire::PreV3Error::Complete { text, used } = wire::split_pre_v3_error(data) {
+        assert!(used <= data.len(), "pre-3.0 error longer than the buffer");
+        assert!(text.len() <= 3 * wire::MAX_ERRLEN as usize, "pre-3.0 text past its limit");
+    }
 });

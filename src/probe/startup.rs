@@ -114,15 +114,28 @@ impl MessageReader {
             }
             match wire::split_pre_v3_error(&self.buf) {
                 wire::PreV3Error::NotOne => return self.next(stream).await,
-                wire::PreV3Error::Incomplete => match self.fill(stream).await {
-                    Err(ReadFailure::Eof) => {
-                        return Err(ReadFailure::Wire(wire::WireError::Malformed {
-                            tag: b'E',
-                            what: "an 'E' whose length libpq cannot take as a v3 message, read as a pre-3.0 error, ended by the close before its NUL",
-                        }))
+                wire::PreV3Error::Incomplete => {
+                    // Read on until something new could end it (a NUL, or the limit), so a
+                    // peer that trickles a byte at a time costs no rescan per byte.
+                    let before = self.buf.len();
+                    loop {
+                        match self.fill(stream).await {
+                            Err(ReadFailure::Eof) => {
+                                return Err(ReadFailure::Wire(wire::WireError::Malformed {
+                                    tag: b'E',
+                                    what: "an 'E' whose length libpq cannot take as a v3 message, read as a pre-3.0 error, ended by the close before its NUL",
+                                }))
+                            }
+                            other => other?,
+                        }
+                        if self.buf.len() < 5
+                            || self.buf[before..].contains(&0)
+                            || self.buf.len() > wire::MAX_ERRLEN as usize
+                        {
+                            break;
+                        }
                     }
-                    other => other?,
-                },
+                }
                 wire::PreV3Error::Complete { text, used } => {
                     self.buf.drain(..used);
                     let mut fields = match wire::split_message(&self.buf) {
