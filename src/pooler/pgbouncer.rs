@@ -68,12 +68,7 @@ pub fn load(path: &Path, text: &str) -> PoolerConfig {
 /// verify-full), server_tls_cert_file/key_file as the client certificate. None when the
 /// file has no entry for the database.
 pub fn server_hop(config: &PoolerConfig, dbname: &str, user: &str) -> Option<ServerHop> {
-    let entry = config
-        .databases
-        .iter()
-        .rev()
-        .find(|d| d.name == dbname)
-        .or_else(|| config.databases.iter().rev().find(|d| d.name == "*"))?;
+    let entry = database_entry(config, dbname)?;
     let mode = config
         .value_or("server_tls_sslmode", "prefer")
         .to_ascii_lowercase();
@@ -115,6 +110,12 @@ pub fn server_hop(config: &PoolerConfig, dbname: &str, user: &str) -> Option<Ser
     })
 }
 
+/// The [databases] entry PgBouncer uses for `dbname`: the last one of that name, else `*`.
+fn database_entry<'a>(config: &'a PoolerConfig, dbname: &str) -> Option<&'a Setting> {
+    let named = |name: &str| config.databases.iter().rev().find(|d| d.name == name);
+    named(dbname).or_else(|| named("*"))
+}
+
 /// A [databases] entry, cited with any password hidden (read with the conninfo parser,
 /// so quoting cannot smuggle it past).
 pub fn cited_without_password(entry: &Setting) -> String {
@@ -149,13 +150,7 @@ pub struct ServerHop {
 /// the [databases] entry's `auth_user=` for `dbname` (or `*`), else the global auth_user,
 /// cited. None: a user missing from auth_file is unknown to PgBouncer.
 pub fn auth_query_user(config: &PoolerConfig, dbname: &str) -> Option<(String, String)> {
-    let entry = config
-        .databases
-        .iter()
-        .rev()
-        .find(|d| d.name == dbname)
-        .or_else(|| config.databases.iter().rev().find(|d| d.name == "*"));
-    let per_database = entry.and_then(|e| {
+    let per_database = database_entry(config, dbname).and_then(|e| {
         e.value.split_whitespace().find_map(|word| {
             let user = word.strip_prefix("auth_user=")?.trim_matches('\'');
             Some((user.to_string(), cited_without_password(e)))

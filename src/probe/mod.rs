@@ -208,9 +208,8 @@ async fn tls_attempt_once(
         }
     }
 
-    out.offered_versions = [TlsVersion::V1_3, TlsVersion::V1_2]
+    out.offered_versions = tls::offered(tls_options.protocol)
         .into_iter()
-        .filter(|v| tls_options.protocol.allows(*v))
         .map(|v| v.name().to_string())
         .collect();
     if out.offered_versions.is_empty() {

@@ -138,16 +138,20 @@ impl MessageReader {
                 }
                 wire::PreV3Error::Complete { text, used } => {
                     self.buf.drain(..used);
-                    let mut fields = match wire::split_message(&self.buf) {
+                    let (mut fields, behind) = match wire::split_message(&self.buf) {
                         Ok(Some(frame)) if frame.tag == b'E' => {
-                            wire::parse_error_fields(frame.body)
+                            (wire::parse_error_fields(frame.body), frame.len)
                         }
-                        _ => ErrorFields {
-                            severity: "FATAL".into(),
-                            message: text.clone(),
-                            ..Default::default()
-                        },
+                        _ => (
+                            ErrorFields {
+                                severity: "FATAL".into(),
+                                message: text.clone(),
+                                ..Default::default()
+                            },
+                            0,
+                        ),
                     };
+                    self.buf.drain(..behind);
                     fields.pre_v3_text = Some(text);
                     return Ok(BackendMessage::Error(fields));
                 }

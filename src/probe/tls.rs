@@ -220,7 +220,7 @@ pub fn classify_handshake_error(e: &io::Error, timed_out: Option<TimeoutKind>) -
 /// What was negotiated, as the observation records it.
 pub fn facts(conn: &rustls::ClientConnection) -> HandshakeFacts {
     HandshakeFacts {
-        // The doctor offers TLS 1.2 and 1.3 only (see `offered_versions`).
+        // The doctor offers TLS 1.2 and 1.3 only (see `offered`).
         version: match conn.protocol_version() {
             Some(rustls::ProtocolVersion::TLSv1_3) => TlsVersion::V1_3,
             _ => TlsVersion::V1_2,
@@ -322,19 +322,24 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(provider)
 }
 
-/// The TLS versions offered: those of ssl_min/max_protocol_version that rustls speaks.
-/// Empty when the range holds only TLS 1.0 and 1.1 (see `tls_attempt`).
-pub(super) fn offered_versions(
-    range: ProtocolRange,
-) -> Vec<&'static rustls::SupportedProtocolVersion> {
-    let mut versions = Vec::new();
-    if range.allows(TlsVersion::V1_3) {
-        versions.push(&rustls::version::TLS13);
-    }
-    if range.allows(TlsVersion::V1_2) {
-        versions.push(&rustls::version::TLS12);
-    }
-    versions
+/// The TLS versions offered, newest first: those of ssl_min/max_protocol_version that
+/// rustls speaks. Empty when the range holds only TLS 1.0 and 1.1 (see `tls_attempt`).
+pub(super) fn offered(range: ProtocolRange) -> Vec<TlsVersion> {
+    [TlsVersion::V1_3, TlsVersion::V1_2]
+        .into_iter()
+        .filter(|v| range.allows(*v))
+        .collect()
+}
+
+/// [`offered`] as rustls's versions.
+fn offered_versions(range: ProtocolRange) -> Vec<&'static rustls::SupportedProtocolVersion> {
+    offered(range)
+        .into_iter()
+        .map(|v| match v {
+            TlsVersion::V1_3 => &rustls::version::TLS13,
+            _ => &rustls::version::TLS12,
+        })
+        .collect()
 }
 
 fn client_config(

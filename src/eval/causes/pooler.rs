@@ -12,6 +12,22 @@ use crate::observe::AuthStage;
 use crate::wire::ErrorFields;
 use crate::x509;
 
+/// PgBouncer's auth_file setting, cited from --pooler-config when given.
+fn auth_file_cited(input: &EvalInput) -> String {
+    input
+        .pooler
+        .and_then(|c| c.get("auth_file"))
+        .map(|s| s.cited())
+        .unwrap_or_else(|| "auth_file".into())
+}
+
+/// Who PgBouncer runs auth_query as for this database (--pooler-config), cited.
+fn auth_query_user(input: &EvalInput) -> Option<(String, String)> {
+    input
+        .pooler
+        .and_then(|c| crate::pooler::pgbouncer::auth_query_user(c, input.dbname))
+}
+
 /// A refusal in the pooler's own words, read in its terms; None when PostgreSQL (or a
 /// pooler relaying PostgreSQL's message) refused.
 pub(in crate::eval) fn pooler_refusal(
@@ -55,34 +71,27 @@ pub(in crate::eval) fn pooler_refusal(
                 .and_then(|c| c.users.as_ref())
                 .map(|users| users.iter().any(|u| u == user));
             // A user missing from auth_file is looked up on the server with auth_query.
-            let auth_query = input
-                .pooler
-                .and_then(|c| crate::pooler::pgbouncer::auth_query_user(c, input.dbname));
+            let auth_query = auth_query_user(input);
             let logged = input.pooler_log.and_then(|l| l.cert_reason());
-            let auth_file = input
-                .pooler
-                .and_then(|c| c.get("auth_file"))
-                .map(|s| s.cited())
-                .unwrap_or_else(|| "auth_file".into());
+            let auth_file = auth_file_cited(input);
             let missing_fix = format!("add \"{user}\" \"\" to PgBouncer's auth_file ({auth_file}; auth_type = cert checks only that the user is listed), then `RELOAD;` on its admin console");
             let rename_fix = format!("issue the client certificate with CN (or a subjectAltName) \"{user}\", or connect as the user the certificate names");
-            let fix = match (&logged, listed, matches) {
-                (Some(crate::pooler::log::CertReason::NoSuchUser(_, line)), _, _) => {
+            let fix = match (&logged, listed, matches, &auth_query) {
+                (Some(crate::pooler::log::CertReason::NoSuchUser(_, line)), _, _, _) => {
                     problem = problem
                         .with("cause", format!("the user \"{user}\" is not in auth_file (PgBouncer's log says so)"))
                         .with("pooler_log", line.clone());
                     missing_fix
                 }
-                (Some(crate::pooler::log::CertReason::NameMismatch(line)), _, _) => {
+                (Some(crate::pooler::log::CertReason::NameMismatch(line)), _, _, _) => {
                     problem = problem
                         .with("cause", format!("the certificate's names ({}) do not match the user \"{user}\" (PgBouncer's log says so)", names.join(", ")))
                         .with("pooler_log", line.clone());
                     rename_fix
                 }
-                (None, Some(false), matches) if auth_query.is_some() => {
+                (None, Some(false), matches, Some((auth_user, cited))) => {
                     // A user auth_query cannot find gets "no such user" (PgBouncer 1.18,
                     // tested): this refusal means it found the user.
-                    let (auth_user, cited) = auth_query.clone().unwrap_or_default();
                     let looked_up = format!("the user \"{user}\" is not in auth_file ({auth_file}); PgBouncer found it on the server with auth_query as auth_user \"{auth_user}\" ({cited})");
                     if matches {
                         problem = problem.with("cause", format!("{looked_up}, and the certificate's names match the user as PgBouncer compares them: its log says why"));
@@ -92,22 +101,22 @@ pub(in crate::eval) fn pooler_refusal(
                         rename_fix
                     }
                 }
-                (None, Some(false), _) => {
+                (None, Some(false), _, None) => {
                     problem = problem.with("cause", format!("the user \"{user}\" is not in auth_file ({auth_file})"));
                     missing_fix
                 }
-                (None, Some(true), false) => {
+                (None, Some(true), false, _) => {
                     problem = problem.with("cause", format!("the user is in auth_file, so the certificate's names ({}) do not match the user \"{user}\" as PgBouncer compares them", names.join(", ")));
                     rename_fix
                 }
-                (None, _, true) => {
+                (None, _, true, _) => {
                     problem = problem.with(
                         "cause",
                         "the certificate's names match the user as PgBouncer compares them, so the user is missing from auth_file (or auth_query finds no row)",
                     );
                     missing_fix
                 }
-                (None, None, false) => {
+                (None, None, false, _) => {
                     problem = problem
                         .with("candidate", format!("the certificate's names ({}) do not match the user \"{user}\" as PgBouncer compares them (a subjectAltName or the CN; case-insensitive)", names.join(", ")))
                         .with("candidate", format!("the user \"{user}\" is missing from PgBouncer's auth_file"))
@@ -141,15 +150,8 @@ pub(in crate::eval) fn pooler_refusal(
         (Peer::PgBouncer, "no such user") => {
             // PgBouncer says this when neither auth_file nor auth_query knows the user.
             let user = input.user;
-            let auth_file = input
-                .pooler
-                .and_then(|c| c.get("auth_file"))
-                .map(|s| s.cited())
-                .unwrap_or_else(|| "auth_file".into());
-            let looked_up = match input
-                .pooler
-                .and_then(|c| crate::pooler::pgbouncer::auth_query_user(c, input.dbname))
-            {
+            let auth_file = auth_file_cited(input);
+            let looked_up = match auth_query_user(input) {
                 Some((auth_user, cited)) => format!(", and auth_query, run on the server as auth_user \"{auth_user}\" ({cited}), found no row for it"),
                 None if input.pooler.is_some() => ", and no auth_user is set for auth_query".into(),
                 None => " (nor, if auth_user is set, by auth_query on the server)".into(),
