@@ -30,3 +30,4 @@ mod probe_scenarios;
 mod properties;
 mod readme;
 mod secrets;
+mod setup_scripts;
