@@ -93,24 +93,44 @@ pub enum Generate {
 
 /// Tells exactly why a PostgreSQL TLS connection fails, and proves it works when it does.
 #[derive(Debug, Parser)]
-#[command(name = "pgtls-doctor", version, after_help = after_help(), args_conflicts_with_subcommands = true)]
+#[command(
+    name = "pgtls-doctor",
+    version,
+    after_help = after_help(),
+    args_conflicts_with_subcommands = true,
+    disable_help_flag = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// host[:port], URI or conninfo string (libpq defaults when absent); several are diagnosed concurrently
+    /// host[:port], URI or conninfo string (libpq defaults when absent); several are diagnosed
+    /// concurrently. With -h, -p or -d the arguments are psql's [DBNAME [USERNAME]] instead
     pub target: Vec<std::ffi::OsString>,
 
     /// A file of targets, one per line: each is diagnosed (JSON: one document with every report and their summary)
     #[arg(long)]
     pub targets: Option<PathBuf>,
 
-    /// Database user (libpq keyword user)
-    #[arg(long, short = 'U')]
+    /// Database server host or socket directory, as psql's -h (libpq keyword host)
+    #[arg(long, short = 'h', value_name = "HOSTNAME")]
+    pub host: Option<String>,
+    /// Database server port, as psql's -p (libpq keyword port)
+    #[arg(long, short = 'p', value_name = "PORT")]
+    pub port: Option<String>,
+    /// Database user, as psql's -U (libpq keyword user)
+    #[arg(long, short = 'U', visible_alias = "username", value_name = "USERNAME")]
     pub user: Option<String>,
-    /// Database name (libpq keyword dbname)
-    #[arg(long, short = 'd')]
+    /// Database name or a connection string, as psql's -d (libpq keyword dbname)
+    #[arg(long, short = 'd', value_name = "DBNAME")]
     pub dbname: Option<String>,
+    /// Never prompt for a password, as psql's -w (the doctor never prompts anyway)
+    #[arg(long = "no-password", short = 'w')]
+    pub no_password: bool,
+    /// psql's -W (prompt for a password) is refused: the doctor never prompts; give the
+    /// password in PGPASSWORD or ~/.pgpass
+    #[arg(long = "password", short = 'W', hide = true)]
+    pub password_prompt: bool,
     /// The sslmode to judge the connection by (all six are shown)
     #[arg(long)]
     pub sslmode: Option<String>,
@@ -206,6 +226,9 @@ pub struct Cli {
     /// Judge certificates as of this Unix time instead of now (for tests and "what if")
     #[arg(long, hide = true)]
     pub now: Option<i64>,
+    /// Print help (`-?` as in psql; `-h` is the host, as in psql)
+    #[arg(short = '?', long = "help", action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -308,7 +331,14 @@ pub fn parse() -> Result<Option<Cli>, crate::error::ToolError> {
         return Err(ToolError::Arguments(if pasted_key {
             "pgtls-doctor: an argument holds a private key (-----BEGIN ... PRIVATE KEY-----); it is not shown. Give TARGET as a connection string".into()
         } else {
-            e.render().to_string().trim_end().to_string()
+            let mut text = e.render().to_string().trim_end().to_string();
+            if let Some(flag) = psql_only_flag() {
+                text.push_str(&format!(
+                    "\n\n  psql: {flag} is one of psql's own options; the doctor runs none of your SQL and \
+                     takes psql's connection options only (-h, -p, -U, -d, -w)"
+                ));
+            }
+            text
         }));
     }
     // Help goes to stdout: a full disk there is an error, a closed pipe is not.
@@ -319,6 +349,79 @@ pub fn parse() -> Result<Option<Cli>, crate::error::ToolError> {
         }),
         _ => Ok(None),
     }
+}
+
+/// psql's options that are not about the connection (`-c`, `-f`, `-X`...), when the command
+/// line holds one: a usage error then says why it is refused.
+fn psql_only_flag() -> Option<String> {
+    const PSQL_ONLY: &[&str] = &[
+        "-c",
+        "-f",
+        "-l",
+        "-X",
+        "-A",
+        "-t",
+        "-q",
+        "-v",
+        "-o",
+        "-L",
+        "-E",
+        "-e",
+        "-a",
+        "-s",
+        "-S",
+        "-x",
+        "-1",
+        "-F",
+        "-R",
+        "-z",
+        "-0",
+        "-P",
+        "-T",
+        "-H",
+        "-n",
+        "-b",
+        "--command",
+        "--file",
+        "--list",
+        "--no-psqlrc",
+        "--no-align",
+        "--tuples-only",
+        "--quiet",
+        "--set",
+        "--variable",
+        "--single-transaction",
+        "--csv",
+        "--html",
+        "--expanded",
+        "--echo-all",
+        "--echo-queries",
+        "--echo-errors",
+        "--echo-hidden",
+        "--log-file",
+        "--record-separator",
+        "--field-separator",
+        "--pset",
+        "--table-attr",
+        "--single-step",
+        "--single-line",
+        "--no-readline",
+    ];
+    for arg in std::env::args_os().skip(1) {
+        let arg = arg.to_string_lossy().into_owned();
+        let name = arg.split('=').next().unwrap_or_default();
+        // Short options take their value attached, as in `-cSELECT`.
+        let short = name.get(..2).filter(|_| !name.starts_with("--"));
+        let found = [Some(name), short]
+            .into_iter()
+            .flatten()
+            .find(|n| PSQL_ONLY.contains(n))
+            .map(str::to_string);
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
 }
 
 /// A count from 1 to MAX.

@@ -129,12 +129,19 @@ fn colour(choice: Color) -> Colour {
     }
 }
 
-/// The flags that stand for conninfo keywords, with the name each is reported under.
-fn flag_settings(cli: &Cli) -> FlagSettings {
+/// The flags that stand for conninfo keywords, with the name each is reported under, and
+/// the target strings. psql's connection flags (-h, -p, -U, -d) rank as in psql, beneath
+/// the target's own values; the doctor's flags override everything.
+fn connection_arguments(cli: &Cli) -> Result<(FlagSettings, Vec<String>), ToolError> {
+    if cli.password_prompt {
+        return Err(ToolError::Usage(
+            "-W/--password (psql's password prompt) is not supported: the doctor never prompts. \
+             Give the password in PGPASSWORD or ~/.pgpass, not on the command line"
+                .into(),
+        ));
+    }
     let mut flags = FlagSettings::default();
-    let keywords: [(&str, &str, &Option<String>); 11] = [
-        ("user", "--user", &cli.user),
-        ("dbname", "--dbname", &cli.dbname),
+    let keywords: [(&str, &str, &Option<String>); 9] = [
         ("sslmode", "--sslmode", &cli.sslmode),
         ("sslrootcert", "--sslrootcert", &cli.sslrootcert),
         ("sslcert", "--sslcert", &cli.sslcert),
@@ -148,7 +155,49 @@ fn flag_settings(cli: &Cli) -> FlagSettings {
     for (keyword, flag, value) in keywords {
         flags.set(keyword, flag, value.clone());
     }
-    flags
+    flags.set_beneath_target("host", "--host", cli.host.clone());
+    flags.set_beneath_target("port", "--port", cli.port.clone());
+    let arguments: Vec<String> = cli
+        .target
+        .iter()
+        .map(|t| crate::untrusted::decode_os(t))
+        .collect();
+    let psql_style = cli.host.is_some() || cli.port.is_some() || cli.dbname.is_some();
+    if !psql_style {
+        flags.set_beneath_target("user", "--user", cli.user.clone());
+        return Ok((flags, arguments));
+    }
+    let (dbname, user) = psql_positionals(cli, arguments)?;
+    flags.set_beneath_target("user", user.1, user.0);
+    // psql's DBNAME (or -d) is expanded when it is a connection string: it is the target.
+    match dbname {
+        (Some(text), _) if crate::conninfo::is_connection_string(&text) => Ok((flags, vec![text])),
+        (text, label) => {
+            flags.set_beneath_target("dbname", label, text);
+            Ok((flags, Vec::new()))
+        }
+    }
+}
+
+/// psql's reading of its arguments: the first is DBNAME unless -d gave one, the next
+/// USERNAME unless -U did. Each comes with the name it is reported under.
+type Labelled = (Option<String>, &'static str);
+fn psql_positionals(cli: &Cli, arguments: Vec<String>) -> Result<(Labelled, Labelled), ToolError> {
+    let mut dbname = (cli.dbname.clone(), "--dbname");
+    let mut user = (cli.user.clone(), "--user");
+    for word in arguments {
+        if dbname.0.is_none() {
+            dbname = (Some(word), "DBNAME argument");
+        } else if user.0.is_none() {
+            user = (Some(word), "USERNAME argument");
+        } else {
+            return Err(ToolError::Usage(format!(
+                "extra command-line argument \"{word}\": with -h, -p or -d the arguments are \
+                 psql's [DBNAME [USERNAME]]; give several targets as connection strings, or with --targets"
+            )));
+        }
+    }
+    Ok((dbname, user))
 }
 
 /// The targets: TARGET arguments resolved at once (a bad one stops the run before any
@@ -160,18 +209,13 @@ struct Targets {
 }
 
 fn targets(cli: &Cli) -> Result<Targets, ToolError> {
-    let flags = flag_settings(cli);
+    // Bytes that are not UTF-8 are kept: libpq sends a Latin-1 password as it was given.
+    let (flags, mut arguments) = connection_arguments(cli)?;
     let env = Environment::capture();
     let Some(file) = cli.targets.clone() else {
-        // Bytes that are not UTF-8 are kept: libpq sends a Latin-1 password as it was given.
-        let arguments: Vec<String> = match cli.target.is_empty() {
-            true => vec![String::new()],
-            false => cli
-                .target
-                .iter()
-                .map(|t| crate::untrusted::decode_os(t))
-                .collect(),
-        };
+        if arguments.is_empty() {
+            arguments.push(String::new());
+        }
         let plans = arguments
             .iter()
             .map(|target| {
@@ -184,9 +228,9 @@ fn targets(cli: &Cli) -> Result<Targets, ToolError> {
             source: Box::new(plans.into_iter().map(Ok)),
         });
     };
-    if !cli.target.is_empty() {
+    if !arguments.is_empty() {
         return Err(ToolError::Usage(
-            "give TARGET or --targets, not both".into(),
+            "give TARGET (or psql's DBNAME) or --targets, not both".into(),
         ));
     }
     let unreadable = |path: &Path, source| ToolError::Unreadable {

@@ -64,6 +64,12 @@ pub enum TargetSyntax {
 }
 
 /// Parses the TARGET argument into keyword/value pairs, in the order written.
+/// libpq's `recognized_connection_string`: what psql's DBNAME (or `-d`) expands as a
+/// connection string rather than taking as a database name.
+pub fn is_connection_string(text: &str) -> bool {
+    text.starts_with("postgresql://") || text.starts_with("postgres://") || text.contains('=')
+}
+
 pub fn parse_target(input: &str) -> Result<(TargetSyntax, Vec<(String, String)>), ConninfoError> {
     let trimmed = input.trim();
     if trimmed.starts_with("postgresql://") || trimmed.starts_with("postgres://") {

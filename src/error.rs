@@ -62,13 +62,17 @@ impl ToolError {
         exit::USAGE
     }
 
-    /// The line for stderr: prefixed with the program's name, and with control characters
-    /// escaped, since it may quote a hostile file or argument.
+    /// The text for stderr: prefixed with the program's name, and with control characters
+    /// escaped, since it may quote a hostile file or argument. clap's own message keeps its
+    /// lines (its usage and tips), each escaped.
     pub fn for_stderr(&self) -> String {
-        let text = match self {
-            ToolError::Arguments(text) => text.clone(),
-            other => format!("pgtls-doctor: {other}"),
-        };
-        crate::untrusted::for_terminal(&text).into_owned()
+        match self {
+            ToolError::Arguments(text) => text
+                .lines()
+                .map(crate::untrusted::for_terminal)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            other => crate::untrusted::for_terminal(&format!("pgtls-doctor: {other}")).into_owned(),
+        }
     }
 }

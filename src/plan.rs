@@ -26,7 +26,9 @@ pub enum Source {
 impl Source {
     pub fn describe(&self) -> String {
         match self {
-            Source::Flag(flag) => format!("flag {flag}"),
+            Source::Flag(flag) if flag.starts_with('-') => format!("flag {flag}"),
+            // psql's positional DBNAME and USERNAME.
+            Source::Flag(argument) => argument.clone(),
             Source::Target(TargetSyntax::Conninfo) => "connection string".into(),
             Source::Target(TargetSyntax::Uri) => "connection URI".into(),
             Source::Target(TargetSyntax::HostPort) => "target argument".into(),
@@ -147,16 +149,33 @@ pub const ENV_VARS: &[(&str, &str)] = &[
 /// Debian's compiled-in socket directory (`DEFAULT_PGSOCKET_DIR`).
 pub const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
 
-/// Settings given as flags; they override every other source.
+/// Settings given as flags. The doctor's own flags (`--sslmode`, `--sslrootcert`...)
+/// override every other source; psql's connection flags (`-h`, `-p`, `-U`, `-d`) rank as
+/// they do in psql, beneath the target's connection string and above the environment.
 #[derive(Debug, Clone, Default)]
 pub struct FlagSettings {
     pub values: Vec<(&'static str, &'static str, String)>,
+    /// psql's flags: psql passes them to libpq before its expanded dbname, whose values win.
+    pub beneath_target: Vec<(&'static str, &'static str, String)>,
 }
 
 impl FlagSettings {
     pub fn set(&mut self, keyword: &'static str, flag: &'static str, value: Option<String>) {
         if let Some(value) = value {
             self.values.push((keyword, flag, value));
+        }
+    }
+
+    /// A psql connection flag: the target's connection string wins over it, as in psql.
+    pub fn set_beneath_target(
+        &mut self,
+        keyword: &'static str,
+        flag: &'static str,
+        value: Option<String>,
+    ) {
+        // psql (libpq) ignores an empty value, so it hides nothing beneath it.
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            self.beneath_target.push((keyword, flag, value));
         }
     }
 }
@@ -359,6 +378,15 @@ pub fn resolve(target: &str, flags: &FlagSettings, env: &Environment) -> Result<
         return err("the target holds a private key (-----BEGIN ... PRIVATE KEY-----), not a connection string; it is not shown");
     }
     let mut settings: BTreeMap<String, Setting> = BTreeMap::new();
+    for (key, flag, value) in &flags.beneath_target {
+        settings.insert(
+            key.to_string(),
+            Setting {
+                value: value.clone(),
+                source: Source::Flag(flag.to_string()),
+            },
+        );
+    }
     let (syntax, pairs) = conninfo::parse_target(target)?;
     for (key, value) in pairs {
         settings.insert(

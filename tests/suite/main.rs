@@ -28,6 +28,7 @@ mod pki;
 mod poolers;
 mod probe_scenarios;
 mod properties;
+mod psql_flags;
 mod readme;
 mod secrets;
 mod setup_scripts;

@@ -68,7 +68,13 @@ impl StandIns {
         let calls = dir.path().join("calls");
         let bin = dir.path().join("bin");
         fs::create_dir(&bin).expect("bin dir");
-        for tool in ["apt-get", "systemctl", "service", "update-rc.d", "invoke-rc.d"] {
+        for tool in [
+            "apt-get",
+            "systemctl",
+            "service",
+            "update-rc.d",
+            "invoke-rc.d",
+        ] {
             let hook = if tool == "apt-get" { on_install } else { "" };
             let script = format!(
                 "#!/bin/sh\necho \"{tool} $*\" >> '{}'\ncase \"$*\" in *install*) {hook} ;; esac\nexit 0\n",
@@ -255,7 +261,11 @@ fn install_sh_takes_a_prefix_and_uninstalls_exactly_what_it_installed() {
         assert!(path.is_file(), "{file} was not installed: {}", out.stderr);
     }
     let version = run(Command::new(prefix.path().join("bin/pgtls-doctor")).arg("--version"));
-    assert!(version.stdout.starts_with("pgtls-doctor "), "{}", version.stdout);
+    assert!(
+        version.stdout.starts_with("pgtls-doctor "),
+        "{}",
+        version.stdout
+    );
 
     let out = install(&["--uninstall"]);
     assert!(out.success(), "install.sh --uninstall: {}", out.stderr);
@@ -264,7 +274,12 @@ fn install_sh_takes_a_prefix_and_uninstalls_exactly_what_it_installed() {
     }
     assert_eq!(fs::read_to_string(&own_file).unwrap(), "not ours");
     let again = install(&["--uninstall"]);
-    assert_eq!(again.status.and_then(|s| s.code()), Some(1), "{}", again.stderr);
+    assert_eq!(
+        again.status.and_then(|s| s.code()),
+        Some(1),
+        "{}",
+        again.stderr
+    );
 }
 
 #[test]
