@@ -115,6 +115,8 @@ macro_rules! catalogue {
 catalogue! {
     TcpConnectFailed = "tcp_connect_failed", Network, Error,
         "No TCP connection: refused, unreachable, or the host name does not resolve.";
+    SocketConnectFailed = "socket_connect_failed", Network, Error,
+        "No connection on the Unix-domain socket: no server listens there, or no permission.";
     ConnectTimeout = "connect_timeout", Network, Error,
         "A network step did not finish within connect_timeout or --timeout.";
     NotPostgres = "not_postgres", Network, Error,

@@ -248,10 +248,15 @@ pub enum Command {
         #[arg(long)]
         keep: bool,
     },
-    /// What a finding code means, how psql shows it, how to confirm it by hand and how to fix it
+    /// What a finding code means, how psql shows it, how to confirm it by hand and how to fix
+    /// it (`--format json`: the catalogue entry as JSON)
     Explain {
-        /// A finding code, as in a report (`server_cert_expired`)
-        code: String,
+        /// A finding code, as in a report (`server_cert_expired`; any case)
+        #[arg(required_unless_present = "list")]
+        code: Option<String>,
+        /// List every code with its phase, default severity and meaning
+        #[arg(long, conflicts_with = "code")]
+        list: bool,
     },
 }
 

@@ -5,6 +5,8 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use clap::ValueEnum;
+
 use crate::app::RunOptions;
 use crate::cli::{Cli, Color, Command, Format, HbaCommand};
 use crate::engine;
@@ -19,31 +21,39 @@ const MAX_TIMEOUT_SECS: f64 = 86_400.0;
 
 pub fn run(cli: &Cli) -> Result<u8, ToolError> {
     if let Some(what) = cli.generate {
-        let mut stdout = std::io::stdout().lock();
-        return match crate::generate::write(what, &mut stdout).and_then(|_| stdout.flush()) {
-            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(ToolError::Write {
-                what: "output",
-                source: e,
-            }),
-            _ => Ok(crate::report::exit::OK),
-        };
+        // Made whole first: clap_complete panics on a write error, such as a closed pipe.
+        let mut generated = Vec::new();
+        crate::generate::write(what, &mut generated).map_err(|source| ToolError::Write {
+            what: "output",
+            source,
+        })?;
+        return write_stdout(&generated);
     }
     let colour = colour(cli.color);
     if let Some(Command::Pki(args)) = &cli.command {
+        only_formats("pki", cli.format, &[Format::Text])?;
         return pki(args);
     }
-    if let Some(Command::Explain { code }) = &cli.command {
-        return explain(code);
+    if let Some(Command::Explain { code, list }) = &cli.command {
+        only_formats("explain", cli.format, &[Format::Text, Format::Json])?;
+        return explain(code.as_deref(), *list, cli.format);
     }
     if let Some(Command::Demo { keep }) = &cli.command {
+        only_formats("demo", cli.format, &[Format::Text])?;
         let mut stdout = std::io::stdout().lock();
-        let outcomes = crate::demo::run(
+        let outcomes = match crate::demo::run(
             &crate::demo::DemoOptions {
                 keep: *keep,
                 colour,
             },
             &mut stdout,
-        )?;
+        ) {
+            // A reader that went away (`| head`) ends the demo; it cleans up as usual.
+            Err(crate::demo::DemoError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                return Ok(crate::report::exit::OK)
+            }
+            other => other?,
+        };
         // 0 when every scenario came out as the demo says it does.
         return Ok(if outcomes.iter().all(|o| o.as_expected) {
             crate::report::exit::OK
@@ -61,6 +71,7 @@ pub fn run(cli: &Cli) -> Result<u8, ToolError> {
             },
     }) = &cli.command
     {
+        only_formats("hba lint", cli.format, &[Format::Text, Format::Json])?;
         return lint(
             file,
             ident.as_deref(),
@@ -401,6 +412,8 @@ fn diagnose(
     let mut write_error = None;
     let mut exit_code = report::exit::OK;
     let mut written_reports = 0usize;
+    // With --output, a line per target for stderr (a CI log), worst first at the end.
+    let mut stderr_lines: Vec<(std::cmp::Reverse<u8>, usize, String)> = Vec::new();
     // Several targets on a terminal: a progress bar on stderr. Never in a pipe.
     let progress = (known != Some(1) && std::io::stderr().is_terminal()).then(|| {
         // A targets file is read as the run goes: its length is not known in advance.
@@ -458,6 +471,14 @@ fn diagnose(
         // The verdict counts whether or not anyone reads it: a CI job piping into `head`
         // must still fail on a broken database.
         exit_code = report::worst_exit(exit_code, exit_status(&report, output.fail_on));
+        if output.file.is_some() {
+            let rank = report::exit_rank(exit_status(&report, output.fail_on));
+            stderr_lines.push((
+                std::cmp::Reverse(rank),
+                index,
+                render::text::one_line(&report),
+            ));
+        }
         summary.add(&report);
         soonest.add(&report);
         if keep_reports {
@@ -487,7 +508,12 @@ fn diagnose(
     // The documents list the targets in the order they were given, whatever finished first.
     kept.sort_by_key(|(index, _)| *index);
     let reports: Vec<report::Report> = kept.into_iter().map(|(_, r)| r).collect();
-    summary.exit_code = exit_code;
+    // Lines the doctor could not probe end the run with a usage error: the documents say so.
+    summary.exit_code = if unusable > 0 {
+        report::exit::USAGE
+    } else {
+        exit_code
+    };
     let written = match output.format {
         Format::Json => match single {
             Some(report) => render::json::report(&report, sink),
@@ -520,6 +546,18 @@ fn diagnose(
     }
     if let (Some(file), None) = (output.file, &write_error) {
         write_atomically(file, &buffer)?;
+        stderr_lines.sort();
+        let mut stderr = std::io::stderr().lock();
+        for (_, _, line) in &stderr_lines {
+            // A closed stderr loses the summary, never the report already written.
+            let _ = writeln!(stderr, "{line}");
+        }
+        let _ = writeln!(
+            stderr,
+            "pgtls-doctor: {} target(s) written to {}",
+            stderr_lines.len(),
+            crate::untrusted::for_terminal(&file.display().to_string())
+        );
     }
     if let Some(source) = write_error {
         return Err(ToolError::Write {
@@ -558,23 +596,59 @@ fn write_atomically(file: &Path, contents: &[u8]) -> Result<(), ToolError> {
     result.map_err(failed)
 }
 
-/// `explain CODE`; an unknown code is a usage error that names the closest known ones.
-fn explain(code: &str) -> Result<u8, ToolError> {
-    let Some(known) = crate::catalogue::Code::parse(code.trim()) else {
-        let closest: Vec<&str> = crate::explain::closest(code)
-            .iter()
-            .map(|c| c.as_str())
-            .collect();
-        return Err(ToolError::Usage(format!(
-            "unknown finding code \"{code}\"; the closest known codes: {} (docs/findings.md lists them all)",
-            closest.join(", ")
-        )));
+/// A subcommand that writes only some formats refuses the others, rather than ignore them.
+fn only_formats(subcommand: &str, format: Format, allowed: &[Format]) -> Result<(), ToolError> {
+    if allowed.contains(&format) {
+        return Ok(());
+    }
+    let names: Vec<String> = allowed
+        .iter()
+        .filter_map(|f| f.to_possible_value().map(|v| v.get_name().to_string()))
+        .collect();
+    let given = format
+        .to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default();
+    Err(ToolError::Usage(format!(
+        "{subcommand} writes {}; --format {given} is not one of them",
+        names.join(" or ")
+    )))
+}
+
+/// `explain CODE` (any case), or `explain --list`; an unknown code is a usage error that
+/// names the closest known ones.
+fn explain(code: Option<&str>, list: bool, format: Format) -> Result<u8, ToolError> {
+    let text = match (code, list) {
+        (_, true) => match format {
+            Format::Json => crate::explain::list_json(),
+            _ => crate::explain::list_text(),
+        },
+        (Some(code), false) => {
+            let Some(known) = crate::catalogue::Code::parse(&code.trim().to_ascii_lowercase())
+            else {
+                let closest: Vec<&str> = crate::explain::closest(code)
+                    .iter()
+                    .map(|c| c.as_str())
+                    .collect();
+                return Err(ToolError::Usage(format!(
+                    "unknown finding code \"{code}\"; the closest known codes: {} (`pgtls-doctor explain --list` lists them all)",
+                    closest.join(", ")
+                )));
+            };
+            match format {
+                Format::Json => crate::explain::json(known),
+                _ => crate::explain::text(known),
+            }
+        }
+        (None, false) => return Err(ToolError::Usage("explain needs a CODE, or --list".into())),
     };
+    write_stdout(text.as_bytes())
+}
+
+/// Everything a subcommand prints, at once; a closed pipe is not an error.
+fn write_stdout(bytes: &[u8]) -> Result<u8, ToolError> {
     let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(crate::explain::text(known).as_bytes())
-        .and_then(|_| stdout.flush())
-    {
+    match stdout.write_all(bytes).and_then(|_| stdout.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(ToolError::Write {
             what: "output",
             source: e,

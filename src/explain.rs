@@ -24,11 +24,6 @@ const fn e(libpq: &'static str, confirm: &'static str, fix: &'static str) -> Exp
     }
 }
 
-/// How each driver shows a code comes from the driver table (a later issue), not from
-/// here, so it is written once.
-pub const DRIVERS_PENDING: &str =
-    "how node-postgres, pgJDBC, pgx, psycopg, asyncpg, Npgsql and the Rust drivers show it comes from the driver table, which is not written yet";
-
 pub fn explain(code: Code) -> Explanation {
     use Code::*;
     match code {
@@ -36,6 +31,11 @@ pub fn explain(code: Code) -> Explanation {
             "connection to server at \"HOST\" (ADDR), port PORT failed: Connection refused / Is the server running on that host and accepting TCP/IP connections? (or: could not translate host name \"HOST\" to address)",
             "`nc -vz HOST PORT`; `getent hosts HOST`; on the server `ss -ltnp | grep PORT` and `SHOW listen_addresses;`",
             "start the server, listen on the right address (listen_addresses = '*' or the interface) and port, open the firewall, or fix the host name",
+        ),
+        SocketConnectFailed => e(
+            "connection to server on socket \"/var/run/postgresql/.s.PGSQL.5432\" failed: No such file or directory / Is the server running locally and accepting connections on that socket?",
+            "`ls -l DIR/.s.PGSQL.PORT` (the socket file exists only while the server runs); on the server `SHOW unix_socket_directories;` and `SHOW port;`",
+            "start the server, or connect to the directory and port it listens on (unix_socket_directories and port in postgresql.conf; Debian uses /var/run/postgresql); \"Permission denied\" means the directory or socket is not open to your OS user",
         ),
         ConnectTimeout => e(
             "timeout expired (after connect_timeout), or psql waits until the kernel gives up",
@@ -59,17 +59,17 @@ pub fn explain(code: Code) -> Explanation {
         ),
         ServerSslUnsupported => e(
             "server does not support SSL, but SSL was required",
-            "`psql \"sslmode=disable ...\" -c 'SHOW ssl'` says off; `openssl s_client -starttls postgres -connect HOST:PORT` fails at once",
+            "`psql \"sslmode=disable ...\" -c 'SHOW ssl'` says off; `openssl s_client -starttls postgres -connect HOST:PORT </dev/null` fails at once",
             "set ssl = on with ssl_cert_file and ssl_key_file in postgresql.conf, then SELECT pg_reload_conf(); and check the log for \"could not load server certificate file\"",
         ),
         TlsHandshakeFailed => e(
             "SSL error: ... (the alert's words), or SSL SYSCALL error: EOF detected",
-            "`openssl s_client -starttls postgres -connect HOST:PORT -servername HOST` shows the alert; the server log says \"could not accept SSL connection: ...\"",
+            "`openssl s_client -starttls postgres -connect HOST:PORT -servername HOST </dev/null` shows the alert; the server log says \"could not accept SSL connection: ...\"",
             "read the server log line for the reason; it is usually ssl_ciphers, ssl_ecdh_curve or the server key",
         ),
         TlsVersionUnsupported => e(
             "SSL error: tlsv1 alert protocol version, with: This may indicate that the server does not support any SSL protocol version between X and Y.",
-            "`openssl s_client -starttls postgres -connect HOST:PORT -tls1_2` and `-tls1_3`: one of them should succeed",
+            "`openssl s_client -starttls postgres -connect HOST:PORT -tls1_2 </dev/null` and `-tls1_3`: one of them should succeed",
             "align ssl_min_protocol_version/ssl_max_protocol_version on the server with the client's (TLSv1.2 or later on both)",
         ),
         RootCertMissing => e(
@@ -84,7 +84,7 @@ pub fn explain(code: Code) -> Explanation {
         ),
         ServerCertExpired => e(
             "SSL error: certificate verify failed (libpq does not say which check)",
-            "`openssl s_client -starttls postgres -connect HOST:PORT -showcerts | openssl x509 -noout -dates`",
+            "`openssl s_client -starttls postgres -connect HOST:PORT -showcerts </dev/null | openssl x509 -noout -dates`",
             "renew the server certificate (or the expired CA), install it as ssl_cert_file, then SELECT pg_reload_conf();",
         ),
         ServerCertNotYetValid => e(
@@ -94,7 +94,7 @@ pub fn explain(code: Code) -> Explanation {
         ),
         ServerCertUnknownCa => e(
             "SSL error: certificate verify failed",
-            "`openssl s_client -starttls postgres -connect HOST:PORT -CAfile ROOT -verify_return_error` says unable to get local issuer certificate or self-signed certificate",
+            "`openssl s_client -starttls postgres -connect HOST:PORT -CAfile ROOT -verify_return_error </dev/null` says unable to get local issuer certificate or self-signed certificate",
             "append the CA that issued the server certificate to the root file; if the server sends only its leaf, put the intermediates after it in ssl_cert_file",
         ),
         ServerCertRevoked => e(
@@ -109,7 +109,7 @@ pub fn explain(code: Code) -> Explanation {
         ),
         ServerCertHostnameMismatch => e(
             "server certificate for \"NAME\" (and N other names) does not match host name \"HOST\"",
-            "`openssl s_client -starttls postgres -connect HOST:PORT | openssl x509 -noout -ext subjectAltName`",
+            "`openssl s_client -starttls postgres -connect HOST:PORT </dev/null | openssl x509 -noout -ext subjectAltName`",
             "connect with host= set to a name the certificate holds (keep hostaddr= for the address), or reissue it with subjectAltName=DNS:HOST (or IP:ADDR)",
         ),
         ServerCertWeakKey => e(
@@ -134,7 +134,7 @@ pub fn explain(code: Code) -> Explanation {
         ),
         ServerCertExpiringSoon => e(
             "nothing yet; after the date: SSL error: certificate verify failed",
-            "`openssl s_client -starttls postgres -connect HOST:PORT | openssl x509 -noout -enddate`",
+            "`openssl s_client -starttls postgres -connect HOST:PORT </dev/null | openssl x509 -noout -enddate`",
             "renew before the date and SELECT pg_reload_conf(); monitor the date (the doctor's JSON not_after, or --warn-days in CI)",
         ),
         ServerCertRustlsDiffers => e(
@@ -214,7 +214,7 @@ pub fn explain(code: Code) -> Explanation {
         ),
         ClientCertMissing => e(
             "FATAL:  connection requires a valid client certificate (or nothing, when sslcert names a missing file: libpq sends no certificate)",
-            "`ls -l ~/.postgresql/postgresql.crt` or the sslcert path; `openssl s_client ... -cert C -key K`",
+            "`ls -l ~/.postgresql/postgresql.crt` or the sslcert path; `openssl s_client ... -cert C -key K </dev/null`",
             "give sslcert and sslkey (or put postgresql.crt and postgresql.key in ~/.postgresql/, key 0600)",
         ),
         ClientCertExpired => e(
@@ -269,7 +269,7 @@ pub fn explain(code: Code) -> Explanation {
         ),
         ServerNoClientCa => e(
             "server did not request an SSL certificate (sslcertmode=require)",
-            "`openssl s_client -starttls postgres -connect HOST:PORT` shows No client certificate CA names sent",
+            "`openssl s_client -starttls postgres -connect HOST:PORT </dev/null` shows No client certificate CA names sent",
             "set ssl_ca_file on the server so it requests client certificates, or lower sslcertmode to allow",
         ),
         ChannelBindingFailed => e(
@@ -474,7 +474,7 @@ pub fn explain(code: Code) -> Explanation {
 pub fn text(code: Code) -> String {
     let x = explain(code);
     format!(
-        "{code}  ({phase}, {severity} by default)\n\n  {meaning}\n\nWhat psql (libpq) says\n  {libpq}\n\nHow to confirm it by hand\n  {confirm}\n\nHow to fix it\n  {fix}\n\nHow drivers show it\n  {DRIVERS_PENDING}\n",
+        "{code}  ({phase}, {severity} by default)\n\n  {meaning}\n\nWhat psql (libpq) says\n  {libpq}\n\nHow to confirm it by hand\n  {confirm}\n\nHow to fix it\n  {fix}\n",
         phase = code.phase().as_str(),
         severity = code.default_severity().as_str(),
         meaning = code.meaning(),
@@ -482,6 +482,55 @@ pub fn text(code: Code) -> String {
         confirm = x.confirm,
         fix = x.fix,
     )
+}
+
+/// The catalogue entry of one code as JSON (`explain --format json CODE`).
+pub fn json(code: Code) -> String {
+    let mut text = serde_json::to_string_pretty(&entry(code)).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+fn entry(code: Code) -> serde_json::Value {
+    let x = explain(code);
+    serde_json::json!({
+        "code": code.as_str(),
+        "phase": code.phase().as_str(),
+        "default_severity": code.default_severity().as_str(),
+        "meaning": code.meaning(),
+        "libpq_says": x.libpq,
+        "confirm": x.confirm,
+        "fix": x.fix,
+    })
+}
+
+/// Every code, a line each: code, phase, default severity, meaning (`explain --list`).
+pub fn list_text() -> String {
+    let width = Code::ALL
+        .iter()
+        .map(|c| c.as_str().len())
+        .max()
+        .unwrap_or(0);
+    Code::ALL
+        .iter()
+        .map(|c| {
+            format!(
+                "{:<width$}  {:<11} {:<8} {}\n",
+                c.as_str(),
+                c.phase().as_str(),
+                c.default_severity().as_str(),
+                c.meaning()
+            )
+        })
+        .collect()
+}
+
+/// Every code's entry, as one JSON array (`explain --list --format json`).
+pub fn list_json() -> String {
+    let entries: Vec<serde_json::Value> = Code::ALL.iter().map(|c| entry(*c)).collect();
+    let mut text = serde_json::to_string_pretty(&entries).unwrap_or_default();
+    text.push('\n');
+    text
 }
 
 /// The known codes closest to an unknown one: those that contain it, then by edit distance.

@@ -39,7 +39,10 @@ fn man(command: clap::Command, out: &mut dyn Write) -> io::Result<()> {
     page.render_synopsis_section(out)?;
     page.render_description_section(out)?;
     page.render_options_section(out)?;
-    page.render_subcommands_section(out)?;
+    // clap_mangen's own section points at a page per subcommand (pgtls-doctor-pki(1)) that
+    // is never installed; each subcommand is documented here instead, with its options.
+    writeln!(out, ".SH \"COMMANDS\"")?;
+    subcommands(&command, "pgtls-doctor", out)?;
     writeln!(out, ".SH \"TARGET\"")?;
     writeln!(
         out,
@@ -64,6 +67,75 @@ fn man(command: clap::Command, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, ".BR openssl-s_client (1)")?;
     page.render_version_section(out)?;
     Ok(())
+}
+
+/// Each subcommand (and theirs, as `hba lint`): its synopsis, description and options.
+fn subcommands(parent: &clap::Command, path: &str, out: &mut dyn Write) -> io::Result<()> {
+    for sub in parent.get_subcommands().filter(|s| s.get_name() != "help") {
+        let path = format!("{path} {}", sub.get_name());
+        if sub.has_subcommands() {
+            subcommands(sub, &path, out)?;
+            continue;
+        }
+        let arguments: Vec<&clap::Arg> = sub
+            .get_arguments()
+            .filter(|a| !a.is_hide_set() && a.get_id() != "help")
+            .collect();
+        let positionals: Vec<String> = arguments
+            .iter()
+            .filter(|a| a.is_positional())
+            .map(|a| format!("<{}>", a.get_id().as_str().to_uppercase()))
+            .collect();
+        writeln!(
+            out,
+            ".SS \"{}\"\n\\fB{}\\fR [\\fIOPTIONS\\fR] {}",
+            roff_text(&path),
+            roff_text(&path),
+            roff_text(&positionals.join(" "))
+        )?;
+        if let Some(about) = sub.get_long_about().or(sub.get_about()) {
+            writeln!(out, ".PP\n{}", roff_text(&about.to_string()))?;
+        }
+        for arg in arguments {
+            writeln!(out, ".TP\n{}", argument_names(arg))?;
+            if let Some(help) = arg.get_long_help().or(arg.get_help()) {
+                writeln!(out, "{}", roff_text(&help.to_string()))?;
+            }
+            let defaults: Vec<String> = arg
+                .get_default_values()
+                .iter()
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect();
+            if !defaults.is_empty() {
+                writeln!(out, "(default: {})", roff_text(&defaults.join(", ")))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `\fB\-s\fR, \fB\-\-long\fR \fIVALUE\fR`, or `\fINAME\fR` for a positional argument.
+fn argument_names(arg: &clap::Arg) -> String {
+    if arg.is_positional() {
+        return format!("\\fI{}\\fR", arg.get_id().as_str().to_uppercase());
+    }
+    let mut names = Vec::new();
+    if let Some(short) = arg.get_short() {
+        names.push(format!("\\fB\\-{short}\\fR"));
+    }
+    if let Some(long) = arg.get_long() {
+        names.push(format!("\\fB\\-\\-{}\\fR", roff_text(long)));
+    }
+    let mut text = names.join(", ");
+    if arg.get_action().takes_values() {
+        let value = arg
+            .get_value_names()
+            .and_then(|v| v.first())
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| arg.get_id().as_str().to_uppercase());
+        text.push_str(&format!(" \\fI{}\\fR", roff_text(&value)));
+    }
+    text
 }
 
 /// Text safe in a roff line: backslashes doubled, a leading dot or quote escaped, and

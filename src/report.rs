@@ -363,13 +363,17 @@ impl SoonestExpiries {
 }
 
 /// The worse of two exit statuses: 2 (unreachable) before 1 (problem) before 0.
-pub fn worst_exit(a: u8, b: u8) -> u8 {
-    let rank = |c: u8| match c {
+/// How bad an exit status is: 2 (nothing answered) before 1 (a problem) before 0.
+pub fn exit_rank(code: u8) -> u8 {
+    match code {
         exit::UNREACHABLE => 2,
         exit::PROBLEM => 1,
         _ => 0,
-    };
-    if rank(b) > rank(a) {
+    }
+}
+
+pub fn worst_exit(a: u8, b: u8) -> u8 {
+    if exit_rank(b) > exit_rank(a) {
         b
     } else {
         a

@@ -12,7 +12,10 @@ pub fn choose_host(hosts: &[&Judgement], requested: SslMode) -> (usize, Vec<Stri
         let cell = &h.cells[&requested];
         let skip = matches!(
             cell.code,
-            Some(Code::TcpConnectFailed) | Some(Code::ConnectTimeout) | Some(Code::ServerNotReady)
+            Some(Code::TcpConnectFailed)
+                | Some(Code::SocketConnectFailed)
+                | Some(Code::ConnectTimeout)
+                | Some(Code::ServerNotReady)
         );
         if skip && i + 1 < hosts.len() {
             reasons[i] = format!(

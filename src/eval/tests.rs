@@ -499,6 +499,17 @@ fn table() -> Vec<(&'static str, World, Code)> {
             Code::ClientCertMissing,
         ),
         (
+            "nothing listens on the Unix socket",
+            no_tcp(
+                World::healthy(),
+                ConnectFailure::Socket {
+                    path: "/var/run/postgresql/.s.PGSQL.5432".into(),
+                    reason: "No such file or directory".into(),
+                },
+            ),
+            Code::SocketConnectFailed,
+        ),
+        (
             "the port refuses TCP",
             no_tcp(World::healthy(), refused_tcp.clone()),
             Code::TcpConnectFailed,

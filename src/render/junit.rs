@@ -1,6 +1,8 @@
-//! JUnit XML, as GitLab and Jenkins read it: one testsuite for the run; per target a
-//! testcase for the requested connection and one for each error or warning finding, the
-//! diagnosis and the fix in the failure's body (GitLab ignores `message`).
+//! JUnit XML, as GitLab and Jenkins read it: one testsuite for the run and one testcase per
+//! target and sslmode checked (the requested one), so a broken endpoint is one failure.
+//! The failure's body holds the diagnosis and the fix of each error finding (GitLab shows
+//! the body, not `message`); with --fail-on warning, warnings fail it too. Findings that do
+//! not fail it are listed in system-out.
 //!
 //! Names: the classname is the target, `user@host:port/dbname`, with the dots of the host
 //! written as `_` (`db.example.com` becomes `db_example_com`), because Jenkins splits a
@@ -58,67 +60,61 @@ struct Case {
     out: String,
 }
 
+/// The testcase of one target: failed by its error findings (and warnings when
+/// `warnings_fail`), an error when nothing answered.
+fn case(report: &Report, warnings_fail: bool) -> Case {
+    let fails = |f: &&FindingOut| {
+        f.severity == Severity::Error || (warnings_fail && f.severity == Severity::Warning)
+    };
+    let failing: Vec<&FindingOut> = report.findings.iter().filter(fails).collect();
+    let body = || -> String {
+        let findings: String = failing.iter().map(|f| finding_text(f)).collect();
+        format!("{}\n{findings}", report.verdict.summary)
+    };
+    let first_code = || {
+        failing
+            .first()
+            .map(|f| f.code.as_str().to_string())
+            .unwrap_or_else(|| "failed".into())
+    };
+    let outcome = match report.verdict.exit_code {
+        2 => Some((
+            "error",
+            "unreachable".to_string(),
+            report.verdict.summary.clone(),
+            body(),
+        )),
+        0 if failing.is_empty() => None,
+        _ => Some((
+            "failure",
+            first_code(),
+            report.verdict.summary.clone(),
+            body(),
+        )),
+    };
+    let shown = report.target_label();
+    let mut out = format!("{shown}: {}\n", report.verdict.summary);
+    for f in report
+        .findings
+        .iter()
+        .filter(|f| !fails(f) && f.severity != Severity::Info)
+    {
+        out.push_str(&finding_text(f));
+    }
+    Case {
+        classname: classname(report),
+        name: format!("sslmode={}", report.target.sslmode.as_str()),
+        time: report.probe.duration_ms as f64 / 1000.0,
+        outcome,
+        out,
+    }
+}
+
 /// `warnings_fail`: a warning finding is a failure too (--fail-on warning).
 pub fn write(reports: &[Report], warnings_fail: bool, out: &mut dyn Write) -> io::Result<()> {
-    let mut cases = Vec::new();
-    for report in reports {
-        let classname = classname(report);
-        let seconds = report.probe.duration_ms as f64 / 1000.0;
-        let shown = report.target_label();
-        let errors: Vec<&FindingOut> = report
-            .findings
-            .iter()
-            .filter(|f| f.severity == Severity::Error)
-            .collect();
-        let body: String = errors.iter().map(|f| finding_text(f)).collect();
-        let outcome = match report.verdict.exit_code {
-            0 => None,
-            2 => Some((
-                "error",
-                "unreachable".to_string(),
-                report.verdict.summary.clone(),
-                format!("{}\n{body}", report.verdict.summary),
-            )),
-            _ => Some((
-                "failure",
-                errors
-                    .first()
-                    .map(|f| f.code.as_str().to_string())
-                    .unwrap_or_else(|| "failed".into()),
-                report.verdict.summary.clone(),
-                format!("{}\n{body}", report.verdict.summary),
-            )),
-        };
-        cases.push(Case {
-            classname: classname.clone(),
-            name: format!("sslmode={}", report.target.sslmode.as_str()),
-            time: seconds,
-            outcome,
-            out: format!("{shown}: {}", report.verdict.summary),
-        });
-        for f in report
-            .findings
-            .iter()
-            .filter(|f| f.severity != Severity::Info)
-        {
-            let fails = f.severity == Severity::Error || warnings_fail;
-            cases.push(Case {
-                classname: classname.clone(),
-                name: format!("{} ({})", f.code.as_str(), f.severity.as_str()),
-                time: 0.0,
-                outcome: fails.then(|| {
-                    (
-                        "failure",
-                        f.code.as_str().to_string(),
-                        f.summary.clone(),
-                        finding_text(f),
-                    )
-                }),
-                out: format!("{shown}: {}", finding_text(f)),
-            });
-        }
-    }
-    // GitLab keeps only the first of two testcases with one classname and name: number repeats.
+    let mut cases: Vec<Case> = reports.iter().map(|r| case(r, warnings_fail)).collect();
+    // GitLab keeps only the first of two testcases with one classname and name: number repeats
+    // (the same target given twice).
     let mut seen = std::collections::HashMap::new();
     for case in &mut cases {
         let n = seen
@@ -137,10 +133,7 @@ pub fn write(reports: &[Report], warnings_fail: bool, out: &mut dyn Write) -> io
         .iter()
         .filter(|c| matches!(&c.outcome, Some(("error", ..))))
         .count();
-    let time: f64 = reports
-        .iter()
-        .map(|r| r.probe.duration_ms as f64 / 1000.0)
-        .sum();
+    let time: f64 = cases.iter().map(|c| c.time).sum();
     let mut text = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     text.push_str(&format!(
         "<testsuites name=\"pgtls-doctor\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{time:.3}\">\n",

@@ -74,6 +74,39 @@ fn verdict(paint: Paint, report: &Report) -> String {
     }
 }
 
+/// One line for a target, for stderr when the report itself went to a file: what a CI log
+/// shows of a red job. The fix to do first follows the verdict.
+pub fn one_line(report: &Report) -> String {
+    let word = match report.verdict.exit_code {
+        crate::report::exit::OK => "OK  ",
+        crate::report::exit::UNREACHABLE => "DOWN",
+        _ => "FAIL",
+    };
+    let mut line = format!(
+        "{word}  {}  sslmode={}: {}",
+        safe(&report.target_label()),
+        report.target.sslmode,
+        safe(&report.verdict.summary)
+    );
+    if let Some(fix) = first_fix(report) {
+        line.push_str(&format!(" (fix: {})", safe(fix)));
+    }
+    line
+}
+
+/// The fix of the first error finding that has one, else of the first warning.
+pub fn first_fix(report: &Report) -> Option<&str> {
+    [Severity::Error, Severity::Warning]
+        .into_iter()
+        .find_map(|severity| {
+            report
+                .findings
+                .iter()
+                .filter(|f| f.severity == severity)
+                .find_map(|f| f.fix.as_deref())
+        })
+}
+
 fn severity_label(paint: Paint, severity: Severity) -> String {
     match severity {
         Severity::Error => paint.fg_bold(AnsiColor::Red, "error  "),

@@ -282,3 +282,130 @@ fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Runs the doctor with its stdout a pipe whose reader is already gone (`| head` that
+/// has exited).
+fn into_closed_pipe(args: &[&str], home: &std::path::Path) -> (i32, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut cmd = Command::new(binary());
+    scrub_pg_env(&mut cmd)
+        .env("HOME", home)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_closed_pipe_never_panics_in_any_subcommand() {
+    let home = tempfile::tempdir().unwrap();
+    let hba = crate::support::pki::write_file(
+        home.path(),
+        "pg_hba.conf",
+        b"hostssl all all 0.0.0.0/0 scram-sha-256\n",
+        0o644,
+    );
+    let pki_dir = home.path().join("pki");
+    let closed = format!("127.0.0.1:{}", free_port());
+    let targets = crate::support::pki::write_file(
+        home.path(),
+        "targets",
+        format!("{closed}\n{closed}\n").as_bytes(),
+        0o644,
+    );
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["--help"],
+        vec!["--version"],
+        vec!["--generate", "man"],
+        vec!["--generate", "complete-bash"],
+        vec!["--generate", "complete-zsh"],
+        vec!["--generate", "complete-fish"],
+        vec!["explain", "server_cert_expired"],
+        vec!["explain", "--list"],
+        vec!["explain", "--list", "--format", "json"],
+        vec![
+            "pki",
+            pki_dir.to_str().unwrap(),
+            "--server-name",
+            "db.example.com",
+        ],
+        vec!["hba", "lint", hba.to_str().unwrap()],
+        vec!["hba", "lint", "--format", "json", hba.to_str().unwrap()],
+        vec![&closed, "--timeout", "3"],
+        vec![&closed, "--timeout", "3", "--format", "json"],
+        vec![
+            "--targets",
+            targets.to_str().unwrap(),
+            "--timeout",
+            "3",
+            "--format",
+            "junit",
+        ],
+        vec!["demo"],
+    ];
+    for args in cases {
+        let (code, stderr) = into_closed_pipe(&args, home.path());
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_ne!(code, 101, "{args:?}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn format_is_honoured_or_refused_on_every_subcommand() {
+    let home = tempfile::tempdir().unwrap();
+    for (args, allowed) in [
+        (vec!["pki", "/nonexistent/pki"], vec!["text"]),
+        (vec!["demo"], vec!["text"]),
+        (vec!["explain", "server_cert_expired"], vec!["text", "json"]),
+        (
+            vec!["hba", "lint", "/nonexistent/pg_hba.conf"],
+            vec!["text", "json"],
+        ),
+    ] {
+        for format in ["json", "ndjson", "junit", "prometheus"] {
+            if allowed.contains(&format) {
+                continue;
+            }
+            let mut full = args.clone();
+            full.extend(["--format", format]);
+            let (code, stdout, stderr) = raw(&full);
+            assert_eq!(code, 3, "{full:?}: {stdout}{stderr}");
+            assert!(
+                stderr.contains(&format!("--format {format} is not one of them")),
+                "{full:?}: {stderr}"
+            );
+        }
+    }
+    drop(home);
+}
+
+#[test]
+fn a_unix_socket_failure_has_its_own_code() {
+    let home = tempfile::tempdir().unwrap();
+    let socket_dir = home.path().join("no-server-here");
+    std::fs::create_dir(&socket_dir).unwrap();
+    let target = format!("host={} port=5432 user=postgres", socket_dir.display());
+    let run = run_doctor(&[&target, "--format", "json"], home.path(), None, &[]);
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    let finding = run.expect_finding("socket_connect_failed", "error");
+    assert!(
+        finding["summary"]
+            .as_str()
+            .unwrap()
+            .contains(".s.PGSQL.5432"),
+        "{finding}"
+    );
+    assert!(
+        run.finding("tcp_connect_failed").is_none(),
+        "{}",
+        run.stdout
+    );
+}

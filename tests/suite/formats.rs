@@ -165,9 +165,29 @@ fn every_format_over_a_fleet() {
     assert_eq!(lines[6]["kind"], "summary");
     assert_eq!(lines[6]["exit_code"], 2);
 
-    // JUnit: well-formed, unique testcases, the diagnosis and fix in the failure's body.
+    // JUnit: well-formed, unique testcases, the diagnosis and fix in the failure's body;
+    // one testcase per target (the sslmode checked), so a broken endpoint counts once: the
+    // five that do not work (a hostile peer may be a failure in one run and an error in
+    // the next, so the split is read from the same run's testcases).
     let out = run(&fleet, &["--format", "junit"]);
     let cases = junit_cases(&out.stdout);
+    assert_eq!(cases.len(), 6, "{cases:#?}");
+    assert!(
+        cases
+            .iter()
+            .all(|c| c.name.starts_with("sslmode=verify-full")),
+        "{cases:#?}"
+    );
+    let failed = cases.iter().filter(|c| c.failure.is_some()).count();
+    let down = cases.iter().filter(|c| c.error.is_some()).count();
+    assert_eq!(failed + down, 5, "{cases:#?}");
+    assert!(
+        out.stdout.contains(&format!(
+            "tests=\"6\" failures=\"{failed}\" errors=\"{down}\""
+        )),
+        "{}",
+        out.stdout
+    );
     let mut keys = HashSet::new();
     for case in &cases {
         assert!(
@@ -254,6 +274,42 @@ fn fail_on_warning_and_output_files() {
     );
     assert_eq!(code(&out), 2);
     assert!(out.stdout.is_empty(), "--output writes nothing to stdout");
+    // A red CI job's log says what broke: a line per target on stderr, the worst first,
+    // each with its fix when there is one.
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 7, "{}", out.stderr);
+    let words: Vec<&str> = lines[..6].iter().map(|l| &l[..4]).collect();
+    let mut sorted = words.clone();
+    sorted.sort_by_key(|w| match *w {
+        "DOWN" => 0,
+        "FAIL" => 1,
+        _ => 2,
+    });
+    assert_eq!(words, sorted, "worst first: {}", out.stderr);
+    assert!(
+        words.contains(&"DOWN") && words.contains(&"OK  "),
+        "{}",
+        out.stderr
+    );
+    let bad = lines
+        .iter()
+        .find(|l| {
+            l.contains("Other CA")
+                || l.contains("server_cert_unknown_ca")
+                || (l.starts_with("FAIL") && l.contains("(fix: "))
+        })
+        .unwrap_or_else(|| panic!("no failing line with its fix: {}", out.stderr));
+    assert!(bad.contains("(fix: "), "{bad}");
+    assert!(
+        lines[6].contains("6 target(s) written to"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr
+            .contains("pgtls_doctor_probe_success{target=\"x\"}\n"),
+        "hostile text on stderr"
+    );
     promtool_accepts(&std::fs::read_to_string(&file).unwrap());
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
     assert_eq!(left.len(), 1, "no temporary file is left: {left:?}");
@@ -386,4 +442,35 @@ fn prometheus_samples(text: &str) -> Vec<(String, String)> {
     }
     assert!(helps.values().all(|n| *n == 1), "{helps:?}");
     samples
+}
+
+#[test]
+fn the_documents_exit_code_is_the_processes_when_a_line_names_no_target() {
+    let home = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let targets = write_file(
+        home.path(),
+        "targets",
+        format!("127.0.0.1:{closed}\nhost=h sslmode=Require\n").as_bytes(),
+        0o644,
+    );
+    for format in ["ndjson", "json"] {
+        let mut cmd = Command::new(binary());
+        scrub_pg_env(&mut cmd)
+            .env("HOME", home.path())
+            .arg("--targets")
+            .arg(&targets)
+            .args(["--format", format, "--timeout", "5"]);
+        let out = run_with_timeout(&mut cmd, Duration::from_secs(60));
+        assert_eq!(code(&out), 3, "{format}: {}", out.stderr);
+        let summary: serde_json::Value = match format {
+            "ndjson" => serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap(),
+            _ => serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap()["summary"].clone(),
+        };
+        assert_eq!(summary["exit_code"], 3, "{format}: {}", out.stdout);
+    }
 }

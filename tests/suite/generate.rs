@@ -60,6 +60,33 @@ fn the_man_page_has_no_groff_warnings() {
             "exit status {code}"
         );
     }
+    // Every subcommand is documented here with its options; no page of its own is
+    // referred to, since none is installed.
+    assert!(
+        !roff.contains("pgtls\\-doctor\\-"),
+        "a reference to another page"
+    );
+    for (subcommand, options) in [
+        (
+            "pgtls\\-doctor hba lint",
+            &["\\-\\-ident", "\\-\\-conf", "\\-\\-pg\\-version"][..],
+        ),
+        (
+            "pgtls\\-doctor pki",
+            &["\\-\\-server\\-name", "\\-\\-client", "\\-\\-days"][..],
+        ),
+        ("pgtls\\-doctor demo", &["\\-\\-keep"][..]),
+        ("pgtls\\-doctor explain", &["\\-\\-list"][..]),
+    ] {
+        let section = roff
+            .split(&format!(".SS \"{subcommand}\""))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no section for {subcommand}"));
+        let section = section.split(".SS").next().unwrap();
+        for option in options {
+            assert!(section.contains(option), "{subcommand}: {option} missing");
+        }
+    }
 }
 
 #[test]

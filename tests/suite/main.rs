@@ -6,6 +6,7 @@
 mod support;
 
 mod check_mode;
+mod ci_guide;
 mod cli;
 mod client_certs;
 mod demo;

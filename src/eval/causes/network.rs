@@ -43,7 +43,7 @@ pub(in crate::eval) fn connect_problem(err: &ConnectFailure, endpoint: &Endpoint
         .with("host", Value::name(host.clone()))
         .fix("the DNS server does not answer: check /etc/resolv.conf, or give hostaddr=<ip>"),
         ConnectFailure::Socket { path, reason } => Problem::new(
-            Code::TcpConnectFailed,
+            Code::SocketConnectFailed,
             format!("connection to server on socket \"{path}\" failed: {reason}"),
         )
         .with("socket", path.clone())
