@@ -181,6 +181,8 @@ pub async fn run(plan: &Plan, context: &RunContext, run_ends: Option<Instant>) -
                 warn_days: options.warn_days,
                 user: &plan.user,
                 dbname: &plan.dbname,
+                user_is_default: plan.is_libpq_default("user"),
+                dbname_is_default: plan.is_libpq_default("dbname"),
                 password_source: password_source(plan),
                 password_unknown: plan.password_unknown.as_deref(),
                 hba: hba_context,
@@ -370,6 +372,14 @@ fn admin_findings(rules: &crate::admin::AdminRules) -> Vec<Finding> {
 fn hba_file_findings(errors: &[crate::hba::ParseError]) -> Vec<Finding> {
     let mut out = Vec::new();
     for e in errors {
+        let mut evidence = vec![
+            Evidence::new("file", Value::path(&e.file)),
+            Evidence::new("line", Value::line(e.line_number)),
+        ];
+        // pg_hba_file_rules (--admin) gives the line's number, not its text.
+        if !e.raw.trim().is_empty() {
+            evidence.push(Evidence::new("rule", e.raw.clone()));
+        }
         out.push(Finding {
             code: Code::HbaParseError,
             severity: Severity::Error,
@@ -379,11 +389,7 @@ fn hba_file_findings(errors: &[crate::hba::ParseError]) -> Vec<Finding> {
                 e.line_number,
                 e.file.display()
             ),
-            evidence: vec![
-                Evidence::new("file", Value::path(&e.file)),
-                Evidence::new("line", Value::line(e.line_number)),
-                Evidence::new("rule", e.raw.clone()),
-            ],
+            evidence,
             fix: Some("fix the line; until then a reload keeps the old rules".into()),
             modes: vec![],
         });

@@ -273,6 +273,8 @@ catalogue! {
         "A connection setting the doctor does not emulate changes what libpq would do: its verdicts may differ.";
     SystemRootWeakSslmode = "system_root_weak_sslmode", Chain, Error,
         "libpq 16+ refuses sslrootcert=system with any sslmode but verify-full.";
+    Authenticated = "authenticated", Authentication, Info,
+        "The requested connection logged in: which authentication the server ran (SCRAM with or without channel binding, a certificate, trust).";
     TlsSession = "tls_session", Tls, Info,
         "The TLS session that was established, and what the server saw of it.";
     PoolerDetected = "pooler_detected", Negotiation, Info,

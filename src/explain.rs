@@ -427,6 +427,11 @@ pub fn explain(code: Code) -> Explanation {
             "psql 16+ refuses before connecting",
             "use sslmode=verify-full with sslrootcert=system, or name a root file for the weaker modes",
         ),
+        Authenticated => e(
+            "nothing: psql connects; `\\conninfo` names the user and the TLS, not the authentication method",
+            "the server log with log_connections = on: \"connection authenticated: identity=... method=scram-sha-256\" (PostgreSQL 14+), or `SELECT * FROM pg_stat_ssl WHERE pid = pg_backend_pid();` for the certificate",
+            "nothing to fix; prefer scram-sha-256 with channel_binding=require, or cert, over md5, password and trust",
+        ),
         TlsSession => e(
             "psql prints: SSL connection (protocol: TLSv1.3, cipher: ..., compression: off)",
             "`psql ... -c 'SELECT * FROM pg_stat_ssl WHERE pid = pg_backend_pid()'`",

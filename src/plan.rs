@@ -699,6 +699,14 @@ pub fn resolve(target: &str, flags: &FlagSettings, env: &Environment) -> Result<
 }
 
 impl Plan {
+    /// Whether `keyword` was given by nobody: libpq's own default filled it.
+    pub fn is_libpq_default(&self, keyword: &str) -> bool {
+        matches!(
+            self.settings.get(keyword).map(|s| &s.source),
+            Some(Source::Default(_))
+        )
+    }
+
     pub fn tls_options(&self) -> TlsOptions {
         TlsOptions {
             sni: self.sni,

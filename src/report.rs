@@ -503,13 +503,14 @@ pub fn build(input: &BuildInput) -> Report {
                     "WITHOUT TLS"
                 }
             );
-            // It connects, yet an error stands (rules the server refuses, say): say which.
+            // It connects, yet an error stands (rules the server refuses, say): that error is
+            // the headline, the working connection its context.
             match judgement
                 .findings
                 .iter()
                 .find(|f| f.severity == Severity::Error)
             {
-                Some(error) => format!("{works}, but {}", error.summary),
+                Some(error) => format!("{} ({works})", error.summary),
                 None => works,
             }
         }

@@ -241,7 +241,7 @@ fn run_scenarios(options: &DemoOptions, out: &mut dyn Write) -> Result<Vec<Outco
         }
         if s.hba_edit.is_some() {
             writeln!(out, "\n`pgtls-doctor hba lint` on the edited file:")?;
-            lint_summary(&server, options.colour, out)?;
+            lint_summary(&server, major_version(&version), options.colour, out)?;
         }
         writeln!(out)?;
         outcomes.push(Outcome {
@@ -328,12 +328,28 @@ fn diagnose(
     })
 }
 
-fn lint_summary(server: &Server, colour: Colour, out: &mut dyn Write) -> Result<(), DemoError> {
+/// "15.14 (Debian 15.14-0+deb12u1)" → 15; the demo's own server, so 17 if it cannot tell.
+fn major_version(version: &str) -> u32 {
+    version
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|major| major.parse().ok())
+        .unwrap_or(17)
+}
+
+/// The edited pg_hba.conf linted as the demo's server (its major version) reads it.
+fn lint_summary(
+    server: &Server,
+    pg_version: u32,
+    colour: Colour,
+    out: &mut dyn Write,
+) -> Result<(), DemoError> {
     let path: PathBuf = server.leftovers.data().join("pg_hba.conf");
-    match crate::hba::load_hba(&path, 17) {
+    match crate::hba::load_hba(&path, pg_version) {
         Ok(file) => {
-            let findings = crate::hba::lint::lint(&file, None, None, 17);
-            let report = crate::report::lint_report(&path, 17, file.rules.len(), &findings);
+            let findings = crate::hba::lint::lint(&file, None, None, pg_version);
+            let report = crate::report::lint_report(&path, pg_version, file.rules.len(), &findings);
             crate::render::text::lint(&report, colour, out)?;
         }
         Err(e) => writeln!(out, "   {e}")?,

@@ -28,6 +28,7 @@ pub(in crate::eval) fn add(
     let chain = &assessment.chain;
     let unix = input.endpoint.is_unix_socket();
     let requested_cell = &cells[&input.requested];
+    findings.extend(authenticated(input, requested_cell));
     if unix {
         findings.push(Finding {
             code: Code::UnixSocket,
@@ -305,6 +306,71 @@ pub(in crate::eval) fn server_log_findings(
         fix: None,
         modes: vec![],
     });
+}
+
+/// How the requested connection logged in, when it did.
+fn authenticated(input: &EvalInput, cell: &Cell) -> Option<Finding> {
+    if cell.ok != Some(true) {
+        return None;
+    }
+    let tls_startup = input.tls.and_then(|t| t.startup.as_ref());
+    let plain_startup = input.plain.and_then(|p| p.startup.as_ref());
+    let startup = match cell.encrypted {
+        true => tls_startup,
+        // allow/prefer after an 'N' continue in plaintext on the TLS attempt's socket.
+        false => plain_startup.or(tls_startup),
+    }?;
+    let StartupOutcome::Session {
+        method,
+        channel_binding_used,
+        ..
+    } = startup
+    else {
+        return None;
+    };
+    let cert_sent = cell.encrypted && input.tls.is_some_and(|t| t.client_cert_sent);
+    let how = describe_authentication(
+        method,
+        *channel_binding_used,
+        cert_sent,
+        input.endpoint.is_unix_socket(),
+    );
+    Some(Finding {
+        code: Code::Authenticated,
+        severity: Severity::Info,
+        summary: format!(
+            "logged in as \"{}\" to database \"{}\" {}: {how}",
+            input.user,
+            input.dbname,
+            if cell.encrypted {
+                "over TLS"
+            } else {
+                "without TLS"
+            }
+        ),
+        evidence: vec![
+            Evidence::new("authentication", method.clone()),
+            Evidence::new("channel_binding", *channel_binding_used),
+            Evidence::new("client_certificate_sent", cert_sent),
+        ],
+        fix: None,
+        modes: vec![],
+    })
+}
+
+/// The authentication in words: what the wire shows of it. A login with no request at all
+/// is trust, or cert (or peer) that asked nothing more: the wire cannot tell them apart.
+fn describe_authentication(method: &str, binding: bool, cert_sent: bool, unix: bool) -> String {
+    match method {
+        m if m.starts_with("SASL") && binding => "SCRAM-SHA-256-PLUS with channel binding (tls-server-end-point): the server proved it knows the password, on this very TLS connection".into(),
+        m if m.starts_with("SASL") => "SCRAM-SHA-256, without channel binding".into(),
+        "md5" => "an md5 password (scram-sha-256 is stronger)".into(),
+        "password" => "a password sent as it is (method password)".into(),
+        "trust" if cert_sent => "no password was asked: the server took the client certificate (method cert, or trust)".into(),
+        "trust" if unix => "no password was asked: peer (the OS user) or trust".into(),
+        "trust" => "no password was asked: trust (or another method that asks for nothing)".into(),
+        other => other.to_string(),
+    }
 }
 
 pub(in crate::eval) fn tls_session(tls: &TlsAttempt) -> Option<TlsSession> {

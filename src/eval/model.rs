@@ -71,6 +71,10 @@ pub struct EvalInput<'a> {
     pub warn_days: i64,
     pub user: &'a str,
     pub dbname: &'a str,
+    /// No user was given: libpq took the operating-system user.
+    pub user_is_default: bool,
+    /// No dbname was given: libpq took the user name.
+    pub dbname_is_default: bool,
     /// Where the password came from (never the password itself).
     pub password_source: Option<String>,
     /// A passfile libpq would read that the doctor could not: why.

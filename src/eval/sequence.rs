@@ -63,7 +63,7 @@ pub(in crate::eval) fn direct_path(
                 Code::DirectTlsWeakSslmode,
                 format!("weak sslmode \"{mode}\" may not be used with sslnegotiation=direct (use \"require\", \"verify-ca\", or \"verify-full\")"),
             )
-            .fix("with sslnegotiation=direct use sslmode=require or stricter"),
+            .fix("with sslnegotiation=direct use sslmode=verify-full (require and verify-ca are allowed too)"),
             false,
         ));
     }

@@ -217,6 +217,8 @@ impl World {
             warn_days: self.warn_days,
             user: "alice",
             dbname: "app",
+            user_is_default: false,
+            dbname_is_default: false,
             password_source: Some("PGPASSWORD".into()),
             password_unknown: self.password_unknown.as_deref(),
             hba: self.hba.as_ref(),

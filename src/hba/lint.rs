@@ -85,17 +85,32 @@ pub fn lint(
         {
             let wide = matches!(rule.address, Some(Address::All))
                 || matches!(rule.address, Some(Address::Net { prefix: 0, .. }));
+            let (summary, fix) = if is_loopback(rule.address.as_ref()) {
+                (
+                    "trust on the loopback address: every user and process on the server's own machine logs in as any matching role, with no password".to_string(),
+                    "use peer over the Unix socket (`local ... peer`), or scram-sha-256 on the loopback address",
+                )
+            } else {
+                (
+                    format!(
+                        "trust over the network{}: anyone who reaches the port logs in as any matching role, with no password and no certificate",
+                        if wide { " from every address" } else { "" }
+                    ),
+                    "use scram-sha-256, or cert (hostssl ... cert), or at least trust clientcert=verify-full",
+                )
+            };
             out.push(finding(
                 Code::HbaInsecureTrust,
-                if wide { Severity::Error } else { Severity::Warning },
+                if wide {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                },
                 &rule.file,
                 rule.line_number,
                 &rule.raw,
-                format!(
-                    "trust over the network{}: anyone who reaches the port logs in as any matching role, with no password and no certificate",
-                    if wide { " from every address" } else { "" }
-                ),
-                "use scram-sha-256, or cert (hostssl ... cert), or at least trust clientcert=verify-full",
+                summary,
+                fix,
             ));
         }
         if matches!(rule.method.as_str(), "md5" | "password") {
@@ -268,6 +283,18 @@ fn shadows(earlier: &HbaRule, later: &HbaRule) -> bool {
     }
 }
 
+/// An address no other machine can come from: 127.0.0.0/8 (or a part of it), ::1/128,
+/// "localhost".
+fn is_loopback(address: Option<&Address>) -> bool {
+    match address {
+        Some(Address::Net { addr, prefix }) => {
+            addr.is_loopback() && *prefix >= if addr.is_ipv4() { 8 } else { 128 }
+        }
+        Some(Address::Hostname(name)) => name.eq_ignore_ascii_case("localhost"),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use std::collections::BTreeSet;
@@ -384,5 +411,36 @@ pub(crate) mod tests {
                 "{name}: expected {code}, got {found:?}"
             );
         }
+    }
+
+    #[test]
+    fn trust_on_the_loopback_address_is_not_called_network_access() {
+        for hba in [
+            "host all all 127.0.0.1/32 trust\n",
+            "host all all ::1/128 trust\n",
+            "host all all localhost trust\n",
+        ] {
+            let found = run(hba, None, None, 17);
+            let trust = found
+                .iter()
+                .find(|f| f.code == Code::HbaInsecureTrust)
+                .unwrap_or_else(|| panic!("{hba}: {found:?}"));
+            assert!(
+                !trust.summary.contains("network"),
+                "{hba}: {}",
+                trust.summary
+            );
+            assert!(
+                trust.summary.contains("loopback"),
+                "{hba}: {}",
+                trust.summary
+            );
+        }
+        let wide = run("host all all 10.0.0.0/8 trust\n", None, None, 17);
+        assert!(
+            wide[0].summary.contains("over the network"),
+            "{}",
+            wide[0].summary
+        );
     }
 }

@@ -494,10 +494,19 @@ fn client_cert_cn_mismatch_under_cert_trust_and_scram() {
     assert_eq!(run.code, 1);
     let f = run.expect_finding("client_cert_cn_mismatch", "error");
     assert_eq!(crate::support::doctor::evidence(f, "certificate_cn"), "bob");
+    // The headline is the diagnosis (the CN and the user), not the server's FATAL again.
+    let headline = run.json["verdict"]["summary"].as_str().unwrap();
+    assert!(
+        headline.contains("CN \"bob\" is not the user \"alice\""),
+        "{headline}"
+    );
+    assert!(!headline.contains("FATAL"), "{headline}");
     assert_eq!(crate::support::doctor::evidence(f, "cn_equals_user"), false);
 
     let run = lab.diagnose("alice", "vfulldb", &files, "verify-full", None);
     let f = run.expect_finding("client_cert_cn_mismatch", "error");
+    let headline = run.json["verdict"]["summary"].as_str().unwrap();
+    assert!(headline.contains("CN \"bob\""), "{headline}");
     assert!(
         crate::support::doctor::evidence(f, "cause")
             .as_str()

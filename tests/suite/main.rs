@@ -12,6 +12,7 @@ mod client_certs;
 mod demo;
 mod direct_tls;
 mod explain;
+mod first_contact;
 mod fleet;
 mod formats;
 mod generate;

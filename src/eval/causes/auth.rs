@@ -33,7 +33,7 @@ pub(in crate::eval) fn startup_result(
             if tls.is_some_and(|t| t.client_ca_names.is_none()) {
                 Err(fail(
                     Problem::new(Code::ServerNoClientCa, "server did not request an SSL certificate (sslcertmode=require)")
-                        .fix("on the server, set ssl_ca_file so it requests client certificates; or lower sslcertmode to allow"),
+                        .fix("on the server, set ssl_ca_file to the CA of the client certificates, so that it requests one, then `SELECT pg_reload_conf();`"),
                 ))
             } else if tls.is_some_and(|t| !t.client_cert_sent) {
                 Err(fail(
@@ -95,8 +95,15 @@ pub(in crate::eval) fn startup_result(
             on_tls,
             also: Vec::new(),
         }),
-        StartupOutcome::ServerError { fields, stage, .. } => {
-            let problem = server_error_problem(fields, *stage, input, on_tls);
+        StartupOutcome::ServerError {
+            fields,
+            stage,
+            method,
+        } => {
+            let mut problem = server_error_problem(fields, *stage, input, on_tls);
+            if let Some(method) = method {
+                problem = problem.with("authentication", method.clone());
+            }
             Err(Failure {
                 problem,
                 // libpq retries only a failed startup; a session it already handed over
@@ -129,7 +136,7 @@ pub(in crate::eval) fn startup_result(
         StartupOutcome::ChannelBinding(reason) => Err(fail(
             Problem::new(Code::ChannelBindingFailed, reason.clone())
                 .with("channel_binding", "require")
-                .fix("channel binding needs TLS and SCRAM-SHA-256 on the server (password_encryption = scram-sha-256, a scram-sha-256 line in pg_hba.conf); or lower channel_binding to prefer"),
+                .fix("channel binding needs TLS and SCRAM-SHA-256 on the server: password_encryption = scram-sha-256, the user's password set again, and a hostssl ... scram-sha-256 line in pg_hba.conf"),
         )),
         StartupOutcome::Closed => {
             let mut problem = Problem::new(
@@ -223,12 +230,7 @@ fn refusal_problem(
     let (code, fix): (Code, String) = match fields.code.as_str() {
         sqlstate::INVALID_AUTHORIZATION_SPECIFICATION if msg.starts_with("no pg_hba.conf entry") => (
             Code::HbaNoEntry,
-            format!(
-                "add a line to pg_hba.conf, e.g. `{} {} {} <client-address>/32 scram-sha-256`, then `SELECT pg_reload_conf();`",
-                if on_tls { "hostssl" } else { "host" },
-                input_db(input),
-                input_user(input)
-            ),
+            no_entry_fix(input, on_tls, "pg_hba.conf", "<client-address>/32", "scram-sha-256", RELOAD),
         ),
         sqlstate::INVALID_AUTHORIZATION_SPECIFICATION if msg.starts_with("pg_hba.conf rejects") => (
             Code::HbaReject,
@@ -279,7 +281,9 @@ fn refusal_problem(
         ),
         _ => (Code::ServerRefused, "the server's message says why; its log has details".into()),
     };
-    let mut problem = Problem::new(code, format!("{}:  {}", fields.severity, msg))
+    let summary = diagnosis(code, fields, input, on_tls)
+        .unwrap_or_else(|| format!("{}:  {}", fields.severity, msg));
+    let mut problem = Problem::new(code, summary)
         .with("sqlstate", fields.code.clone())
         .with("server_message", msg.clone())
         .with("encryption", encryption_name(on_tls));
@@ -305,12 +309,19 @@ fn refusal_problem(
                 (true, _) => "certain: only the clientcert=verify-full CN/DN check fails this way".to_string(),
                 (false, false) => format!(
                     "the certificate's CN \"{}\" is not the user \"{}\" and no map= mapped it",
-                    cn.unwrap_or_default(),
+                    cn.as_deref().unwrap_or_default(),
                     input.user
                 ),
                 (false, true) => "the CN equals the user, so a map= (pg_ident.conf) or clientname=DN is in play and did not map the certificate's name".into(),
             };
-            problem = problem.with("cause", verdict);
+            problem = problem.with("cause", verdict.clone());
+            problem.summary = match cn.as_deref() {
+                Some(cn) if certain && cn != input.user => format!(
+                    "the client certificate's CN \"{cn}\" is not the user \"{}\", so clientcert=verify-full refused the login",
+                    input.user
+                ),
+                _ => format!("{verdict}; the server refused the login"),
+            };
         }
         Code::ClientCertMissing => {
             if let Some(tls) = input.tls {
@@ -338,7 +349,96 @@ fn refusal_problem(
         );
     }
     let (problem, fix) = hba_evidence(problem, fix, input, on_tls);
-    problem.fix(fix)
+    match fix.is_empty() {
+        true => problem,
+        false => problem.fix(fix),
+    }
+}
+
+/// The server's refusal in the doctor's words: who, where, what is missing. `None` keeps the
+/// server's own words as the summary (they are then the diagnosis).
+fn diagnosis(code: Code, fields: &ErrorFields, input: &EvalInput, on_tls: bool) -> Option<String> {
+    let (user, db) = (input.user, input.dbname);
+    let from = client_address(input, on_tls);
+    let defaulted_user = input.user_is_default.then(|| {
+        format!(
+            " No user was given, so libpq used the operating-system user \"{user}\": give one with -U NAME (or user=NAME)."
+        )
+    });
+    Some(match code {
+        Code::HbaNoEntry if !on_tls && input.requested.requires_tls() => format!(
+            "plaintext is refused: pg_hba.conf admits user \"{user}\" to database \"{db}\" from {from} only over TLS, as a hostssl-only configuration intends"
+        ),
+        Code::HbaNoEntry => format!(
+            "pg_hba.conf has no line for user \"{user}\", database \"{db}\" from {from} {}",
+            if on_tls { "over TLS" } else { "without TLS" }
+        ),
+        Code::HbaReject => format!(
+            "a reject line in pg_hba.conf refuses user \"{user}\", database \"{db}\" from {from} {}",
+            if on_tls { "over TLS" } else { "without TLS" }
+        ),
+        Code::RoleMissing => format!(
+            "the server has no role \"{user}\".{}",
+            defaulted_user.unwrap_or_default()
+        ),
+        Code::DatabaseMissing if input.dbname_is_default => format!(
+            "the server has no database \"{db}\": no dbname was given, so libpq used the user name; give one with -d NAME (or dbname=NAME)"
+        ),
+        Code::DatabaseMissing => format!("the server has no database \"{db}\""),
+        Code::PasswordFailed => format!(
+            "the server refused the password for user \"{user}\" (or has no such role: it answers both alike){}",
+            defaulted_user.unwrap_or_default()
+        ),
+        Code::ServerRefused if fields.message.contains("is not permitted to log in") => {
+            format!("the role \"{user}\" exists but may not log in (NOLOGIN)")
+        }
+        Code::ClientCertMissing => format!(
+            "the server wants a client certificate for user \"{user}\" (cert, or clientcert= in pg_hba.conf), and none was sent"
+        ),
+        Code::ServerCaMissing => "the server cannot check client certificates: its ssl_ca_file is not set".into(),
+        _ => return None,
+    })
+}
+
+/// How PostgreSQL rereads pg_hba.conf.
+const RELOAD: &str = "`SELECT pg_reload_conf();`";
+
+/// Where the server saw the connection come from, as its messages name it.
+fn client_address(input: &EvalInput, on_tls: bool) -> String {
+    let local = if on_tls {
+        input.tls.and_then(|t| t.local_addr)
+    } else {
+        input.plain.and_then(|p| p.local_addr)
+    };
+    local
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "this client".into())
+}
+
+/// pg_hba.conf has no line for this connection. Over TLS: the hostssl line to add. In
+/// plaintext, a line is wanted only when the requested sslmode needs plaintext (disable),
+/// and then the hostssl way comes first; otherwise the refusal is the configuration doing
+/// its job, and there is nothing to fix (empty).
+pub(in crate::eval) fn no_entry_fix(
+    input: &EvalInput,
+    on_tls: bool,
+    file: &str,
+    client: &str,
+    method: &str,
+    reload: &str,
+) -> String {
+    let (db, user) = (input_db(input), input_user(input));
+    if on_tls {
+        return format!("add to {file}: `hostssl {db} {user} {client} {method}`, then {reload}");
+    }
+    if input.requested != crate::sslmode::SslMode::Disable {
+        return String::new();
+    }
+    format!(
+        "sslmode=disable sends no TLS, and {file} admits no plaintext connection for this user: \
+         connect with TLS instead (sslmode=verify-full; a `hostssl {db} {user} {client} {method}` line admits it). \
+         Only if this client must stay in plaintext, add `host {db} {user} {client} {method}`, then {reload}"
+    )
 }
 
 /// Adds the deciding pg_hba.conf line (and, for no entry, the near misses) to a server error.
@@ -409,13 +509,7 @@ pub(in crate::eval) fn hba_evidence(
                         }
                     })
                     .unwrap_or_else(|| "ADDRESS".into());
-                fix = format!(
-                    "add to {}: `{} {} {} {client} scram-sha-256`, then `SELECT pg_reload_conf();`",
-                    ctx.source,
-                    if on_tls { "hostssl" } else { "host" },
-                    input.dbname,
-                    input.user
-                );
+                fix = no_entry_fix(input, on_tls, &ctx.source, &client, "scram-sha-256", RELOAD);
             }
         }
     }

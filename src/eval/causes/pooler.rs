@@ -239,17 +239,25 @@ pub(in crate::eval) fn pooler_refusal(
             if fields.detail.as_deref().is_some_and(|d| d.starts_with("no pool_hba.conf entry")) =>
         {
             let detail = fields.detail.clone().unwrap_or_default();
-            Some(
-                base(Code::HbaNoEntry, format!("pgpool-II's pool_hba.conf has no line for this connection: {detail}"))
-                    .with("file", "pool_hba.conf (pgpool-II, enable_pool_hba = on), not the server's pg_hba.conf")
-                    .fix(format!(
-                        "add a line to pool_hba.conf, e.g. `{} {} {} <client-address>/32 cert`, then `pgpool reload`; or connect {}",
-                        if on_tls { "hostssl" } else { "host" },
-                        input.dbname,
-                        input.user,
-                        if on_tls { "as a user the file admits" } else { "with TLS (sslmode=require or stricter)" }
-                    )),
-            )
+            let fix = crate::eval::causes::auth::no_entry_fix(
+                input,
+                on_tls,
+                "pool_hba.conf",
+                "<client-address>/32",
+                "cert",
+                "`pgpool reload`",
+            );
+            let summary = if !on_tls && input.requested.requires_tls() {
+                format!("plaintext is refused: pgpool-II's pool_hba.conf admits this connection only over TLS, as a hostssl-only file intends ({detail})")
+            } else {
+                format!("pgpool-II's pool_hba.conf has no line for this connection: {detail}")
+            };
+            let problem = base(Code::HbaNoEntry, summary)
+                .with("file", "pool_hba.conf (pgpool-II, enable_pool_hba = on), not the server's pg_hba.conf");
+            Some(match fix.is_empty() {
+                true => problem,
+                false => problem.fix(fix),
+            })
         }
         (Peer::PgBouncer, "login rejected") => {
             let problem = base(
@@ -297,7 +305,7 @@ pub(in crate::eval) fn pooler_refusal(
         }
         (Peer::PgBouncer, "SSL required") => Some(
             base(Code::ServerRefused, "FATAL:  SSL required (PgBouncer: client_tls_sslmode = require or stricter refuses plaintext clients)".into())
-                .fix("connect with TLS (sslmode=require or stricter), or lower client_tls_sslmode in pgbouncer.ini"),
+                .fix("connect with TLS (sslmode=verify-full with the pooler's CA, or at least require): PgBouncer's client_tls_sslmode refuses plaintext on purpose"),
         ),
         _ => None,
     }

@@ -211,11 +211,16 @@ fn schema() -> &'static Schema {
     })
 }
 
-/// Every JSON report must match docs/report.schema.json.
+/// Every JSON report must match docs/report.schema.json, and no fix in it may weaken the
+/// security in force (support/advice.rs).
 pub fn validate(report: &Value) {
     let s = schema();
     if let Err(e) = s.schemas.validate(report, s.index) {
         panic!("report does not match docs/report.schema.json: {e:#}\n{report:#}");
+    }
+    super::advice::assert_never_weakens(report);
+    for each in report["reports"].as_array().into_iter().flatten() {
+        super::advice::assert_never_weakens(each);
     }
 }
 

@@ -4,6 +4,7 @@
 //!
 //! The one test binary (`tests/suite/main.rs`) declares it once; each area uses the parts it needs.
 
+pub mod advice;
 pub mod doctor;
 pub mod fake_peer;
 pub mod ossl_pki;
