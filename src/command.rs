@@ -365,6 +365,17 @@ struct Output<'a> {
     now: i64,
 }
 
+/// The width of the terminal stdout is, when it is one.
+fn terminal_width() -> Option<usize> {
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    // SAFETY: TIOCGWINSZ fills a winsize, which a zeroed one is a valid place for.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    let got = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) };
+    (got == 0 && size.ws_col > 0).then_some(usize::from(size.ws_col))
+}
+
 /// The run's exit status for one report: its own, or 1 for a warning with --fail-on warning.
 fn exit_status(report: &report::Report, fail_on: crate::cli::FailOn) -> u8 {
     let warned = report
@@ -390,11 +401,18 @@ fn diagnose(
 ) -> Result<u8, ToolError> {
     let mut buffer: Vec<u8> = Vec::new();
     // Buffered, and flushed after each report: a JSON document is one write, not one a line.
-    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    // Text on a terminal folds to its width; anywhere else lines stay whole.
+    let mut stdout: Box<dyn Write> = match terminal_width() {
+        Some(width) if output.format == Format::Text => {
+            Box::new(render::fold::Fold::new(stdout, width))
+        }
+        _ => Box::new(stdout),
+    };
     let sink: &mut dyn Write = if output.file.is_some() {
         &mut buffer
     } else {
-        &mut stdout
+        &mut *stdout
     };
     let known = targets.count;
     // Formats written as one document at the end keep every report; the others keep only

@@ -1,6 +1,7 @@
 //! Formatting only: each output format is one peer file here, taking the report and a
 //! writer (and, for text, whether to colour). Nothing here decides anything.
 
+pub mod fold;
 pub mod json;
 pub mod junit;
 pub mod ndjson;

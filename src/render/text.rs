@@ -96,14 +96,18 @@ pub fn one_line(report: &Report) -> String {
 
 /// The fix of the first error finding that has one, else of the first warning.
 pub fn first_fix(report: &Report) -> Option<&str> {
+    first_fixed(report).and_then(|f| f.fix.as_deref())
+}
+
+/// The first error finding with a fix, else the first warning with one: the fix to do first.
+fn first_fixed(report: &Report) -> Option<&FindingOut> {
     [Severity::Error, Severity::Warning]
         .into_iter()
         .find_map(|severity| {
             report
                 .findings
                 .iter()
-                .filter(|f| f.severity == severity)
-                .find_map(|f| f.fix.as_deref())
+                .find(|f| f.severity == severity && f.fix.is_some())
         })
 }
 
@@ -257,6 +261,24 @@ pub fn report(report: &Report, colour: Colour, out: &mut dyn Write) -> io::Resul
             report.probe.emulates
         ))
     )?;
+    closing(report, paint, out)
+}
+
+/// The last lines of a report, what a terminal still shows when the run ends: the verdict,
+/// the fix to do first, and where to read more.
+fn closing(report: &Report, paint: Paint, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out)?;
+    writeln!(out, "{}", verdict(paint, report))?;
+    if let Some(finding) = first_fixed(report) {
+        let fix = finding.fix.as_deref().unwrap_or_default();
+        writeln!(out, "{} {}", paint.bold("  fix first:"), safe(fix))?;
+        writeln!(
+            out,
+            "{} pgtls-doctor explain {}",
+            paint.dimmed("  more:     "),
+            finding.code.as_str()
+        )?;
+    }
     Ok(())
 }
 

@@ -202,3 +202,77 @@ fn a_login_says_which_authentication_ran() {
         "{refused}"
     );
 }
+
+/// The report as an 80×24 terminal shows it: run in a pseudo-terminal of 80 columns.
+fn on_an_80_column_terminal(args: &[&str], home: &std::path::Path) -> String {
+    let quoted: Vec<String> = args
+        .iter()
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect();
+    let command = format!(
+        "stty cols 80 rows 24; HOME='{}' NO_COLOR=1 '{}' {}",
+        home.display(),
+        crate::support::doctor::binary().display(),
+        quoted.join(" ")
+    );
+    let out = crate::support::pg::run_with_timeout(
+        std::process::Command::new("script").args(["-qec", &command, "/dev/null"]),
+        std::time::Duration::from_secs(60),
+    );
+    out.stdout.replace("\r\n", "\n")
+}
+
+#[test]
+fn the_verdict_and_the_first_fix_are_on_the_last_screen_folded_to_the_terminal() {
+    let setup = hostssl_only("hostssl all all 127.0.0.1/32 trust\n");
+    let other = crate::support::pki::Ca::root("Some Other CA");
+    let wrong_root = write_file(
+        setup.home.path(),
+        "other.crt",
+        other.issued.cert_pem.as_bytes(),
+        0o644,
+    );
+    let target = format!(
+        "host=localhost port={} user=app dbname=postgres sslmode=verify-full sslrootcert={}",
+        setup.pg.port,
+        wrong_root.display()
+    );
+    let screen = on_an_80_column_terminal(&[&target], setup.home.path());
+    let lines: Vec<&str> = screen.lines().collect();
+    assert!(lines.len() > 24, "a whole report: {screen}");
+    for line in &lines {
+        assert!(
+            line.chars().count() <= 80,
+            "wider than the terminal: {line:?}"
+        );
+    }
+    // What the terminal still shows when the run ends: its last 24 lines.
+    let last_screen = lines[lines.len().saturating_sub(23)..].join("\n");
+    assert!(
+        last_screen.contains("FAIL  sslmode=verify-full fails"),
+        "{last_screen}"
+    );
+    assert!(last_screen.contains("fix first:"), "{last_screen}");
+    assert!(
+        last_screen.contains("pgtls-doctor explain server_cert_unknown_ca"),
+        "{last_screen}"
+    );
+
+    // In a pipe the lines stay whole (grep, CI logs), and the closing lines are there too.
+    let run = run_doctor(&[&target], setup.home.path(), None, &[]);
+    assert!(
+        run.stdout.lines().any(|l| l.chars().count() > 80),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .contains("more:"),
+        "{}",
+        run.stdout
+    );
+}

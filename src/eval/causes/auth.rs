@@ -370,12 +370,14 @@ fn diagnosis(code: Code, fields: &ErrorFields, input: &EvalInput, on_tls: bool) 
             "plaintext is refused: pg_hba.conf admits user \"{user}\" to database \"{db}\" from {from} only over TLS, as a hostssl-only configuration intends"
         ),
         Code::HbaNoEntry => format!(
-            "pg_hba.conf has no line for user \"{user}\", database \"{db}\" from {from} {}",
-            if on_tls { "over TLS" } else { "without TLS" }
+            "pg_hba.conf has no line for user \"{user}\", database \"{db}\" from {from} {}.{}",
+            if on_tls { "over TLS" } else { "without TLS" },
+            defaulted_user.unwrap_or_default()
         ),
         Code::HbaReject => format!(
-            "a reject line in pg_hba.conf refuses user \"{user}\", database \"{db}\" from {from} {}",
-            if on_tls { "over TLS" } else { "without TLS" }
+            "a reject line in pg_hba.conf refuses user \"{user}\", database \"{db}\" from {from} {}.{}",
+            if on_tls { "over TLS" } else { "without TLS" },
+            defaulted_user.unwrap_or_default()
         ),
         Code::RoleMissing => format!(
             "the server has no role \"{user}\".{}",

@@ -226,7 +226,7 @@ pub(in crate::eval) fn unknown_ca_problem(
                     c.subject
                 ),
                 format!(
-                    "if \"{}\" is your CA, append it to {root_file}: `openssl s_client -starttls postgres -connect HOST:PORT -showcerts` prints it",
+                    "if \"{}\" is your CA, append it to {root_file}: `openssl s_client -starttls postgres -connect HOST:PORT -showcerts </dev/null` prints it",
                     c.subject
                 ),
             ),
