@@ -80,6 +80,30 @@ fn the_demo_runs_end_to_end_and_leaves_nothing_behind() {
     // Beside each diagnosis: what psql said.
     assert!(out.stdout.contains("psql: error:"), "{}", out.stdout);
     assert!(!out.stdout.contains("the demo expected"), "{}", out.stdout);
+    // No evidence line without its value; the lint reads the file as the demo's own
+    // server (its major version, from the first line) reads it.
+    for line in out.stdout.lines() {
+        assert!(
+            !line.trim_end().ends_with(':') || !line.starts_with("        "),
+            "an empty evidence line: {line:?}"
+        );
+    }
+    let major = first
+        .split("PostgreSQL ")
+        .nth(1)
+        .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
+        .unwrap_or_default();
+    assert!(
+        out.stdout.contains(&format!("read as PostgreSQL {major}")),
+        "the lint names another version than the server's {major}:\n{}",
+        out.stdout
+    );
+    // Where an error stands though the connection works, the error leads the headline.
+    assert!(
+        !out.stdout.contains("FAIL  sslmode=verify-full connects"),
+        "{}",
+        out.stdout
+    );
     assert_nothing_left(port, &dir);
 }
 

@@ -406,7 +406,15 @@ fn pgpool_is_named_and_its_pool_hba_conf_is_the_file_that_refused_plaintext() {
     assert!(evidence(refused, "file")
         .to_string()
         .contains("pool_hba.conf"));
-    assert!(refused["fix"].as_str().unwrap().contains("pgpool reload"));
+    // The refusal of plaintext is the file doing its job at verify-full: no line to add.
+    assert!(refused["fix"].is_null(), "{refused}");
+    assert!(
+        refused["summary"]
+            .as_str()
+            .unwrap()
+            .contains("plaintext is refused"),
+        "{refused}"
+    );
     s.agrees(&run, &target);
     // pgpool-II's own connection to the server, by its settings: ssl = on with ssl_ca_cert
     // verifies the chain and no libpq sslmode matches it whole.

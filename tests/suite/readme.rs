@@ -223,3 +223,32 @@ fn the_readme_compares_psql_openssl_testssl_and_the_doctor() {
     body.push_str(&format!("$ pgtls-doctor \"{target}\"\n{}", doctor.stdout));
     check_block("comparison", &normalise(&body, Some(home.path())));
 }
+
+#[test]
+fn the_readme_names_the_minimum_rust_and_the_quick_start_is_the_safe_one() {
+    let readme = std::fs::read_to_string(readme()).unwrap();
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
+    let version = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .map(|v| v.trim_matches('"').to_string())
+        .expect("Cargo.toml names its rust-version");
+    let quick_start = readme
+        .split("## Quick start")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .unwrap();
+    assert!(
+        quick_start.contains(&format!("Rust {version} or newer")),
+        "the quick start must name Rust {version}:\n{quick_start}"
+    );
+    assert!(quick_start.contains("rustup"), "how to get it");
+    // The quick start's set-up is the safe script; the test toolchain is the test command's.
+    assert!(quick_start.contains("./scripts/install-deps.sh && ./scripts/doctor.sh demo"));
+    assert!(quick_start.contains("./scripts/test.sh"));
+    let test_sh =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test.sh"))
+            .unwrap();
+    assert!(test_sh.contains("install-test-deps.sh"), "{test_sh}");
+}
