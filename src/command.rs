@@ -190,9 +190,11 @@ fn connection_arguments(cli: &Cli) -> Result<(FlagSettings, Vec<String>), ToolEr
     }
 }
 
-/// psql's reading of its arguments: the first is DBNAME unless -d gave one, the next
-/// USERNAME unless -U did. Each comes with the name it is reported under.
+/// A value and the name it is reported under (`--user`, `USERNAME argument`).
 type Labelled = (Option<String>, &'static str);
+
+/// psql's reading of its arguments: the first is DBNAME unless -d gave one, the next
+/// USERNAME unless -U did.
 fn psql_positionals(cli: &Cli, arguments: Vec<String>) -> Result<(Labelled, Labelled), ToolError> {
     let mut dbname = (cli.dbname.clone(), "--dbname");
     let mut user = (cli.user.clone(), "--user");

@@ -2,21 +2,9 @@
 
 use std::process::Command;
 
-use crate::support::doctor::{assert_agrees_with_psql, binary, run_doctor};
+use crate::support::doctor::{assert_agrees_with_psql, binary, run_bare, run_doctor};
 use crate::support::pg::{run_with_timeout, scrub_pg_env, tls_server, PgConfig, PgServer};
 use crate::support::pki::Ca;
-
-fn raw(args: &[&str]) -> (i32, String, String) {
-    let home = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(binary());
-    scrub_pg_env(&mut cmd).env("HOME", home.path()).args(args);
-    let out = run_with_timeout(&mut cmd, std::time::Duration::from_secs(30));
-    (
-        out.status.and_then(|s| s.code()).unwrap_or(-1),
-        out.stdout,
-        out.stderr,
-    )
-}
 
 #[test]
 fn usage_errors_exit_3_with_libpq_wording() {
@@ -41,17 +29,17 @@ fn usage_errors_exit_3_with_libpq_wording() {
         ),
     ];
     for (target, message) in cases {
-        let (code, _, stderr) = raw(&[target]);
+        let (code, _, stderr) = run_bare(&[target]);
         assert_eq!(code, 3, "{target}: {stderr}");
         assert!(stderr.contains(message), "{target}: {stderr}");
     }
-    let (code, _, stderr) = raw(&["h", "--format", "yaml"]);
+    let (code, _, stderr) = run_bare(&["h", "--format", "yaml"]);
     assert_eq!(code, 3, "{stderr}");
 }
 
 #[test]
 fn help_documents_exit_statuses() {
-    let (code, stdout, _) = raw(&["--help"]);
+    let (code, stdout, _) = run_bare(&["--help"]);
     assert_eq!(code, 0);
     assert!(stdout.contains("EXIT STATUS"));
     for flag in [
@@ -73,9 +61,9 @@ fn color_always_colours_and_never_does_not() {
         .unwrap()
         .port();
     let target = format!("127.0.0.1:{port}");
-    let (_, coloured, _) = raw(&[&target, "--color", "always"]);
+    let (_, coloured, _) = run_bare(&[&target, "--color", "always"]);
     assert!(coloured.contains("\u{1b}["), "{coloured}");
-    let (_, plain, _) = raw(&[&target, "--color", "never"]);
+    let (_, plain, _) = run_bare(&[&target, "--color", "never"]);
     assert!(!plain.contains("\u{1b}["), "{plain}");
 }
 
@@ -178,7 +166,7 @@ fn targets_file_gives_one_report_each_and_the_worst_exit_status() {
         0o644,
     );
     let f = file.display().to_string();
-    let (code, stdout, _) = raw(&[
+    let (code, stdout, _) = run_bare(&[
         "--targets",
         &f,
         "--sslmode",
@@ -212,13 +200,13 @@ fn targets_file_gives_one_report_each_and_the_worst_exit_status() {
         b"host=h\nhost=h sslmode=Require\n",
         0o644,
     );
-    let (code, _, stderr) = raw(&["--targets", &bad.display().to_string()]);
+    let (code, _, stderr) = run_bare(&["--targets", &bad.display().to_string()]);
     assert_eq!(code, 3);
     assert!(
         stderr.contains("bad-targets, line 2") && stderr.contains("invalid sslmode value"),
         "{stderr}"
     );
-    let (code, _, stderr) = raw(&["--targets", "/nonexistent/targets"]);
+    let (code, _, stderr) = run_bare(&["--targets", "/nonexistent/targets"]);
     assert_eq!(code, 3);
     assert!(stderr.contains("/nonexistent/targets"), "{stderr}");
 }
@@ -236,20 +224,20 @@ fn several_targets_on_the_command_line_are_one_fleet() {
         format!("127.0.0.1:{}", closed()),
         format!("127.0.0.1:{}", closed()),
     );
-    let (code, stdout, _) = raw(&[&a, &b, "--format", "json"]);
+    let (code, stdout, _) = run_bare(&[&a, &b, "--format", "json"]);
     assert_eq!(code, 2, "{stdout}");
     let fleet: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     crate::support::doctor::validate(&fleet);
     assert_eq!(fleet["reports"].as_array().unwrap().len(), 2);
     assert_eq!(fleet["summary"]["unreachable"], 2);
-    let (code, _, stderr) = raw(&[&a, "--targets", "/dev/null"]);
+    let (code, _, stderr) = run_bare(&[&a, "--targets", "/dev/null"]);
     assert_eq!(code, 3, "{stderr}");
     // The server log cannot be tied to one of several targets: refused, not guessed.
-    let (code, _, stderr) = raw(&[&a, &b, "--server-log", "/dev/null"]);
+    let (code, _, stderr) = run_bare(&[&a, &b, "--server-log", "/dev/null"]);
     assert_eq!(code, 3, "{stderr}");
     assert!(stderr.contains("--server-log"), "{stderr}");
     // Text closes with a summary of the fleet.
-    let (_, stdout, stderr) = raw(&[&a, &b]);
+    let (_, stdout, stderr) = run_bare(&[&a, &b]);
     assert!(
         stdout.contains("Summary: 2 targets: 0 work, 0 fail, 2 unreachable"),
         "{stdout}"
@@ -376,7 +364,7 @@ fn format_is_honoured_or_refused_on_every_subcommand() {
             }
             let mut full = args.clone();
             full.extend(["--format", format]);
-            let (code, stdout, stderr) = raw(&full);
+            let (code, stdout, stderr) = run_bare(&full);
             assert_eq!(code, 3, "{full:?}: {stdout}{stderr}");
             assert!(
                 stderr.contains(&format!("--format {format} is not one of them")),

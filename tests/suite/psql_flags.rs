@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use crate::support::doctor::{binary, run_doctor};
+use crate::support::doctor::{run_bare, run_doctor};
 use crate::support::pg::{run_with_timeout, scrub_pg_env, PgConfig, PgServer};
 
 const WHO: &str = "select current_user || ' ' || current_database() || ' ' || inet_server_port()";
@@ -102,23 +102,11 @@ fn psql_command_lines_reach_what_psql_reaches() {
     }
 }
 
-fn raw(args: &[&str]) -> (i32, String, String) {
-    let home = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(binary());
-    scrub_pg_env(&mut cmd).env("HOME", home.path()).args(args);
-    let out = run_with_timeout(&mut cmd, std::time::Duration::from_secs(30));
-    (
-        out.status.and_then(|s| s.code()).unwrap_or(-1),
-        out.stdout,
-        out.stderr,
-    )
-}
-
 #[test]
 fn psql_flags_never_print_the_help_and_exit_0() {
     // `-h` used to be clap's help: a CI job written with psql's flags passed, testing nothing.
     let port = crate::support::pg::free_port().to_string();
-    let (code, stdout, stderr) = raw(&["-h", "127.0.0.1", "-p", &port, "-U", "app"]);
+    let (code, stdout, stderr) = run_bare(&["-h", "127.0.0.1", "-p", &port, "-U", "app"]);
     assert_eq!(code, 2, "{stdout}{stderr}");
     assert!(!stdout.contains("Usage:"), "{stdout}");
     assert!(stdout.contains(&format!("127.0.0.1:{port}")), "{stdout}");
@@ -136,7 +124,7 @@ fn psql_flags_never_print_the_help_and_exit_0() {
             "extra command-line argument \"extra\"",
         ),
     ] {
-        let (code, stdout, stderr) = raw(&args);
+        let (code, stdout, stderr) = run_bare(&args);
         assert_eq!(code, 3, "{args:?}: {stdout}{stderr}");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
         assert!(
@@ -147,12 +135,12 @@ fn psql_flags_never_print_the_help_and_exit_0() {
     }
 
     for help in ["-?", "--help"] {
-        let (code, stdout, _) = raw(&[help]);
+        let (code, stdout, _) = run_bare(&[help]);
         assert_eq!(code, 0);
         assert!(stdout.contains("--host"), "{stdout}");
     }
     // `--port` is a flag of its own now, not "a similar argument exists: '--format'".
-    let (code, _, stderr) = raw(&["--port"]);
+    let (code, _, stderr) = run_bare(&["--port"]);
     assert_eq!(code, 3);
     assert!(stderr.contains("'--port <PORT>'"), "{stderr}");
 }

@@ -402,9 +402,6 @@ fn diagnosis(code: Code, fields: &ErrorFields, input: &EvalInput, on_tls: bool) 
     })
 }
 
-/// How PostgreSQL rereads pg_hba.conf.
-const RELOAD: &str = "`SELECT pg_reload_conf();`";
-
 /// Where the server saw the connection come from, as its messages name it.
 fn client_address(input: &EvalInput, on_tls: bool) -> String {
     let local = if on_tls {
@@ -415,32 +412,6 @@ fn client_address(input: &EvalInput, on_tls: bool) -> String {
     local
         .map(|a| a.ip().to_string())
         .unwrap_or_else(|| "this client".into())
-}
-
-/// pg_hba.conf has no line for this connection. Over TLS: the hostssl line to add. In
-/// plaintext, a line is wanted only when the requested sslmode needs plaintext (disable),
-/// and then the hostssl way comes first; otherwise the refusal is the configuration doing
-/// its job, and there is nothing to fix (empty).
-pub(in crate::eval) fn no_entry_fix(
-    input: &EvalInput,
-    on_tls: bool,
-    file: &str,
-    client: &str,
-    method: &str,
-    reload: &str,
-) -> String {
-    let (db, user) = (input_db(input), input_user(input));
-    if on_tls {
-        return format!("add to {file}: `hostssl {db} {user} {client} {method}`, then {reload}");
-    }
-    if input.requested != crate::sslmode::SslMode::Disable {
-        return String::new();
-    }
-    format!(
-        "sslmode=disable sends no TLS, and {file} admits no plaintext connection for this user: \
-         connect with TLS instead (sslmode=verify-full; a `hostssl {db} {user} {client} {method}` line admits it). \
-         Only if this client must stay in plaintext, add `host {db} {user} {client} {method}`, then {reload}"
-    )
 }
 
 /// Adds the deciding pg_hba.conf line (and, for no entry, the near misses) to a server error.

@@ -6,14 +6,7 @@
 
 use serde_json::Value;
 
-const MODES: [&str; 6] = [
-    "disable",
-    "allow",
-    "prefer",
-    "require",
-    "verify-ca",
-    "verify-full",
-];
+use super::doctor::MODES;
 
 fn rank(mode: &str) -> Option<usize> {
     MODES.iter().position(|m| *m == mode)

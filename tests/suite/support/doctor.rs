@@ -105,6 +105,20 @@ pub fn binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_pgtls-doctor")))
 }
 
+/// Runs the doctor with a clean PG* environment and an empty HOME: (exit status, stdout,
+/// stderr), for command-line checks that need no server.
+pub fn run_bare(args: &[&str]) -> (i32, String, String) {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(binary());
+    scrub_pg_env(&mut cmd).env("HOME", home.path()).args(args);
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(30));
+    (
+        out.status.and_then(|s| s.code()).unwrap_or(-1),
+        out.stdout,
+        out.stderr,
+    )
+}
+
 /// Runs the doctor with a clean PG* environment, HOME=home, and optional PGPASSFILE.
 pub fn run_doctor(
     args: &[&str],
