@@ -60,32 +60,3 @@ pub(in crate::eval) fn encryption_name(on_tls: bool) -> &'static str {
         "no encryption"
     }
 }
-
-/// How PostgreSQL rereads pg_hba.conf.
-pub(in crate::eval) const RELOAD: &str = "`SELECT pg_reload_conf();`";
-
-/// pg_hba.conf has no line for this connection. Over TLS: the hostssl line to add. In
-/// plaintext, a line is wanted only when the requested sslmode needs plaintext (disable),
-/// and then the hostssl way comes first; otherwise the refusal is the configuration doing
-/// its job, and there is nothing to fix (empty).
-pub(in crate::eval) fn no_entry_fix(
-    input: &crate::eval::model::EvalInput,
-    on_tls: bool,
-    file: &str,
-    client: &str,
-    method: &str,
-    reload: &str,
-) -> String {
-    let (db, user) = (input.dbname, input.user);
-    if on_tls {
-        return format!("add to {file}: `hostssl {db} {user} {client} {method}`, then {reload}");
-    }
-    if input.requested != crate::sslmode::SslMode::Disable {
-        return String::new();
-    }
-    format!(
-        "sslmode=disable sends no TLS, and {file} admits no plaintext connection for this user: \
-         connect with TLS instead (sslmode=verify-full; a `hostssl {db} {user} {client} {method}` line admits it). \
-         Only if this client must stay in plaintext, add `host {db} {user} {client} {method}`, then {reload}"
-    )
-}

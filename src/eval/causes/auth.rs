@@ -2,6 +2,7 @@
 //! SCRAM, and the pg_hba.conf line that decided.
 
 use crate::catalogue::Code;
+use crate::eval::causes::hba_fix::{no_entry_fix, RELOAD};
 use crate::eval::causes::network::*;
 use crate::eval::client_cert::{self};
 use crate::eval::model::*;

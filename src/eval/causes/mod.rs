@@ -4,6 +4,7 @@
 
 pub(in crate::eval) mod auth;
 pub(in crate::eval) mod chain;
+pub(in crate::eval) mod hba_fix;
 pub(in crate::eval) mod network;
 pub(in crate::eval) mod pooler;
 pub(in crate::eval) mod tls;

@@ -239,7 +239,7 @@ pub(in crate::eval) fn pooler_refusal(
             if fields.detail.as_deref().is_some_and(|d| d.starts_with("no pool_hba.conf entry")) =>
         {
             let detail = fields.detail.clone().unwrap_or_default();
-            let fix = crate::eval::prose::no_entry_fix(
+            let fix = crate::eval::causes::hba_fix::no_entry_fix(
                 input,
                 on_tls,
                 "pool_hba.conf",
