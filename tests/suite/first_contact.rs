@@ -205,20 +205,24 @@ fn a_login_says_which_authentication_ran() {
 
 /// The report as an 80×24 terminal shows it: run in a pseudo-terminal of 80 columns.
 fn on_an_80_column_terminal(args: &[&str], home: &std::path::Path) -> String {
+    on_an_80_column_terminal_with(args, home, "")
+}
+
+/// [`on_an_80_column_terminal`] with `VAR='value' ` assignments before the command.
+fn on_an_80_column_terminal_with(args: &[&str], home: &std::path::Path, env: &str) -> String {
     let quoted: Vec<String> = args
         .iter()
         .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
         .collect();
     let command = format!(
-        "stty cols 80 rows 24; HOME='{}' NO_COLOR=1 '{}' {}",
+        "stty cols 80 rows 24; {env}HOME='{}' NO_COLOR=1 '{}' {}",
         home.display(),
         crate::support::doctor::binary().display(),
         quoted.join(" ")
     );
-    let out = crate::support::pg::run_with_timeout(
-        std::process::Command::new("script").args(["-qec", &command, "/dev/null"]),
-        std::time::Duration::from_secs(60),
-    );
+    let mut script = std::process::Command::new("script");
+    crate::support::pg::scrub_pg_env(&mut script).args(["-qec", &command, "/dev/null"]);
+    let out = crate::support::pg::run_with_timeout(&mut script, std::time::Duration::from_secs(60));
     out.stdout.replace("\r\n", "\n")
 }
 
@@ -275,4 +279,139 @@ fn the_verdict_and_the_first_fix_are_on_the_last_screen_folded_to_the_terminal()
         "{}",
         run.stdout
     );
+}
+
+/// The twenty failures people meet most, each run in an 80-column terminal: the last
+/// screen (24 lines) holds the verdict and, where a finding has one, the fix to do first,
+/// and no line is wider than the terminal.
+#[test]
+fn twenty_common_failures_end_with_the_verdict_and_the_fix_on_an_80_by_24_screen() {
+    use crate::support::pki::{Ca, LeafSpec};
+    let ca = Ca::root("Screen CA");
+    let leaf = ca.issue(&LeafSpec::server(
+        "localhost",
+        &["localhost"],
+        &["127.0.0.1"],
+    ));
+    let mut expired_spec = LeafSpec::server("localhost", &["localhost"], &["127.0.0.1"]);
+    expired_spec.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(30);
+    expired_spec.not_after = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    let expired = ca.issue(&expired_spec);
+    let hba = "hostssl app alice 127.0.0.1/32 scram-sha-256\n\
+               hostssl certdb all 127.0.0.1/32 cert\n\
+               hostssl all postgres 127.0.0.1/32 trust\n";
+    let setup_sql = vec![
+        "create role alice login password 'alice-pw'".into(),
+        "create role bob login".into(),
+        "create database app".into(),
+        "create database certdb".into(),
+    ];
+    let main = PgServer::start(PgConfig {
+        ssl: true,
+        server_cert: Some(leaf.pair()),
+        ca_file: Some(ca.issued.cert_pem.clone()),
+        hba: hba.into(),
+        setup_sql,
+        ..Default::default()
+    });
+    let stale = PgServer::start(PgConfig {
+        ssl: true,
+        server_cert: Some(expired.pair()),
+        hba: "hostssl all all 127.0.0.1/32 trust\n".into(),
+        ..Default::default()
+    });
+    let plain = PgServer::start(PgConfig {
+        hba: "host all all 127.0.0.1/32 trust\n".into(),
+        ..Default::default()
+    });
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let file = |name: &str, body: &str, mode: u32| {
+        write_file(dir, name, body.as_bytes(), mode)
+            .display()
+            .to_string()
+    };
+    let root = file("root.crt", &ca.issued.cert_pem, 0o644);
+    let other_ca = Ca::root("Another CA");
+    let other_root = file("other.crt", &other_ca.issued.cert_pem, 0o644);
+    let client = |name: &str, issuer: &Ca, cn: &str| {
+        let issued = issuer.issue(&LeafSpec::client(cn));
+        let (cert, key) = issued.pair();
+        (
+            file(&format!("{name}.crt"), &cert, 0o644),
+            file(&format!("{name}.key"), &key, 0o600),
+        )
+    };
+    let (bob_crt, bob_key) = client("bob", &ca, "bob");
+    let (alice_crt, _) = client("alice", &ca, "alice");
+    let (foreign_crt, foreign_key) = client("foreign", &other_ca, "alice");
+    let mut old = LeafSpec::client("alice");
+    old.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(30);
+    old.not_after = time::OffsetDateTime::now_utc() - time::Duration::days(2);
+    let old = ca.issue(&old);
+    let (old_crt, old_key) = (
+        file("old.crt", &old.pair().0, 0o644),
+        file("old.key", &old.pair().1, 0o600),
+    );
+    let bad_pass = file("badpass", "*:*:*:alice:wrong\n", 0o600);
+    let at = |pg: &PgServer, rest: &str| format!("host=localhost port={} {rest}", pg.port);
+    let closed = crate::support::pg::free_port();
+    let socket_dir = file("not-a-socket-dir", "", 0o644);
+    // (what, target, variables for the doctor)
+    let cases: Vec<(&str, String, String)> = vec![
+        ("root file of another CA", at(&main, &format!("user=postgres sslrootcert={other_root}")), String::new()),
+        ("no root file", at(&main, "user=postgres"), String::new()),
+        ("host name not in the certificate", format!("host=db.example.com hostaddr=127.0.0.1 port={} user=postgres sslrootcert={root}", main.port), String::new()),
+        ("wrong password", at(&main, &format!("user=alice dbname=app sslrootcert={root}")), format!("PGPASSFILE='{bad_pass}' ")),
+        ("no password", at(&main, &format!("user=alice dbname=app sslrootcert={root}")), String::new()),
+        ("no such role", at(&main, &format!("user=nobody dbname=app sslrootcert={root}")), String::new()),
+        ("no pg_hba.conf line", at(&main, &format!("user=bob dbname=app sslrootcert={root}")), String::new()),
+        ("no such database", at(&main, &format!("user=postgres dbname=nodb sslrootcert={root}")), String::new()),
+        ("sslmode=disable on a hostssl-only server", at(&main, &format!("user=postgres sslmode=disable sslrootcert={root}")), String::new()),
+        ("closed port", format!("host=127.0.0.1 port={closed} user=postgres"), String::new()),
+        ("client certificate CN is not the user", at(&main, &format!("user=alice dbname=certdb sslrootcert={root} sslcert={bob_crt} sslkey={bob_key}")), String::new()),
+        ("no client certificate", at(&main, &format!("user=alice dbname=certdb sslrootcert={root}")), String::new()),
+        ("client certificate from another CA", at(&main, &format!("user=alice dbname=certdb sslrootcert={root} sslcert={foreign_crt} sslkey={foreign_key}")), String::new()),
+        ("expired client certificate", at(&main, &format!("user=alice dbname=certdb sslrootcert={root} sslcert={old_crt} sslkey={old_key}")), String::new()),
+        ("client key of another certificate", at(&main, &format!("user=alice dbname=certdb sslrootcert={root} sslcert={alice_crt} sslkey={bob_key}")), String::new()),
+        ("expired server certificate", at(&stale, &format!("user=postgres sslrootcert={root}")), String::new()),
+        ("server without TLS at require", format!("host=127.0.0.1 port={} user=postgres sslmode=require", plain.port), String::new()),
+        ("no user given", at(&main, &format!("dbname=app sslrootcert={root}")), String::new()),
+        ("sslrootcert=system with a private CA", at(&main, "user=postgres sslrootcert=system"), String::new()),
+        ("no server on the Unix socket", format!("host={socket_dir}-missing port=5432 user=postgres"), String::new()),
+    ];
+    assert_eq!(cases.len(), 20);
+    for (what, target, env) in cases {
+        let mut args = vec![target.clone(), "--sslmode".into()];
+        args.push(if target.contains("sslmode=") {
+            target
+                .split("sslmode=")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .to_string()
+        } else {
+            "verify-full".into()
+        });
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let screen = on_an_80_column_terminal_with(&args, dir, &env);
+        let lines: Vec<&str> = screen.lines().collect();
+        for line in &lines {
+            assert!(
+                line.chars().count() <= 80,
+                "{what}: wider than 80: {line:?}"
+            );
+        }
+        let last = lines[lines.len().saturating_sub(23)..].join("\n");
+        assert!(
+            last.contains("FAIL  "),
+            "{what}: no verdict on the last screen:\n{last}"
+        );
+        assert!(
+            last.contains("fix first:"),
+            "{what}: no fix on the last screen:\n{last}"
+        );
+    }
 }

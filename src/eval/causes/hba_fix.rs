@@ -20,8 +20,16 @@ pub(in crate::eval) fn no_entry_fix(
     reload: &str,
 ) -> String {
     let (db, user) = (input.dbname, input.user);
+    // A user nobody chose is more likely the mistake than the missing line.
+    let defaulted = if input.user_is_default {
+        format!("give the user you mean (-U NAME, or user=NAME): libpq used the operating-system user \"{user}\". If \"{user}\" is meant: ")
+    } else {
+        String::new()
+    };
     if on_tls {
-        return format!("add to {file}: `hostssl {db} {user} {client} {method}`, then {reload}");
+        return format!(
+            "{defaulted}add to {file}: `hostssl {db} {user} {client} {method}`, then {reload}"
+        );
     }
     if input.requested != crate::sslmode::SslMode::Disable {
         return String::new();
