@@ -361,44 +361,43 @@ fn refusal_problem(
 fn diagnosis(code: Code, fields: &ErrorFields, input: &EvalInput, on_tls: bool) -> Option<String> {
     let (user, db) = (input.user, input.dbname);
     let from = client_address(input, on_tls);
-    let defaulted_user = input.user_is_default.then(|| {
-        format!(
-            " No user was given, so libpq used the operating-system user \"{user}\": give one with -U NAME (or user=NAME)."
-        )
-    });
+    let tls = if on_tls { "over TLS" } else { "without TLS" };
+    // A user nobody gave: say so after the diagnosis, with how to give one.
+    let noting_default = |text: String| {
+        match input.user_is_default {
+        true => format!(
+            "{text}. No user was given, so libpq used the operating-system user \"{user}\": give one with -U NAME (or user=NAME)"
+        ),
+        false => text,
+    }
+    };
     Some(match code {
         Code::HbaNoEntry if !on_tls && input.requested.requires_tls() => format!(
             "plaintext is refused: pg_hba.conf admits user \"{user}\" to database \"{db}\" from {from} only over TLS, as a hostssl-only configuration intends"
         ),
-        Code::HbaNoEntry => format!(
-            "pg_hba.conf has no line for user \"{user}\", database \"{db}\" from {from} {}.{}",
-            if on_tls { "over TLS" } else { "without TLS" },
-            defaulted_user.unwrap_or_default()
-        ),
-        Code::HbaReject => format!(
-            "a reject line in pg_hba.conf refuses user \"{user}\", database \"{db}\" from {from} {}.{}",
-            if on_tls { "over TLS" } else { "without TLS" },
-            defaulted_user.unwrap_or_default()
-        ),
-        Code::RoleMissing => format!(
-            "the server has no role \"{user}\".{}",
-            defaulted_user.unwrap_or_default()
-        ),
+        Code::HbaNoEntry => noting_default(format!(
+            "pg_hba.conf has no line for user \"{user}\", database \"{db}\" from {from} {tls}"
+        )),
+        Code::HbaReject => noting_default(format!(
+            "a reject line in pg_hba.conf refuses user \"{user}\", database \"{db}\" from {from} {tls}"
+        )),
+        Code::RoleMissing => noting_default(format!("the server has no role \"{user}\"")),
         Code::DatabaseMissing if input.dbname_is_default => format!(
             "the server has no database \"{db}\": no dbname was given, so libpq used the user name; give one with -d NAME (or dbname=NAME)"
         ),
         Code::DatabaseMissing => format!("the server has no database \"{db}\""),
-        Code::PasswordFailed => format!(
-            "the server refused the password for user \"{user}\" (or has no such role: it answers both alike){}",
-            defaulted_user.unwrap_or_default()
-        ),
+        Code::PasswordFailed => noting_default(format!(
+            "the server refused the password for user \"{user}\" (or has no such role: it answers both alike)"
+        )),
         Code::ServerRefused if fields.message.contains("is not permitted to log in") => {
             format!("the role \"{user}\" exists but may not log in (NOLOGIN)")
         }
         Code::ClientCertMissing => format!(
             "the server wants a client certificate for user \"{user}\" (cert, or clientcert= in pg_hba.conf), and none was sent"
         ),
-        Code::ServerCaMissing => "the server cannot check client certificates: its ssl_ca_file is not set".into(),
+        Code::ServerCaMissing => {
+            "the server cannot check client certificates: its ssl_ca_file is not set".into()
+        }
         _ => return None,
     })
 }
