@@ -81,6 +81,7 @@ pub fn run(cli: &Cli) -> Result<u8, ToolError> {
             colour,
         );
     }
+    refuse_output_over_an_input(cli)?;
     let targets = targets(cli)?;
     let several = targets.count != Some(1);
     if several && cli.server_log.is_some() {
@@ -593,27 +594,53 @@ fn diagnose(
     Ok(exit_code)
 }
 
-/// Writes FILE as a whole or not at all: a temporary file beside it, then a rename (what
-/// node_exporter's textfile collector needs: it never reads half a file).
+/// Writes FILE as a whole or not at all (what node_exporter's textfile collector needs: it
+/// never reads half a file), never through a planted link (atomic_write.rs).
 fn write_atomically(file: &Path, contents: &[u8]) -> Result<(), ToolError> {
-    let failed = |source: std::io::Error| ToolError::Write {
+    crate::atomic_write::write_replacing(file, contents).map_err(|source| ToolError::Write {
         what: "output file",
         source: std::io::Error::new(source.kind(), format!("{}: {source}", file.display())),
+    })
+}
+
+/// `--output` naming a file the doctor reads would replace that input with the report:
+/// refused before anything runs.
+fn refuse_output_over_an_input(cli: &Cli) -> Result<(), ToolError> {
+    let Some(output) = &cli.output else {
+        return Ok(());
     };
-    let name = file
-        .file_name()
-        .ok_or_else(|| failed(std::io::Error::other("not a file name")))?;
-    let temporary = file.with_file_name(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result =
-        std::fs::write(&temporary, contents).and_then(|_| std::fs::rename(&temporary, file));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temporary);
+    let mut inputs: Vec<(&str, &Path)> = [
+        ("--targets", &cli.targets),
+        ("--hba", &cli.hba),
+        ("--ident", &cli.ident),
+        ("--server-log", &cli.server_log),
+        ("--pooler-config", &cli.pooler_config),
+        ("--pooler-log", &cli.pooler_log),
+    ]
+    .into_iter()
+    .filter_map(|(flag, path)| path.as_deref().map(|p| (flag, p)))
+    .collect();
+    let files = [
+        ("--sslrootcert", &cli.sslrootcert),
+        ("--sslcert", &cli.sslcert),
+        ("--sslkey", &cli.sslkey),
+        ("--sslcrl", &cli.sslcrl),
+    ];
+    inputs.extend(
+        files
+            .iter()
+            .filter_map(|(flag, path)| path.as_deref().map(|p| (*flag, Path::new(p)))),
+    );
+    match inputs
+        .into_iter()
+        .find(|(_, input)| crate::atomic_write::same_file(output, input))
+    {
+        Some((flag, _)) => Err(ToolError::Usage(format!(
+            "--output \"{}\" is the file given to {flag}: the report would replace it; write the report elsewhere",
+            output.display()
+        ))),
+        None => Ok(()),
     }
-    result.map_err(failed)
 }
 
 /// A subcommand that writes only some formats refuses the others, rather than ignore them.

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod atomic_write;
 pub mod catalogue;
 pub mod cli;
 pub mod client_cert;

@@ -16,19 +16,37 @@ use quick_xml::escape::escape;
 use crate::catalogue::Severity;
 use crate::report::{FindingOut, Report};
 
-/// Text safe in XML 1.0: control characters (which XML cannot hold at all) made visible,
-/// then the markup characters escaped.
+/// Text safe in XML 1.0: control characters made visible, every other character outside
+/// XML's Char production (U+FFFE, U+FFFF) too, then the markup characters escaped. One
+/// hostile server's text must not make a whole fleet's document unparsable.
 fn xml(text: &str) -> String {
-    escape(crate::untrusted::for_terminal(text).as_ref()).into_owned()
+    escape(xml_chars(&crate::untrusted::for_terminal(text)).as_str()).into_owned()
 }
 
 /// Body text: newlines kept, every other control character made visible.
 fn xml_body(text: &str) -> String {
     let lines: Vec<String> = text
         .lines()
-        .map(|l| crate::untrusted::for_terminal(l).into_owned())
+        .map(|l| xml_chars(&crate::untrusted::for_terminal(l)))
         .collect();
     escape(lines.join("\n").as_str()).into_owned()
+}
+
+/// XML 1.0 Char: #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF];
+/// anything else is written as `\u{XXXX}`.
+fn xml_chars(text: &str) -> String {
+    let allowed = |c: char| {
+        matches!(c, '\t' | '\n' | '\r')
+            || ('\u{20}'..='\u{D7FF}').contains(&c)
+            || ('\u{E000}'..='\u{FFFD}').contains(&c)
+            || c >= '\u{10000}'
+    };
+    text.chars()
+        .map(|c| match allowed(c) {
+            true => c.to_string(),
+            false => format!("\\u{{{:04x}}}", c as u32),
+        })
+        .collect()
 }
 
 fn classname(report: &Report) -> String {
@@ -170,6 +188,13 @@ pub fn write(reports: &[Report], warnings_fail: bool, out: &mut dyn Write) -> io
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn characters_xml_cannot_hold_are_made_visible() {
+        let text = xml("boom\u{ffff}\u{fffe}ok\u{1F600}");
+        assert_eq!(text, "boom\\u{ffff}\\u{fffe}ok\u{1F600}");
+        assert!(!xml_body("a\u{ffff}\nb").contains('\u{ffff}'));
+    }
 
     #[test]
     fn text_cannot_open_an_element() {

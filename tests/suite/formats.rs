@@ -474,3 +474,120 @@ fn the_documents_exit_code_is_the_processes_when_a_line_names_no_target() {
         assert_eq!(summary["exit_code"], 3, "{format}: {}", out.stdout);
     }
 }
+
+#[test]
+fn output_never_replaces_an_input_nor_writes_through_a_link() {
+    let home = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let body = format!("127.0.0.1:{closed}\n");
+    let targets = write_file(home.path(), "targets", body.as_bytes(), 0o644);
+    let hba = write_file(
+        home.path(),
+        "pg_hba.conf",
+        b"hostssl all all 0.0.0.0/0 scram-sha-256\n",
+        0o644,
+    );
+    let doctor = |args: &[&str]| {
+        let mut cmd = Command::new(binary());
+        scrub_pg_env(&mut cmd)
+            .env("HOME", home.path())
+            .args(["--timeout", "3"])
+            .args(args);
+        run_with_timeout(&mut cmd, Duration::from_secs(60))
+    };
+    let t = targets.to_str().unwrap();
+    for (args, flag) in [
+        (vec!["--targets", t, "--output", t], "--targets"),
+        (
+            vec![
+                "127.0.0.1:1",
+                "--hba",
+                hba.to_str().unwrap(),
+                "--output",
+                hba.to_str().unwrap(),
+            ],
+            "--hba",
+        ),
+    ] {
+        let out = doctor(&args);
+        assert_eq!(code(&out), 3, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(flag), "{}", out.stderr);
+    }
+    assert_eq!(std::fs::read_to_string(&targets).unwrap(), body);
+    assert!(std::fs::read_to_string(&hba)
+        .unwrap()
+        .starts_with("hostssl"));
+
+    // A link planted where the report goes is replaced, never written through.
+    let victim = write_file(home.path(), "victim", b"precious", 0o644);
+    let report = home.path().join("report.json");
+    std::os::unix::fs::symlink(&victim, &report).unwrap();
+    let out = doctor(&[
+        "--targets",
+        t,
+        "--format",
+        "json",
+        "--output",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 2, "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(std::fs::symlink_metadata(&report)
+        .unwrap()
+        .file_type()
+        .is_file());
+    serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&report).unwrap()).unwrap();
+}
+
+#[test]
+fn junit_stays_parsable_whatever_characters_a_server_sends() {
+    let home = tempfile::tempdir().unwrap();
+    // 'N' to the SSLRequest, then a FATAL whose text XML cannot hold.
+    let refusal = error_response("28000", "boom \u{ffff}\u{fffe} \u{1}</failure>");
+    let peer = spawn(
+        vec![
+            Step::Read(8),
+            Step::Send(b"N".to_vec()),
+            Step::ReadStartup,
+            Step::Send(refusal),
+            Step::Close,
+        ],
+        4,
+    );
+    let mut cmd = Command::new(binary());
+    scrub_pg_env(&mut cmd)
+        .env("HOME", home.path())
+        .arg(format!("host=localhost port={peer} user=alice dbname=app"))
+        .args(["--format", "junit", "--timeout", "5"]);
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(60));
+    assert!(out.stdout.contains("testcase"), "{}", out.stdout);
+    // Expat, as Jenkins' and GitLab's parsers, refuses U+FFFE and U+FFFF.
+    let mut parse = Command::new("python3");
+    parse
+        .args([
+            "-c",
+            "import sys, xml.etree.ElementTree as ET; ET.fromstring(sys.stdin.buffer.read())",
+        ])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = parse.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(out.stdout.as_bytes())
+        .unwrap();
+    let parsed = child.wait_with_output().unwrap();
+    assert!(
+        parsed.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&parsed.stderr),
+        out.stdout
+    );
+    assert!(out.stdout.contains("\\u{ffff}"), "{}", out.stdout);
+}
