@@ -64,6 +64,12 @@ pub enum TargetSyntax {
 }
 
 /// Parses the TARGET argument into keyword/value pairs, in the order written.
+/// A value for a conninfo string built by the doctor: single-quoted, with `\` and `'`
+/// escaped, as libpq's `conninfo_parse` reads them. A user "app user" stays one value.
+pub fn quote(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
 /// libpq's `recognized_connection_string`: what psql's DBNAME (or `-d`) expands as a
 /// connection string rather than taking as a database name.
 pub fn is_connection_string(text: &str) -> bool {
@@ -538,5 +544,17 @@ mod tests {
             parse_target("/var/run/postgresql").unwrap().1,
             pairs(&[("host", "/var/run/postgresql")])
         );
+    }
+
+    #[test]
+    fn quoted_values_read_back_as_they_were() {
+        for value in ["app user", "o'brien", "back\\slash", "", "=;'\\ "] {
+            let parsed = parse_conninfo(&format!("user={}", quote(value))).unwrap();
+            assert_eq!(
+                parsed,
+                vec![("user".to_string(), value.to_string())],
+                "{value:?}"
+            );
+        }
     }
 }

@@ -72,8 +72,15 @@ pub fn server_hop(config: &PoolerConfig, dbname: &str, user: &str) -> Option<Ser
     let mode = config
         .value_or("server_tls_sslmode", "prefer")
         .to_ascii_lowercase();
-    let mut conninfo = format!("dbname={dbname} user={user} {}", entry.value);
-    conninfo.push_str(&format!(" sslmode={mode}"));
+    use crate::conninfo::quote;
+    // The [databases] entry is itself libpq's key=value syntax; the rest is quoted here.
+    let mut conninfo = format!(
+        "dbname={} user={} {}",
+        quote(dbname),
+        quote(user),
+        entry.value
+    );
+    conninfo.push_str(&format!(" sslmode={}", quote(&mode)));
     let mut cited = vec![cited_without_password(entry)];
     for name in [
         "server_tls_sslmode",
@@ -88,8 +95,8 @@ pub fn server_hop(config: &PoolerConfig, dbname: &str, user: &str) -> Option<Ser
     if mode.starts_with("verify") {
         if let Some(ca) = config.get("server_tls_ca_file") {
             conninfo.push_str(&format!(
-                " sslrootcert='{}'",
-                beside(&config.path, &ca.value).display()
+                " sslrootcert={}",
+                quote(&beside(&config.path, &ca.value).display().to_string())
             ));
         }
     }
@@ -98,9 +105,9 @@ pub fn server_hop(config: &PoolerConfig, dbname: &str, user: &str) -> Option<Ser
         config.get("server_tls_key_file"),
     ) {
         conninfo.push_str(&format!(
-            " sslcert='{}' sslkey='{}'",
-            beside(&config.path, &cert.value).display(),
-            beside(&config.path, &key.value).display()
+            " sslcert={} sslkey={}",
+            quote(&beside(&config.path, &cert.value).display().to_string()),
+            quote(&beside(&config.path, &key.value).display().to_string())
         ));
     }
     Some(ServerHop {
@@ -228,6 +235,29 @@ mod tests {
         assert!(
             cited.starts_with("app = host=db password=<hidden> user=x"),
             "{cited}"
+        );
+    }
+
+    #[test]
+    fn the_second_hop_keeps_a_user_and_paths_with_blanks_and_quotes_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let ini = dir.path().join("pgbouncer.ini");
+        let text = "[databases]\n* = host=db\n[pgbouncer]\nserver_tls_sslmode = verify-full\nserver_tls_ca_file = my ca's.crt\n";
+        let config = load(&ini, text);
+        let hop = server_hop(&config, "app db", "app user").unwrap();
+        let pairs = crate::conninfo::parse_conninfo(&hop.conninfo).unwrap();
+        let get = |key: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("user"), Some("app user"), "{}", hop.conninfo);
+        assert_eq!(get("dbname"), Some("app db"));
+        assert!(
+            get("sslrootcert").unwrap().ends_with("my ca's.crt"),
+            "{}",
+            hop.conninfo
         );
     }
 }

@@ -67,12 +67,19 @@ pub fn server_hop(
         (true, None) => ("prefer", None, Some("pgpool-II with ssl = on and no ssl_ca_cert: TLS when the server offers it, unverified, else plaintext: libpq's prefer")),
         (true, Some(ca)) => ("verify-ca", Some(super::beside(&config.path, &ca.value)), Some("no libpq sslmode matches pgpool-II here: it verifies the chain with ssl_ca_cert (no host name) but still continues in plaintext when the server refuses TLS; checked as verify-ca, the TLS half")),
     };
+    use crate::conninfo::quote;
     let mut conninfo = format!(
-        "host='{}' port={port} dbname={dbname} user={user} sslmode={mode}",
-        host.value
+        "host={} port={} dbname={} user={} sslmode={mode}",
+        quote(&host.value),
+        quote(&port),
+        quote(dbname),
+        quote(user)
     );
     if let Some(root) = root {
-        conninfo.push_str(&format!(" sslrootcert='{}'", root.display()));
+        conninfo.push_str(&format!(
+            " sslrootcert={}",
+            quote(&root.display().to_string())
+        ));
     }
     let mut cited = vec![host.cited()];
     for name in ["backend_port0", "ssl", "ssl_ca_cert"] {
