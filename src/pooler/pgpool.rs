@@ -71,7 +71,7 @@ pub fn server_hop(
     let mut conninfo = format!(
         "host={} port={} dbname={} user={} sslmode={mode}",
         quote(&host.value),
-        quote(&port),
+        quote(port),
         quote(dbname),
         quote(user)
     );
