@@ -81,6 +81,30 @@ fn file_stem(user: &str) -> Result<&str, PkiError> {
     }
 }
 
+/// The longest validity `pki` issues, in days: far past any sane certificate, and far below
+/// what would overflow a date.
+const MAX_DAYS: u32 = 36_500;
+
+/// Each client's files are `<user>.crt/.key/.pk8` beside ca.* and server.*: a user named
+/// "ca" or "server", or named twice, would collide; refused before anything is written.
+fn check_client_names(clients: &[String]) -> Result<(), PkiError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for user in clients {
+        let stem = file_stem(user)?;
+        if matches!(stem, "ca" | "server") {
+            return Err(PkiError::Request(format!(
+                "client user name \"{user}\" would overwrite the {stem}.* files: choose another name for its certificate"
+            )));
+        }
+        if !seen.insert(stem) {
+            return Err(PkiError::Request(format!(
+                "client user \"{user}\" is named twice"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The directory: created 0700 when absent; an existing one must be ours and closed to
 /// everyone else (not /tmp itself, not a shared or world-writable place).
 fn prepare_dir(dir: &Path) -> Result<(), PkiError> {
@@ -243,21 +267,39 @@ fn client_key_files(
     Ok((pem, der))
 }
 
+/// Writes every planned file, each new (never over an existing one); when one fails, the
+/// ones written before it are removed again.
+fn write_all_or_nothing(
+    dir: &Path,
+    planned: &[(String, Vec<u8>, u32)],
+) -> Result<Vec<PathBuf>, PkiError> {
+    let mut written = Vec::new();
+    for (name, contents, mode) in planned {
+        let path = dir.join(name);
+        if let Err(e) = write_new(&path, contents, *mode) {
+            for done in &written {
+                let _ = std::fs::remove_file(done);
+            }
+            return Err(e);
+        }
+        written.push(path);
+    }
+    Ok(written)
+}
+
 pub fn make(req: &PkiRequest) -> Result<Written, PkiError> {
     if req.server_names.is_empty() && req.server_addresses.is_empty() {
         return Err(PkiError::Request(
             "name the server: --server-name db.example.com and/or --server-ip 10.0.0.5 (the names clients put in host=)".into(),
         ));
     }
-    if req.days == 0 || req.ca_days < req.days {
+    if req.days == 0 || req.ca_days < req.days || req.ca_days > MAX_DAYS {
         return Err(PkiError::Request(format!(
-            "invalid validity: --days {} must be at least 1 and no more than --ca-days {}",
+            "invalid validity: --days {} must be at least 1 and no more than --ca-days {}, which may be at most {MAX_DAYS} (100 years)",
             req.days, req.ca_days
         )));
     }
-    for user in &req.clients {
-        file_stem(user)?;
-    }
+    check_client_names(&req.clients)?;
     prepare_dir(&req.dir)?;
     let (issuer, ca_pem, ca_key_pem) = ca("pgtls-doctor PostgreSQL CA", req.ca_days)?;
 
@@ -284,20 +326,22 @@ pub fn make(req: &PkiRequest) -> Result<Written, PkiError> {
         until,
     )?;
 
-    let dir = &req.dir;
-    let mut files = Vec::new();
-    let mut put = |name: &str, contents: &[u8], mode: u32| -> Result<PathBuf, PkiError> {
-        let path = dir.join(name);
-        write_new(&path, contents, mode)?;
-        files.push(path.clone());
-        Ok(path)
-    };
-    let ca_crt = put("ca.crt", ca_pem.as_bytes(), 0o644)?;
-    put("ca.key", ca_key_pem.as_bytes(), 0o600)?;
-    let server_crt = put("server.crt", server.cert_pem.as_bytes(), 0o644)?;
-    let server_key = put("server.key", server.key.serialize_pem().as_bytes(), 0o600)?;
+    // Everything is made before anything is written: a failure leaves no half PKI.
     let passphrase = req.passphrase.as_ref().map(|p| p.bytes());
-    let mut clients = Vec::new();
+    let mut planned: Vec<(String, Vec<u8>, u32)> = vec![
+        ("ca.crt".into(), ca_pem.into_bytes(), 0o644),
+        ("ca.key".into(), ca_key_pem.into_bytes(), 0o600),
+        (
+            "server.crt".into(),
+            server.cert_pem.clone().into_bytes(),
+            0o644,
+        ),
+        (
+            "server.key".into(),
+            server.key.serialize_pem().into_bytes(),
+            0o600,
+        ),
+    ];
     for user in &req.clients {
         let made = leaf(
             &issuer,
@@ -309,11 +353,25 @@ pub fn make(req: &PkiRequest) -> Result<Written, PkiError> {
         )?;
         let (pem, der) = client_key_files(&made.key, passphrase.as_deref())?;
         let stem = file_stem(user)?;
-        let crt = put(&format!("{stem}.crt"), made.cert_pem.as_bytes(), 0o644)?;
-        let key = put(&format!("{stem}.key"), &pem, 0o600)?;
-        let pk8 = put(&format!("{stem}.pk8"), &der, 0o600)?;
-        clients.push((user.clone(), crt, key, pk8));
+        planned.push((format!("{stem}.crt"), made.cert_pem.into_bytes(), 0o644));
+        planned.push((format!("{stem}.key"), pem, 0o600));
+        planned.push((format!("{stem}.pk8"), der, 0o600));
     }
+    let files = write_all_or_nothing(&req.dir, &planned)?;
+    let path = |name: &str| req.dir.join(name);
+    let (ca_crt, server_crt, server_key) = (path("ca.crt"), path("server.crt"), path("server.key"));
+    let clients: Vec<(String, PathBuf, PathBuf, PathBuf)> = req
+        .clients
+        .iter()
+        .map(|user| {
+            (
+                user.clone(),
+                path(&format!("{user}.crt")),
+                path(&format!("{user}.key")),
+                path(&format!("{user}.pk8")),
+            )
+        })
+        .collect();
 
     let instructions = instructions(req, &ca_crt, &server_crt, &server_key, &clients, &server_cn);
     Ok(Written {
@@ -333,24 +391,31 @@ fn instructions(
     let to = &req.server_dir;
     let mut out = String::new();
     let d = |p: &Path| p.display().to_string();
+    let on_server = |name: &str| format!("{to}/{name}");
     out.push_str(
         "# ca.key signs new certificates: keep it off the database server, and backed up.\n\n",
     );
     out.push_str(&format!(
         "# On the server, as root: the key readable by the postgres user alone (or root:postgres 0640).\n\
-         install -o postgres -g postgres -m 0600 {} {to}/server.key\n\
-         install -o postgres -g postgres -m 0644 {} {to}/server.crt\n\
-         install -o postgres -g postgres -m 0644 {} {to}/root.crt\n\n",
-        d(server_key),
-        d(server_crt),
-        d(ca_crt)
+         install -o postgres -g postgres -m 0600 {} {}\n\
+         install -o postgres -g postgres -m 0644 {} {}\n\
+         install -o postgres -g postgres -m 0644 {} {}\n\n",
+        shell(&d(server_key)),
+        shell(&on_server("server.key")),
+        shell(&d(server_crt)),
+        shell(&on_server("server.crt")),
+        shell(&d(ca_crt)),
+        shell(&on_server("root.crt")),
     ));
     out.push_str(&format!(
         "# postgresql.conf (then SELECT pg_reload_conf();)\n\
          ssl = on\n\
-         ssl_cert_file = '{to}/server.crt'\n\
-         ssl_key_file = '{to}/server.key'\n\
-         ssl_ca_file = '{to}/root.crt'\n\n"
+         ssl_cert_file = {}\n\
+         ssl_key_file = {}\n\
+         ssl_ca_file = {}\n\n",
+        conf(&on_server("server.crt")),
+        conf(&on_server("server.key")),
+        conf(&on_server("root.crt")),
     ));
     out.push_str(&format!(
         "# pg_hba.conf: TLS with a client certificate whose CN is the user, nothing in plaintext\n\
@@ -358,36 +423,85 @@ fn instructions(
          hostnossl all all {} reject\n\n",
         req.client_network, req.client_network
     ));
+    let conninfo = |user: &str, crt: &Path, key: &Path| {
+        use crate::conninfo::quote;
+        format!(
+            "host={} port={} user={} dbname=postgres sslmode=verify-full sslrootcert={} sslcert={} sslkey={}",
+            quote(host),
+            req.port,
+            quote(user),
+            quote(&d(ca_crt)),
+            quote(&d(crt)),
+            quote(&d(key))
+        )
+    };
     for (user, crt, key, pk8) in clients {
         out.push_str(&format!(
             "# {user}, with libpq (psql, psycopg, ...){}\n\
-             psql \"host={host} port={} user={user} dbname=postgres sslmode=verify-full sslrootcert={} sslcert={} sslkey={}\"\n\
+             psql {}\n\
              # {user}, with pgJDBC\n\
-             jdbc:postgresql://{host}:{}/postgres?user={user}&sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}\n\n",
+             jdbc:postgresql://{host}:{}/postgres?user={}&sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}\n\n",
             if req.passphrase.is_some() {
                 "; the key is encrypted: put sslpassword=... in a service file (chmod 0600), never on the command line"
             } else {
                 ""
             },
+            shell(&conninfo(user, crt, key)),
             req.port,
-            d(ca_crt),
-            d(crt),
-            d(key),
-            req.port,
-            d(ca_crt),
-            d(crt),
-            d(pk8),
+            url(user),
+            url(&d(ca_crt)),
+            url(&d(crt)),
+            url(&d(pk8)),
         ));
     }
+    let check = match clients.first() {
+        Some((user, crt, key, _)) => conninfo(user, crt, key),
+        None => format!(
+            "host={} port={} user=USER dbname=postgres sslrootcert={}",
+            crate::conninfo::quote(host),
+            req.port,
+            crate::conninfo::quote(&d(ca_crt))
+        ),
+    };
     out.push_str(&format!(
-        "# Check it:\npgtls-doctor \"host={host} port={} user={} dbname=postgres sslrootcert={} sslcert={} sslkey={}\" --sslmode verify-full\n",
-        req.port,
-        clients.first().map(|c| c.0.as_str()).unwrap_or("USER"),
-        d(ca_crt),
-        clients.first().map(|c| d(&c.1)).unwrap_or_default(),
-        clients.first().map(|c| d(&c.2)).unwrap_or_default(),
+        "# Check it:\npgtls-doctor {} --sslmode verify-full\n",
+        shell(&check)
     ));
     out
+}
+
+/// A word for a POSIX shell: as it is when it holds nothing the shell reads, else in single
+/// quotes (a quote inside written '\'').
+fn shell(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(c, '/' | '.' | '_' | '-' | '@' | ':' | ',' | '+' | '=')
+        });
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+/// A string value for postgresql.conf: in single quotes, a quote inside doubled.
+fn conf(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// A value in a JDBC URL's query: everything but RFC 3986's unreserved characters and `/`
+/// percent-encoded.
+fn url(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -86,10 +86,10 @@ fn what_pki_prints_installs_and_verifies_with_the_cert_method() {
         .into_iter()
         .next()
         .unwrap_or_else(|| panic!("no psql line:\n{printed}"));
-    let conninfo = psql_line
-        .strip_prefix("psql \"")
-        .and_then(|l| l.strip_suffix('"'))
-        .unwrap();
+    // The words as a shell reads the printed line.
+    let words = shell_words(psql_line);
+    assert_eq!(words[0], "psql", "{psql_line}");
+    let conninfo = words[1].as_str();
     assert!(conninfo.contains("sslmode=verify-full"), "{conninfo}");
     let psql = run_psql(&pg.psql_path(), conninfo, home.path(), None);
     assert!(psql.ok, "psql refused: {}", psql.stderr);
@@ -97,11 +97,9 @@ fn what_pki_prints_installs_and_verifies_with_the_cert_method() {
 
     // The doctor, with the check it printed: no error, no warning.
     let check = section(&printed, "Check it")[0];
-    let target = check
-        .strip_prefix("pgtls-doctor \"")
-        .and_then(|l| l.split_once('"'))
-        .map(|(target, _)| target)
-        .unwrap();
+    let words = shell_words(check);
+    assert_eq!(words[0], "pgtls-doctor", "{check}");
+    let target = words[1].as_str();
     let run = run_doctor(
         &[target, "--sslmode", "verify-full", "--format", "json"],
         home.path(),
@@ -116,4 +114,113 @@ fn what_pki_prints_installs_and_verifies_with_the_cert_method() {
         .collect();
     assert!(serious.is_empty(), "{serious:#?}");
     assert_eq!(run.cell("verify-full"), (Some(true), true, None));
+}
+
+/// The words of a printed command line, as sh reads them (quotes removed, nothing run).
+fn shell_words(line: &str) -> Vec<String> {
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            &format!("for w in {line}; do printf '%s\\0' \"$w\"; done"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{line}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split('\0')
+        .filter(|w| !w.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn pki(args: &[&str]) -> crate::support::pg::CmdOutput {
+    run_with_timeout(
+        Command::new(binary()).arg("pki").args(args),
+        std::time::Duration::from_secs(60),
+    )
+}
+
+#[test]
+fn a_refused_request_writes_nothing_and_never_panics() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("pki");
+    let d = dir.to_str().unwrap();
+    for (args, says) in [
+        (
+            vec![d, "--server-name", "x", "--client", "ca"],
+            "would overwrite the ca.* files",
+        ),
+        (
+            vec![d, "--server-name", "x", "--client", "server"],
+            "server.* files",
+        ),
+        (
+            vec![d, "--server-name", "x", "--client", "al", "--client", "al"],
+            "named twice",
+        ),
+        (
+            vec![d, "--server-name", "x", "--ca-days", "3000000"],
+            "at most 36500",
+        ),
+    ] {
+        let out = pki(&args);
+        assert_eq!(
+            out.status.and_then(|s| s.code()),
+            Some(3),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(out.stderr.contains(says), "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+        assert!(!dir.exists(), "{args:?} wrote {}", dir.display());
+    }
+    // A rerun after a refusal works: nothing was left to refuse it.
+    let out = pki(&[d, "--server-name", "x", "--client", "alice"]);
+    assert!(out.success(), "{}", out.stderr);
+}
+
+#[test]
+fn printed_commands_quote_every_path_for_the_shell() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("my pki");
+    let out = pki(&[
+        dir.to_str().unwrap(),
+        "--server-name",
+        "localhost",
+        "--client",
+        "alice",
+        "--server-dir",
+        "/srv/$(id) pg",
+    ]);
+    assert!(out.success(), "{}", out.stderr);
+    let printed = out.stdout;
+    let installs: Vec<&str> = printed
+        .lines()
+        .filter(|l| l.starts_with("install "))
+        .collect();
+    assert_eq!(installs.len(), 3, "{printed}");
+    for line in installs {
+        // As the shell reads it: the paths whole, `$(id)` never run.
+        let words = shell_words(line);
+        assert_eq!(words.len(), 9, "{line}: {words:?}");
+        assert!(
+            words[7].starts_with(&dir.display().to_string()),
+            "{line}: {words:?}"
+        );
+        assert!(words[8].starts_with("/srv/$(id) pg/"), "{line}: {words:?}");
+    }
+    let psql = printed.lines().find(|l| l.starts_with("psql ")).unwrap();
+    let words = shell_words(psql);
+    assert_eq!(words.len(), 2, "{psql}");
+    assert!(words[1].contains("sslrootcert='"), "{psql}");
+    assert!(words[1].contains("my pki/ca.crt'"), "{psql}");
+    let conf = section(&printed, "postgresql.conf");
+    assert!(
+        conf.contains(&"ssl_cert_file = '/srv/$(id) pg/server.crt'"),
+        "{conf:?}"
+    );
+    let jdbc = printed.lines().find(|l| l.starts_with("jdbc:")).unwrap();
+    assert!(jdbc.contains("my%20pki"), "{jdbc}");
+    assert!(!jdbc.contains(' '), "{jdbc}");
 }
