@@ -202,7 +202,7 @@ impl Server {
     /// for the server's (postgres's).
     pub fn create(bin_dir: PathBuf) -> Result<Server, ServerError> {
         let ids = server_ids()?;
-        sweep_leftovers(&bin_dir);
+        sweep_leftovers();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -210,6 +210,12 @@ impl Server {
         let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{}-{nanos}", std::process::id()));
         fs::create_dir(&dir)
             .map_err(|e| step(&format!("creating {}", dir.display()), e.to_string()))?;
+        // First: the marker that lets a later demo of this user sweep it if this one is killed.
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dir.join(MARKER))
+            .map_err(|e| step("writing the demo's marker", e.to_string()))?;
         let server = Server {
             leftovers: Leftovers {
                 bin_dir,
@@ -424,8 +430,12 @@ fn append(path: &Path, text: &str) -> Result<(), ServerError> {
         .map_err(|e| step(&format!("writing {}", path.display()), e.to_string()))
 }
 
-/// Removes what a demo killed with SIGKILL left behind: directories whose process is gone.
-fn sweep_leftovers(bin_dir: &Path) {
+/// Removes what an earlier demo of this user left when it was killed: only a directory
+/// this user owns (not a link), holding the marker the demo writes, whose demo process is
+/// gone. A server still running there is stopped only when it is truly that directory's
+/// postmaster (its working directory is that data directory), never the process a planted
+/// postmaster.pid names.
+fn sweep_leftovers() {
     let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
         return;
     };
@@ -441,12 +451,66 @@ fn sweep_leftovers(bin_dir: &Path) {
             .unwrap_or(0);
         // SAFETY: kill with signal 0 only checks whether the process exists.
         let alive = pid > 0 && unsafe { libc::kill(pid, 0) } == 0;
-        if !alive {
-            Leftovers {
-                bin_dir: bin_dir.to_path_buf(),
-                dir: entry.path(),
-            }
-            .cleanup();
+        let dir = entry.path();
+        if alive || !made_by_this_user(&dir) {
+            continue;
         }
+        stop_own_postmaster(&dir.join("data"));
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
+
+/// The marker file every demo directory gets first.
+const MARKER: &str = ".pgtls-doctor-demo";
+
+/// A real directory (not a link) owned by this user, with the marker this user's demo wrote.
+fn made_by_this_user(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let ours = |path: &Path, dir: bool| {
+        fs::symlink_metadata(path).is_ok_and(|m| {
+            m.uid() == me
+                && if dir {
+                    m.file_type().is_dir()
+                } else {
+                    m.file_type().is_file()
+                }
+        })
+    };
+    ours(dir, true) && ours(&dir.join(MARKER), false)
+}
+
+/// Stops the postmaster of `data` when one still runs: the pid its postmaster.pid names, if
+/// that process's working directory is `data` itself (a postmaster runs in its data
+/// directory). Anything else is left alone.
+fn stop_own_postmaster(data: &Path) {
+    let Ok(text) = crate::files::read_limited(&data.join("postmaster.pid"), 4096) else {
+        return;
+    };
+    let pid: i32 = String::from_utf8_lossy(&text)
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0);
+    let runs_here = pid > 0
+        && match (
+            fs::read_link(format!("/proc/{pid}/cwd")),
+            fs::canonicalize(data),
+        ) {
+            (Ok(cwd), Ok(data)) => cwd == data,
+            _ => false,
+        };
+    if !runs_here {
+        return;
+    }
+    // SAFETY: SIGQUIT to the postmaster of our own leftover data directory (checked above).
+    unsafe { libc::kill(pid, libc::SIGQUIT) };
+    for _ in 0..100 {
+        // SAFETY: signal 0 only checks whether it still exists.
+        if unsafe { libc::kill(pid, 0) } != 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -137,3 +137,85 @@ fn an_interrupted_demo_cleans_up() {
     assert_eq!(status.code(), Some(130));
     assert_nothing_left(port, &dir);
 }
+
+/// A directory planted where the demo sweeps, by another user, whose postmaster.pid names
+/// a process the demo never started: the demo neither signals that process nor removes the
+/// directory. Its own leftover (marker, this user's, demo process gone) is swept.
+#[test]
+fn the_sweep_never_signals_a_process_it_did_not_start() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: planting another user's directory needs root (CI runs as root)");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    // The postgres user must reach the demo's server directory through TMPDIR.
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    // The victim runs as the postgres user, as a real postmaster would: the old sweep's
+    // `pg_ctl stop` ran as that user and could signal it.
+    let postgres = |flag: &str| -> u32 {
+        let out = Command::new("id")
+            .args([flag, "postgres"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    let mut victim = KilledOnDrop({
+        use std::os::unix::process::CommandExt;
+        Command::new("sleep")
+            .arg("120")
+            .uid(postgres("-u"))
+            .gid(postgres("-g"))
+            .spawn()
+            .unwrap()
+    });
+    // A pid that is surely dead: a child that has exited and been reaped.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+
+    let planted = tmp.path().join(format!("pgtls-doctor-demo-{dead}-1"));
+    std::fs::create_dir_all(planted.join("data")).unwrap();
+    std::fs::write(planted.join(".pgtls-doctor-demo"), "").unwrap();
+    std::fs::write(
+        planted.join("data/postmaster.pid"),
+        format!("{}\n{}\n", victim.0.id(), planted.join("data").display()),
+    )
+    .unwrap();
+    // Another user's (nobody's) directory, marker and all.
+    for path in [
+        &planted,
+        &planted.join("data"),
+        &planted.join(".pgtls-doctor-demo"),
+    ] {
+        std::os::unix::fs::chown(path, Some(65534), Some(65534)).unwrap();
+    }
+    // This user's own leftover with the same lie, and no server: swept, nothing signalled.
+    let own = tmp.path().join(format!("pgtls-doctor-demo-{dead}-2"));
+    std::fs::create_dir_all(own.join("data")).unwrap();
+    std::fs::write(own.join(".pgtls-doctor-demo"), "").unwrap();
+    std::fs::write(
+        own.join("data/postmaster.pid"),
+        format!("{}\n", victim.0.id()),
+    )
+    .unwrap();
+
+    let out = run_with_timeout(demo().env("TMPDIR", tmp.path()), Duration::from_secs(180));
+    assert!(out.success(), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        victim.0.try_wait().unwrap().is_none(),
+        "the demo signalled a process it did not start"
+    );
+    assert!(planted.exists(), "another user's directory was removed");
+    assert!(!own.exists(), "this user's own leftover was not swept");
+}
+
+/// A child process that is killed when the test ends, also when it fails.
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
