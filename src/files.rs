@@ -157,38 +157,86 @@ impl Iterator for TextLines {
         let read = (&mut self.reader)
             .take(MAX_LINE as u64 + 1)
             .read_until(b'\n', &mut bytes);
-        let failure = match read {
+        // A bad line is reported, and the lines after it are still read; only a file that
+        // cannot be read, or holds a key, ends the reading.
+        let (failure, ends) = match read {
             Ok(0) => {
                 self.done = true;
                 return None;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Some(error(format!(
-                "line {}: reading it would block (a special file)",
-                self.line
-            ))),
-            Err(e) => Some(error(format!("line {}: {e}", self.line))),
-            Ok(_) if bytes.len() > MAX_LINE && !bytes.ends_with(b"\n") => Some(error(format!(
-                "line {} is longer than {} KiB: not a targets file",
-                self.line,
-                MAX_LINE >> 10
-            ))),
-            Ok(_) if bytes.contains(&0) => Some(error(format!(
-                "line {}: binary data (a NUL byte), not text",
-                self.line
-            ))),
-            Ok(_) if holds_private_key(&bytes) => Some(error(
-                "it holds a private key, not configuration text; its contents are not shown",
-            )),
-            Ok(_) => None,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => (
+                Some(error(format!(
+                    "line {}: reading it would block (a special file)",
+                    self.line
+                ))),
+                true,
+            ),
+            Err(e) => (Some(error(format!("line {}: {e}", self.line))), true),
+            Ok(_) if holds_private_key(&bytes) => (
+                Some(error(
+                    "it holds a private key, not configuration text; its contents are not shown",
+                )),
+                true,
+            ),
+            Ok(_) if bytes.len() > MAX_LINE && !bytes.ends_with(b"\n") => {
+                let skipped = self.skip_rest_of_line();
+                (
+                    Some(error(format!(
+                        "line {} is longer than {} KiB: skipped{}",
+                        self.line,
+                        MAX_LINE >> 10,
+                        if skipped {
+                            ""
+                        } else {
+                            " (and the file ends there)"
+                        }
+                    ))),
+                    false,
+                )
+            }
+            Ok(_) if bytes.contains(&0) => (
+                Some(error(format!(
+                    "line {}: binary data (a NUL byte), not text: skipped",
+                    self.line
+                ))),
+                false,
+            ),
+            Ok(_) => (None, false),
         };
         if let Some(e) = failure {
-            self.done = true;
+            self.done = ends;
             return Some(Err(e));
         }
         while matches!(bytes.last(), Some(b'\n' | b'\r')) {
             bytes.pop();
         }
+        // A UTF-8 byte order mark is not part of the first line's text.
+        if self.line == 1 && bytes.starts_with(b"\xEF\xBB\xBF") {
+            bytes.drain(..3);
+        }
         Some(Ok((self.line, crate::untrusted::decode(&bytes))))
+    }
+}
+
+impl TextLines {
+    /// Reads on to the end of an overlong line, a bounded piece at a time; false when the
+    /// file ended (or failed) first.
+    fn skip_rest_of_line(&mut self) -> bool {
+        use std::io::BufRead;
+        loop {
+            let mut piece = Vec::new();
+            match (&mut self.reader)
+                .take(MAX_LINE as u64)
+                .read_until(b'\n', &mut piece)
+            {
+                Ok(0) | Err(_) => {
+                    self.done = true;
+                    return false;
+                }
+                Ok(_) if piece.ends_with(b"\n") => return true,
+                Ok(_) => {}
+            }
+        }
     }
 }
 
@@ -214,6 +262,23 @@ mod tests {
         assert_eq!(lines.len(), 2);
         let error = lines[1].as_ref().unwrap_err().to_string();
         assert!(error.contains("line 2 is longer than 64 KiB"), "{error}");
+        // The lines after a bad one are still read; a BOM is not part of the first line.
+        std::fs::write(
+            &path,
+            format!("\u{feff}a\n{}\nb\nc\0d\ne\n", "x".repeat(3 * MAX_LINE)),
+        )
+        .unwrap();
+        let lines: Vec<_> = TextLines::open(&path).unwrap().collect();
+        assert_eq!(lines.len(), 5, "{lines:?}");
+        assert_eq!(lines[0].as_ref().unwrap(), &(1, "a".to_string()));
+        assert!(lines[1].is_err());
+        assert_eq!(lines[2].as_ref().unwrap(), &(3, "b".to_string()));
+        assert!(lines[3]
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("line 4"));
+        assert_eq!(lines[4].as_ref().unwrap(), &(5, "e".to_string()));
         std::fs::write(&path, "-----BEGIN PRIVATE KEY-----\nMIIE\n").unwrap();
         let error = TextLines::open(&path).unwrap().next().unwrap().unwrap_err();
         assert!(error.to_string().contains("private key"), "{error}");

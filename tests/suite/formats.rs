@@ -591,3 +591,54 @@ fn junit_stays_parsable_whatever_characters_a_server_sends() {
     );
     assert!(out.stdout.contains("\\u{ffff}"), "{}", out.stdout);
 }
+
+#[test]
+fn a_bad_line_in_a_targets_file_is_reported_and_the_rest_still_run() {
+    let home = tempfile::tempdir().unwrap();
+    let closed = |_: u8| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let mut body = format!("\u{feff}127.0.0.1:{}\n", closed(1)).into_bytes();
+    body.extend_from_slice(&vec![b'x'; 70 * 1024]);
+    body.extend_from_slice(b"\nhost=a\0b\n");
+    body.extend_from_slice(format!("127.0.0.1:{}\n", closed(2)).as_bytes());
+    let targets = write_file(home.path(), "targets", &body, 0o644);
+    let mut cmd = Command::new(binary());
+    scrub_pg_env(&mut cmd)
+        .env("HOME", home.path())
+        .arg("--targets")
+        .arg(&targets)
+        .args(["--format", "ndjson", "--timeout", "5"]);
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(60));
+    assert_eq!(code(&out), 3, "{}", out.stderr);
+    let lines: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let reports = lines.iter().filter(|l| l["kind"] == "report").count();
+    assert_eq!(
+        reports, 2,
+        "both good lines, before and after the bad ones: {}",
+        out.stdout
+    );
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l["kind"] == "report")
+            .all(|l| l["target"]["host"] == "127.0.0.1"),
+        "a BOM is not part of the first target: {}",
+        out.stdout
+    );
+    assert_eq!(lines.last().unwrap()["exit_code"], 3);
+    assert!(
+        out.stderr.contains("line 2 is longer than 64 KiB"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("line 3: binary data"), "{}", out.stderr);
+}
