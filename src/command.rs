@@ -259,6 +259,13 @@ fn targets(cli: &Cli) -> Result<Targets, ToolError> {
         lines.filter_map(move |line| match line {
             Err(e) => Some(Err(unreadable(&file, e))),
             Ok((_, text)) if text.trim().is_empty() || text.trim().starts_with('#') => None,
+            // Never sent to a resolver, never echoed: a user and a password.
+            Ok((number, text)) if crate::untrusted::is_auth_file_entry(&text) => {
+                Some(Err(ToolError::Usage(format!(
+                    "{}, line {number}: a PgBouncer auth_file entry (a user and a password or hash), not a target; it is not shown",
+                    file.display()
+                ))))
+            }
             Ok((number, text)) => Some(plan::resolve(text.trim(), &flags, &env).map_err(
                 |source| ToolError::Target {
                     file: file.clone(),

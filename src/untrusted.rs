@@ -158,6 +158,50 @@ pub fn for_terminal_short(text: &str, max: usize) -> Cow<'_, str> {
     ))
 }
 
+/// Text from a file, with anything that looks like a credential hidden: `password=` values
+/// (quoted or not), md5 hashes, SCRAM verifiers, and the secret of a PgBouncer auth_file
+/// entry (`"user" "secret"`). For every echo of a line the doctor could not use, whatever
+/// file it came from: a pgbouncer.ini given as pg_hba.conf must not print its passwords.
+pub fn hide_credentials(text: &str) -> Cow<'_, str> {
+    use std::sync::OnceLock;
+    static RULES: OnceLock<Vec<(regex::Regex, &'static str)>> = OnceLock::new();
+    let rules = RULES.get_or_init(|| {
+        [
+            (
+                r#"(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'?|"[^"]*"?|\S+)"#,
+                "${1}<hidden>",
+            ),
+            (r"(?i)md5[0-9a-f]{32}", "md5<hidden>"),
+            (r"SCRAM-SHA-256\$[^\s\x22']+", "SCRAM-SHA-256$$<hidden>"),
+            (
+                r#"^(\s*"(?:[^"]|"")*"\s+)"(?:[^"]|"")*""#,
+                "${1}\"<hidden>\"",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(pattern, with)| regex::Regex::new(pattern).ok().map(|r| (r, with)))
+        .collect()
+    });
+    let mut text = Cow::Borrowed(text);
+    for (rule, with) in rules {
+        if rule.is_match(&text) {
+            text = Cow::Owned(rule.replace_all(&text, *with).into_owned());
+        }
+    }
+    text
+}
+
+/// Whether a line is a PgBouncer auth_file entry (`"user" "password or hash"`): never a
+/// target, a rule or anything else the doctor reads.
+pub fn is_auth_file_entry(line: &str) -> bool {
+    use std::sync::OnceLock;
+    static ENTRY: OnceLock<Option<regex::Regex>> = OnceLock::new();
+    ENTRY
+        .get_or_init(|| regex::Regex::new(r#"^\s*"(?:[^"]|"")*"\s+"(?:[^"]|"")*""#).ok())
+        .as_ref()
+        .is_some_and(|r| r.is_match(line))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +241,34 @@ mod tests {
             for_terminal_short(&long, 10),
             "xxxxxxxxxx… (90 more characters)"
         );
+    }
+
+    #[test]
+    fn credentials_are_hidden_wherever_a_line_is_echoed() {
+        for (line, secret) in [
+            ("app = host=db password=s3cret user=x", "s3cret"),
+            ("app = host=db password='s3 cret' user=x", "s3 cret"),
+            ("PASSWORD = \"hunter2\"", "hunter2"),
+            (
+                "\"alice\" \"md5aabbccddeeff00112233445566778899\"",
+                "aabbccddeeff",
+            ),
+            (
+                "\"bob\" \"SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVk:c2VydmVy\"",
+                "c2FsdA",
+            ),
+            ("\"carol\" \"plain text pw\"", "plain text pw"),
+            ("x md5aabbccddeeff00112233445566778899 y", "aabbccddeeff"),
+        ] {
+            let shown = hide_credentials(line);
+            assert!(!shown.contains(secret), "{line} -> {shown}");
+            assert!(shown.contains("<hidden>"), "{line} -> {shown}");
+        }
+        assert_eq!(
+            hide_credentials("host all all 0.0.0.0/0 scram-sha-256"),
+            "host all all 0.0.0.0/0 scram-sha-256"
+        );
+        assert!(is_auth_file_entry("\"alice\" \"md5abc\""));
+        assert!(!is_auth_file_entry("host=db user=alice"));
     }
 }

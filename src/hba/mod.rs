@@ -248,17 +248,19 @@ fn tokenize_with(
         }
         match tokenize_line(&joined, file, depth, budget) {
             Ok(fields) if fields.is_empty() => {}
+            // What is echoed of a line never shows a credential: the file may be another
+            // (a pgbouncer.ini or an auth_file given as pg_hba.conf).
             Ok(fields) => lines.push(TokenLine {
                 file: file.to_path_buf(),
                 line_number,
-                raw: joined.trim().to_string(),
+                raw: crate::untrusted::hide_credentials(joined.trim()).into_owned(),
                 fields,
             }),
             Err(message) => errors.push(ParseError {
                 file: file.to_path_buf(),
                 line_number,
-                raw: joined.trim().to_string(),
-                message,
+                raw: crate::untrusted::hide_credentials(joined.trim()).into_owned(),
+                message: crate::untrusted::hide_credentials(&message).into_owned(),
                 hint: None,
             }),
         }
@@ -566,7 +568,7 @@ fn error(line: &TokenLine, message: String, hint: Option<String>) -> ParseError 
         file: line.file.clone(),
         line_number: line.line_number,
         raw: line.raw.clone(),
-        message,
+        message: crate::untrusted::hide_credentials(&message).into_owned(),
         hint,
     }
 }

@@ -97,3 +97,61 @@ fn no_secret_from_any_channel_reaches_stdout_stderr_or_json() {
     assert!(!run.stderr.contains(SECRETS[0]), "{}", run.stderr);
     assert!(run.stderr.contains("u1:<redacted>@"), "{}", run.stderr);
 }
+
+/// A pgbouncer.ini or an auth_file given where the doctor expects pg_hba.conf, pg_ident.conf
+/// or a targets file: its unparsable lines are reported without their passwords, hashes or
+/// verifiers, in every format, and an auth_file entry is never taken for a host name.
+#[test]
+fn credentials_in_the_wrong_file_are_never_echoed() {
+    let home = tempfile::tempdir().unwrap();
+    let ini = pki::write_file(
+        home.path(),
+        "pgbouncer.ini",
+        b"[databases]\napp = host=db password=Ini-Secret-77 user=app\n[pgbouncer]\nauth_file = users.txt\n",
+        0o600,
+    );
+    let users = pki::write_file(
+        home.path(),
+        "users.txt",
+        b"\"app\" \"md5aabbccddeeff00112233445566778899\"\n\"bob\" \"SCRAM-SHA-256$4096:c2FsdA==$Verifier-Secret-88:c2VydmVy\"\n\"carol\" \"Plain-Secret-99\"\n",
+        0o600,
+    );
+    let secrets = [
+        "Ini-Secret-77",
+        "aabbccddeeff0011",
+        "Verifier-Secret-88",
+        "Plain-Secret-99",
+    ];
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let target = format!("127.0.0.1:{closed}");
+    let (ini, users) = (ini.to_str().unwrap(), users.to_str().unwrap());
+    let runs: Vec<Vec<&str>> = vec![
+        vec!["hba", "lint", ini],
+        vec!["hba", "lint", "--format", "json", ini],
+        vec!["hba", "lint", users],
+        vec!["hba", "lint", "--format", "json", users],
+        vec![&target, "--hba", ini, "--format", "json", "--timeout", "3"],
+        vec![&target, "--hba", users, "--timeout", "3"],
+        vec!["--targets", users, "--timeout", "3"],
+        vec!["--targets", users, "--format", "junit", "--timeout", "3"],
+    ];
+    for args in runs {
+        let run = run_doctor(&args, home.path(), None, &[]);
+        for secret in secrets {
+            assert!(
+                !run.stdout.contains(secret) && !run.stderr.contains(secret),
+                "{args:?} shows {secret}:\n{}\n{}",
+                run.stdout,
+                run.stderr
+            );
+        }
+    }
+    let run = run_doctor(&["--targets", users], home.path(), None, &[]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stderr.contains("auth_file entry"), "{}", run.stderr);
+}
