@@ -1,7 +1,7 @@
 //! Prometheus exposition text (format 0.0.4), for node_exporter's textfile collector: every
 //! family once with its HELP and TYPE, then its samples for every target; no sample
-//! timestamps (the collector skips a file that has them), a `target` label, and the run's
-//! time as a gauge instead. Certificate dates are emitted whether or not verification
+//! timestamps (the collector skips a file that has them), `target`, `requested` (the sslmode)
+//! and `checked` labels on every series of a target, and the run's time as a gauge instead. Certificate dates are emitted whether or not verification
 //! passed. Written by hand: the format is three escaping rules, and the client libraries
 //! are built around long-lived registries, not one-shot files.
 
@@ -78,15 +78,37 @@ pub fn write(reports: &[Report], run_at: i64, out: &mut dyn Write) -> io::Result
         "pgtls_doctor_finding",
         "1 for each finding of the target, by code and severity.",
     );
+    let mut info = Family::new(
+        "pgtls_doctor_target_info",
+        "1 for each target: the settings its series were checked with (`checked` tells apart targets that differ only in them).",
+    );
     for report in reports {
         let t = report.target_label();
         let t = t.as_str();
-        success.add(&[("target", t)], u8::from(report.verdict.ok));
-        duration.add(&[("target", t)], report.probe.duration_ms as f64 / 1000.0);
-        exit_code.add(&[("target", t)], report.verdict.exit_code);
+        let requested = report.target.sslmode.as_str();
+        let checked = checked(report);
+        // Every series of a target carries all three: two targets that differ only in the
+        // sslmode or a file never share a series.
+        let id = [
+            ("target", t),
+            ("requested", requested),
+            ("checked", checked.as_str()),
+        ];
+        let mut described: Vec<(&str, &str)> = id.to_vec();
+        for s in &report.target.settings {
+            if let Some(name) = INFO_SETTINGS.iter().find(|n| **n == s.name) {
+                described.push((name, s.value.as_str()));
+            }
+        }
+        info.add(&described, 1);
+        success.add(&id, u8::from(report.verdict.ok));
+        duration.add(&id, report.probe.duration_ms as f64 / 1000.0);
+        exit_code.add(&id, report.verdict.exit_code);
         for (mode, cell) in report.sslmodes.iter() {
             if let Some(ok) = cell.ok {
-                mode_ok.add(&[("target", t), ("sslmode", mode.as_str())], u8::from(ok));
+                let mut labels = id.to_vec();
+                labels.push(("sslmode", mode.as_str()));
+                mode_ok.add(&labels, u8::from(ok));
             }
         }
         let certs = report
@@ -96,7 +118,8 @@ pub fn write(reports: &[Report], run_at: i64, out: &mut dyn Write) -> io::Result
             .chain(report.client_certificate.iter().map(|c| ("client", c)));
         for (source, cert) in certs {
             let depth = cert.depth.to_string();
-            let labels = cert_labels(t, source, &depth, cert);
+            let mut labels = id.to_vec();
+            labels.extend(cert_labels(source, &depth, cert));
             if let Some(v) = unix(&cert.not_before) {
                 not_before.add(&labels, v);
             }
@@ -105,14 +128,9 @@ pub fn write(reports: &[Report], run_at: i64, out: &mut dyn Write) -> io::Result
             }
         }
         for f in &report.findings {
-            finding.add(
-                &[
-                    ("target", t),
-                    ("code", f.code.as_str()),
-                    ("severity", f.severity.as_str()),
-                ],
-                1,
-            );
+            let mut labels = id.to_vec();
+            labels.extend([("code", f.code.as_str()), ("severity", f.severity.as_str())]);
+            finding.add(&labels, 1);
         }
     }
     let mut last_run = Family::new(
@@ -122,7 +140,7 @@ pub fn write(reports: &[Report], run_at: i64, out: &mut dyn Write) -> io::Result
     last_run.add(&[], run_at);
     let mut text = String::new();
     for family in [
-        success, duration, exit_code, mode_ok, not_before, not_after, finding, last_run,
+        info, success, duration, exit_code, mode_ok, not_before, not_after, finding, last_run,
     ] {
         if family.samples.is_empty() {
             continue;
@@ -140,14 +158,45 @@ pub fn write(reports: &[Report], run_at: i64, out: &mut dyn Write) -> io::Result
     out.write_all(text.as_bytes())
 }
 
+/// The settings `pgtls_doctor_target_info` shows as labels (never a secret).
+const INFO_SETTINGS: [&str; 7] = [
+    "sslrootcert",
+    "sslcert",
+    "sslcrl",
+    "sslcrldir",
+    "sslnegotiation",
+    "sslcertmode",
+    "ssl_min_protocol_version",
+];
+
+/// Eight hex digits that tell apart targets whose label and sslmode are the same but whose
+/// other settings differ (a root file, a client certificate): FNV-1a over every setting
+/// but the secrets, stable from run to run.
+fn checked(report: &Report) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for s in &report.target.settings {
+        if s.name.contains("password") {
+            continue;
+        }
+        for byte in s
+            .name
+            .bytes()
+            .chain([b'='])
+            .chain(s.value.bytes())
+            .chain([b'\n'])
+        {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{:08x}", hash >> 32)
+}
+
 fn cert_labels<'a>(
-    target: &'a str,
     source: &'a str,
     depth: &'a str,
     cert: &'a CertOut,
 ) -> Vec<(&'static str, &'a str)> {
     vec![
-        ("target", target),
         ("source", source),
         ("depth", depth),
         ("subject", cert.subject.as_str()),

@@ -642,3 +642,51 @@ fn a_bad_line_in_a_targets_file_is_reported_and_the_rest_still_run() {
     );
     assert!(out.stderr.contains("line 3: binary data"), "{}", out.stderr);
 }
+
+#[test]
+fn prometheus_series_of_targets_that_differ_only_in_settings_never_collide() {
+    let home = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let one = format!("host=127.0.0.1 port={port} user=app dbname=app");
+    let lines = [
+        format!("{one} sslmode=require"),
+        format!("{one} sslmode=prefer"),
+        format!("{one} sslmode=verify-full sslrootcert=/etc/ssl/a.crt"),
+        format!("{one} sslmode=verify-full sslrootcert=/etc/ssl/b.crt"),
+    ];
+    let targets = write_file(home.path(), "targets", lines.join("\n").as_bytes(), 0o644);
+    let mut cmd = Command::new(binary());
+    scrub_pg_env(&mut cmd)
+        .env("HOME", home.path())
+        .arg("--targets")
+        .arg(&targets)
+        .args(["--format", "prometheus", "--timeout", "3"]);
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(60));
+    promtool_accepts(&out.stdout);
+    let samples = prometheus_samples(&out.stdout);
+    let mut seen = HashSet::new();
+    for (series, _) in &samples {
+        assert!(
+            seen.insert(series.clone()),
+            "{series} twice:\n{}",
+            out.stdout
+        );
+    }
+    let successes = samples
+        .iter()
+        .filter(|(name, _)| name.starts_with("pgtls_doctor_probe_success{"))
+        .count();
+    assert_eq!(successes, 4, "{}", out.stdout);
+    // The exposition says which settings each was checked with.
+    for root in ["/etc/ssl/a.crt", "/etc/ssl/b.crt"] {
+        assert!(
+            out.stdout.contains(&format!("sslrootcert=\"{root}\"")),
+            "{}",
+            out.stdout
+        );
+    }
+}
