@@ -49,12 +49,21 @@ pub struct RunContext {
 
 impl RunContext {
     /// Reads the --admin rules (one connection) or takes the --hba ones.
-    pub async fn prepare(options: RunOptions, slots: Slots) -> RunContext {
+    pub async fn prepare(
+        options: RunOptions,
+        slots: Slots,
+        run_ends: Option<Instant>,
+    ) -> RunContext {
+        // The --admin connection is inside the run's deadline as well as --timeout.
+        let budget = run_ends.map_or(options.timeout, |ends| {
+            ends.saturating_duration_since(Instant::now())
+                .min(options.timeout)
+        });
         let admin_rules = match options.admin.as_ref() {
             Some(admin_plan) => Some(
                 crate::admin::fetch(
                     admin_plan,
-                    options.timeout,
+                    budget,
                     options.allow_cleartext_password,
                     options.now,
                 )

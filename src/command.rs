@@ -105,6 +105,14 @@ pub fn run(cli: &Cli) -> Result<u8, ToolError> {
     };
     let now = options.now;
     let count = targets.count;
+    // One target: its --timeout bounds the whole run, the --admin connection included.
+    let run_ends = match (count, cli.admin.is_some()) {
+        (Some(1), true) => {
+            let own = std::time::Instant::now() + options.timeout;
+            Some(run_ends.map_or(own, |ends| ends.min(own)))
+        }
+        _ => run_ends,
+    };
     diagnose(
         targets,
         options,

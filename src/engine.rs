@@ -77,7 +77,7 @@ pub fn run(
     };
     runtime.block_on(async {
         let slots = Slots::new(settings.concurrency, settings.per_server);
-        let context = Arc::new(RunContext::prepare(options, slots).await);
+        let context = Arc::new(RunContext::prepare(options, slots, settings.run_ends).await);
         let (plan_tx, mut plan_rx) = mpsc::channel::<Result<Plan, ToolError>>(16);
         // The targets file is read on a thread of its own: a slow disk or a long file never
         // holds the engine's threads, and the channel keeps the reader a few lines ahead.

@@ -323,7 +323,7 @@ fn diagnose(
         pooler_log: None,
     };
     crate::probe::block_on(async {
-        let context = RunContext::prepare(options, crate::slots::Slots::unlimited()).await;
+        let context = RunContext::prepare(options, crate::slots::Slots::unlimited(), None).await;
         crate::app::run(&plan, &context, None).await
     })
 }

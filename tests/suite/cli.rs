@@ -397,3 +397,58 @@ fn a_unix_socket_failure_has_its_own_code() {
         run.stdout
     );
 }
+
+#[test]
+fn a_silent_admin_server_stays_inside_the_deadlines() {
+    let home = tempfile::tempdir().unwrap();
+    // Accepts (the kernel's backlog) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin = format!(
+        "host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=disable",
+        silent.local_addr().unwrap().port()
+    );
+    let closed = format!("127.0.0.1:{}", free_port());
+    let started = std::time::Instant::now();
+    let run = run_doctor(
+        &[&closed, "--admin", &admin, "--timeout", "3"],
+        home.path(),
+        None,
+        &[],
+    );
+    let one = started.elapsed();
+    assert!(
+        one < std::time::Duration::from_secs(5),
+        "one target took {one:?}: {}",
+        run.stdout
+    );
+
+    let targets = crate::support::pki::write_file(
+        home.path(),
+        "targets",
+        format!("{closed}\n{closed}\n").as_bytes(),
+        0o644,
+    );
+    let started = std::time::Instant::now();
+    let run = run_doctor(
+        &[
+            "--targets",
+            targets.to_str().unwrap(),
+            "--admin",
+            &admin,
+            "--timeout",
+            "20",
+            "--run-timeout",
+            "3",
+        ],
+        home.path(),
+        None,
+        &[],
+    );
+    let fleet = started.elapsed();
+    assert!(
+        fleet < std::time::Duration::from_secs(6),
+        "the run took {fleet:?}: {}",
+        run.stdout
+    );
+    drop(silent);
+}
