@@ -122,7 +122,7 @@ pub async fn run(plan: &Plan, context: &RunContext, run_ends: Option<Instant>) -
     let mut observed: Vec<HostObservation> = Vec::with_capacity(plan.endpoints.len());
     let mut deadlines = None;
     for endpoint in &plan.endpoints {
-        let _slot = context.slots.acquire(endpoint).await;
+        let _slot = context.slots.acquire(endpoint, options.timeout).await;
         let deadlines = *deadlines.get_or_insert_with(|| {
             started = Instant::now();
             let own = started + options.timeout;

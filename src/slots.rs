@@ -1,8 +1,11 @@
 //! The slots a diagnosis takes before it connects: one of `--concurrency` overall, and one
-//! of `--per-server` on the server (address and port) it connects to.
+//! of `--per-server` on the server (address and port) it connects to. A server is its
+//! resolved address, not its spelling: `localhost`, `127.1` and `2130706433` are one.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -41,16 +44,18 @@ impl Slots {
 
     /// Waits for a slot on the endpoint's server, then for one overall: a target waiting on
     /// a busy server holds no overall slot, so it never stalls targets on other servers.
-    pub async fn acquire(&self, endpoint: &Endpoint) -> Slot {
+    /// The host name is resolved (within `resolve_within`) to find the server.
+    pub async fn acquire(&self, endpoint: &Endpoint, resolve_within: Duration) -> Slot {
         let Some(overall) = &self.overall else {
             return Slot {
                 _server: None,
                 _overall: None,
             };
         };
+        let key = server_key(endpoint, resolve_within).await;
         let server = self.servers.lock().ok().map(|mut servers| {
             servers
-                .entry(server_key(endpoint))
+                .entry(key)
                 .or_insert_with(|| Arc::new(Semaphore::new(self.per_server)))
                 .clone()
         });
@@ -65,16 +70,28 @@ impl Slots {
     }
 }
 
-/// The server an endpoint reaches, as far as is known before resolving: its address when
-/// given, else its name, and the port; or the socket's path.
-fn server_key(endpoint: &Endpoint) -> String {
+/// The server an endpoint reaches: its address (hostaddr, or the first address the name
+/// resolves to, as libpq tries it first) and port; the name itself when it does not resolve
+/// in time; or the socket's path.
+async fn server_key(endpoint: &Endpoint, resolve_within: Duration) -> String {
     if endpoint.is_unix_socket() {
         return endpoint.socket_path().display().to_string();
     }
-    match endpoint.hostaddr {
-        Some(ip) => format!("{ip}:{}", endpoint.port),
-        None => format!("{}:{}", endpoint.host.to_ascii_lowercase(), endpoint.port),
+    if let Some(ip) = endpoint.hostaddr {
+        return SocketAddr::new(ip, endpoint.port).to_string();
     }
+    let lookup = tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port));
+    match tokio::time::timeout(resolve_within, lookup).await {
+        Ok(Ok(mut addrs)) => match addrs.next() {
+            Some(addr) => addr.to_string(),
+            None => name_key(endpoint),
+        },
+        _ => name_key(endpoint),
+    }
+}
+
+fn name_key(endpoint: &Endpoint) -> String {
+    format!("{}:{}", endpoint.host.to_ascii_lowercase(), endpoint.port)
 }
 
 #[cfg(test)]
@@ -82,10 +99,10 @@ mod tests {
     use super::*;
     use std::future::Future;
 
-    fn endpoint(host: &str, port: u16) -> Endpoint {
+    fn endpoint(address: &str, port: u16) -> Endpoint {
         Endpoint {
-            host: host.into(),
-            hostaddr: None,
+            host: String::new(),
+            hostaddr: Some(address.parse().unwrap()),
             scope_id: 0,
             port,
         }
@@ -93,7 +110,7 @@ mod tests {
 
     /// Whether a slot is granted at once.
     fn granted(slots: &Slots, endpoint: &Endpoint) -> Option<Slot> {
-        let mut future = std::pin::pin!(slots.acquire(endpoint));
+        let mut future = std::pin::pin!(slots.acquire(endpoint, Duration::from_secs(1)));
         let mut context = std::task::Context::from_waker(std::task::Waker::noop());
         match future.as_mut().poll(&mut context) {
             std::task::Poll::Ready(slot) => Some(slot),
@@ -104,18 +121,48 @@ mod tests {
     #[test]
     fn a_busy_server_does_not_take_the_slots_of_others() {
         let slots = Slots::new(3, 2);
-        let a = endpoint("DB.example.com", 5432);
+        let a = endpoint("10.0.0.1", 5432);
         let first = granted(&slots, &a).expect("first slot");
-        let second = granted(&slots, &endpoint("db.example.com", 5432)).expect("second slot");
-        // The third on the same server (names compare case-insensitively) waits...
+        let second = granted(&slots, &a).expect("second slot");
+        // The third on the same server waits...
         assert!(granted(&slots, &a).is_none());
         // ...and holds no overall slot meanwhile: another server still gets one.
-        let other = granted(&slots, &endpoint("db.example.com", 5433)).expect("other server");
+        let other = granted(&slots, &endpoint("10.0.0.1", 5433)).expect("other server");
         // Now all three overall slots are taken.
-        assert!(granted(&slots, &endpoint("db2.example.com", 5432)).is_none());
+        assert!(granted(&slots, &endpoint("10.0.0.2", 5432)).is_none());
         drop(first);
         assert!(granted(&slots, &a).is_some());
         drop((second, other));
         assert!(granted(&Slots::unlimited(), &a).is_some());
+    }
+
+    #[test]
+    fn spellings_of_one_address_are_one_server() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let named = |host: &str| Endpoint {
+            host: host.into(),
+            hostaddr: None,
+            scope_id: 0,
+            port: 5432,
+        };
+        let keys: Vec<String> = [
+            "127.0.0.1",
+            "127.1",
+            "2130706433",
+            "0x7f000001",
+            "127.000.000.001",
+        ]
+        .iter()
+        .map(|h| runtime.block_on(server_key(&named(h), Duration::from_secs(5))))
+        .collect();
+        assert!(keys.iter().all(|k| k == "127.0.0.1:5432"), "{keys:?}");
+        let unresolvable = runtime.block_on(server_key(
+            &named("no-such-host.invalid"),
+            Duration::from_secs(5),
+        ));
+        assert_eq!(unresolvable, "no-such-host.invalid:5432");
     }
 }

@@ -355,3 +355,46 @@ fn every_probe_connection_names_the_doctor_unless_the_target_names_itself() {
     let log = pg.log();
     assert!(named(&log, "billing") >= 1, "{log}");
 }
+
+#[test]
+fn the_cap_per_server_counts_servers_not_spellings() {
+    let home = tempfile::tempdir().unwrap();
+    let gauge = Arc::new(Gauge::default());
+    let port = holding_listener(gauge.clone(), Duration::from_millis(300));
+    let spellings = [
+        "127.0.0.1",
+        "localhost",
+        "127.1",
+        "2130706433",
+        "0x7f000001",
+        "127.0.1",
+        "0177.0.0.1",
+        "127.000.000.001",
+    ];
+    let lines: Vec<String> = spellings
+        .iter()
+        .map(|h| format!("host={h} port={port} user=u dbname=app"))
+        .collect();
+    let file = targets_file(home.path(), &lines);
+    let run = run_doctor(
+        &[
+            "--targets",
+            file.to_str().unwrap(),
+            "--format",
+            "ndjson",
+            "--concurrency",
+            "16",
+            "--per-server",
+            "1",
+            "--timeout",
+            "10",
+        ],
+        home.path(),
+        None,
+        &[],
+    );
+    let lines = ndjson(&run);
+    assert_eq!(reports(&lines).len(), spellings.len(), "{}", run.stdout);
+    let most = gauge.most.load(Ordering::SeqCst);
+    assert_eq!(most, 1, "one server, {most} connections at once");
+}
