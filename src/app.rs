@@ -122,9 +122,20 @@ pub async fn run(plan: &Plan, context: &RunContext, run_ends: Option<Instant>) -
     let mut observed: Vec<HostObservation> = Vec::with_capacity(plan.endpoints.len());
     let mut deadlines = None;
     for endpoint in &plan.endpoints {
-        let _slot = context.slots.acquire(endpoint, options.timeout).await;
+        // The name lookup that finds the server's slot counts against the target's deadline
+        // (and the run's): a silent resolver holds no target longer than its --timeout.
+        let resolve_within = match &deadlines {
+            Some(Deadlines { overall, .. }) => overall.saturating_duration_since(Instant::now()),
+            None => run_ends.map_or(options.timeout, |end| {
+                end.saturating_duration_since(Instant::now())
+                    .min(options.timeout)
+            }),
+        };
+        let (_slot, looked_up) = context.slots.acquire(endpoint, resolve_within).await;
         let deadlines = *deadlines.get_or_insert_with(|| {
-            started = Instant::now();
+            started = Instant::now()
+                .checked_sub(looked_up)
+                .unwrap_or_else(Instant::now);
             let own = started + options.timeout;
             Deadlines {
                 overall: run_ends.map_or(own, |end| end.min(own)),

@@ -76,7 +76,11 @@ pub fn run(
             .build()?
     };
     runtime.block_on(async {
-        let slots = Slots::new(settings.concurrency, settings.per_server);
+        // One target needs no caps (and no name lookup to find its server's).
+        let slots = match settings.targets {
+            Some(1) => Slots::unlimited(),
+            _ => Slots::new(settings.concurrency, settings.per_server),
+        };
         let context = Arc::new(RunContext::prepare(options, slots, settings.run_ends).await);
         let (plan_tx, mut plan_rx) = mpsc::channel::<Result<Plan, ToolError>>(16);
         // The targets file is read on a thread of its own: a slow disk or a long file never

@@ -44,15 +44,19 @@ impl Slots {
 
     /// Waits for a slot on the endpoint's server, then for one overall: a target waiting on
     /// a busy server holds no overall slot, so it never stalls targets on other servers.
-    /// The host name is resolved (within `resolve_within`) to find the server.
-    pub async fn acquire(&self, endpoint: &Endpoint, resolve_within: Duration) -> Slot {
+    /// The host name is resolved (within `resolve_within`) to find the server; the time that
+    /// took is returned with the slot, for the caller's deadline.
+    pub async fn acquire(&self, endpoint: &Endpoint, resolve_within: Duration) -> (Slot, Duration) {
         let Some(overall) = &self.overall else {
-            return Slot {
+            let free = Slot {
                 _server: None,
                 _overall: None,
             };
+            return (free, Duration::ZERO);
         };
+        let lookup_started = std::time::Instant::now();
         let key = server_key(endpoint, resolve_within).await;
+        let looked_up = lookup_started.elapsed();
         let server = self.servers.lock().ok().map(|mut servers| {
             servers
                 .entry(key)
@@ -63,10 +67,11 @@ impl Slots {
             Some(s) => s.acquire_owned().await.ok(),
             None => None,
         };
-        Slot {
+        let slot = Slot {
             _server: server,
             _overall: overall.clone().acquire_owned().await.ok(),
-        }
+        };
+        (slot, looked_up)
     }
 }
 
@@ -113,7 +118,7 @@ mod tests {
         let mut future = std::pin::pin!(slots.acquire(endpoint, Duration::from_secs(1)));
         let mut context = std::task::Context::from_waker(std::task::Waker::noop());
         match future.as_mut().poll(&mut context) {
-            std::task::Poll::Ready(slot) => Some(slot),
+            std::task::Poll::Ready((slot, _)) => Some(slot),
             std::task::Poll::Pending => None,
         }
     }

@@ -517,6 +517,41 @@ fn a_silent_resolver_ends_at_the_deadline() {
     assert!(text.contains("connect_timeout"), "{text}");
     assert!(text.contains("resolver did not translate"), "{text}");
     assert_eq!(out.status.and_then(|s| s.code()), Some(2));
+
+    // In a fleet the name is looked up to find the server's --per-server slot: that lookup
+    // is inside each target's deadline too.
+    let targets = pki::write_file(
+        dir.path(),
+        "targets",
+        b"host=db.silent-resolver.test,db2.silent-resolver.test user=alice
+host=db3.silent-resolver.test user=bob
+",
+        0o644,
+    );
+    let started = Instant::now();
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "-m",
+        "sh",
+        "-c",
+        "mount --bind \"$1\" /etc/resolv.conf && shift && exec \"$@\"",
+        "sh",
+    ])
+    .arg(&resolv)
+    .arg(&doctor)
+    .arg("--targets")
+    .arg(&targets)
+    .args(["--timeout", "2", "--format", "ndjson"])
+    .env("HOME", dir.path())
+    .env("NO_COLOR", "1");
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(60));
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(6),
+        "the fleet took {elapsed:?}: {}",
+        out.stderr
+    );
+    assert_eq!(out.stdout.lines().count(), 3, "{}", out.stdout);
 }
 
 // ---- 8. a closed pipe -----------------------------------------------------------------------
