@@ -506,11 +506,11 @@ fn diagnose(
         written_reports += 1;
         // The verdict counts whether or not anyone reads it: a CI job piping into `head`
         // must still fail on a broken database.
-        exit_code = report::worst_exit(exit_code, exit_status(&report, output.fail_on));
+        let status = exit_status(&report, output.fail_on);
+        exit_code = report::worst_exit(exit_code, status);
         if output.file.is_some() {
-            let rank = report::exit_rank(exit_status(&report, output.fail_on));
             stderr_lines.push((
-                std::cmp::Reverse(rank),
+                std::cmp::Reverse(report::exit_rank(status)),
                 index,
                 render::text::one_line(&report),
             ));
@@ -624,28 +624,23 @@ fn refuse_output_over_an_input(cli: &Cli) -> Result<(), ToolError> {
     let Some(output) = &cli.output else {
         return Ok(());
     };
-    let mut inputs: Vec<(&str, &Path)> = [
-        ("--targets", &cli.targets),
-        ("--hba", &cli.hba),
-        ("--ident", &cli.ident),
-        ("--server-log", &cli.server_log),
-        ("--pooler-config", &cli.pooler_config),
-        ("--pooler-log", &cli.pooler_log),
-    ]
-    .into_iter()
-    .filter_map(|(flag, path)| path.as_deref().map(|p| (flag, p)))
-    .collect();
     let files = [
         ("--sslrootcert", &cli.sslrootcert),
         ("--sslcert", &cli.sslcert),
         ("--sslkey", &cli.sslkey),
         ("--sslcrl", &cli.sslcrl),
     ];
-    inputs.extend(
-        files
-            .iter()
-            .filter_map(|(flag, path)| path.as_deref().map(|p| (*flag, Path::new(p)))),
-    );
+    let inputs = [
+        ("--targets", cli.targets.as_deref()),
+        ("--hba", cli.hba.as_deref()),
+        ("--ident", cli.ident.as_deref()),
+        ("--server-log", cli.server_log.as_deref()),
+        ("--pooler-config", cli.pooler_config.as_deref()),
+        ("--pooler-log", cli.pooler_log.as_deref()),
+    ]
+    .into_iter()
+    .chain(files.map(|(flag, path)| (flag, path.as_deref().map(Path::new))))
+    .filter_map(|(flag, path)| path.map(|p| (flag, p)));
     match inputs
         .into_iter()
         .find(|(_, input)| crate::atomic_write::same_file(output, input))
@@ -751,7 +746,6 @@ fn pki(args: &crate::cli::PkiArgs) -> Result<u8, ToolError> {
         port: args.port,
         client_network: args.client_network.clone(),
     })?;
-    let mut stdout = std::io::stdout().lock();
     let mut text = String::from("# Wrote (keys 0600):\n");
     for file in &written.files {
         text.push_str(&format!("#   {}\n", file.display()));
@@ -763,16 +757,7 @@ fn pki(args: &crate::cli::PkiArgs) -> Result<u8, ToolError> {
         .lines()
         .map(|line| format!("{}\n", crate::untrusted::for_terminal(line)))
         .collect();
-    match stdout
-        .write_all(shown.as_bytes())
-        .and_then(|_| stdout.flush())
-    {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(ToolError::Write {
-            what: "output",
-            source: e,
-        }),
-        _ => Ok(crate::report::exit::OK),
-    }
+    write_stdout(shown.as_bytes())
 }
 
 fn lint(

@@ -362,7 +362,6 @@ impl SoonestExpiries {
     }
 }
 
-/// The worse of two exit statuses: 2 (unreachable) before 1 (problem) before 0.
 /// How bad an exit status is: 2 (nothing answered) before 1 (a problem) before 0.
 pub fn exit_rank(code: u8) -> u8 {
     match code {
@@ -372,6 +371,7 @@ pub fn exit_rank(code: u8) -> u8 {
     }
 }
 
+/// The worse of two exit statuses: 2 (unreachable) before 1 (problem) before 0.
 pub fn worst_exit(a: u8, b: u8) -> u8 {
     if exit_rank(b) > exit_rank(a) {
         b

@@ -121,9 +121,6 @@ pub fn judge(input: &EvalInput) -> Judgement {
         })
         .collect();
 
-    for finding in &mut findings {
-        word_for_requested(finding, input.requested);
-    }
     advisories::add(input, &cells, &assessment, &mut findings);
     intermediary::add(input, &mut findings);
     // Errors first; among equals, the cause of the requested mode's failure first.
@@ -194,16 +191,6 @@ pub fn tls_acceptable(
 pub fn tls_falls_back(input: &EvalInput, mode: SslMode) -> bool {
     let assessment = Assessment::of(input);
     matches!(tls_path(input, mode, &assessment), Err(f) if f.falls_back)
-}
-
-/// A finding that does not fail the requested mode is worded for that mode, not in the
-/// words libpq uses at the stricter mode it fails ("but SSL was required" under prefer).
-fn word_for_requested(finding: &mut Finding, requested: SslMode) {
-    if finding.code == crate::catalogue::Code::ServerSslUnsupported && !requested.requires_tls() {
-        finding.summary = format!(
-            "the server offers no TLS at all ('N' to the SSLRequest: ssl = off, or a build without TLS): sslmode={requested} connects without encryption, and require, verify-ca and verify-full fail"
-        );
-    }
 }
 
 /// The password gate for one host: the password goes only where libpq at that sslmode

@@ -245,10 +245,7 @@ pub(in crate::eval) fn tls_path(
         Some(SslReply::Refused) => {
             if mode.requires_tls() {
                 return Err(plain_failure(
-                    Problem::new(
-                        Code::ServerSslUnsupported,
-                        "server does not support SSL, but SSL was required",
-                    )
+                    Problem::new(Code::ServerSslUnsupported, no_tls_summary(input.requested))
                     .with("server_reply", "'N' to the SSLRequest")
                     .fix("on the server: ssl = on, ssl_cert_file and ssl_key_file in postgresql.conf, then `SELECT pg_reload_conf();` (check the server log for \"could not load server certificate file\")"),
                     false,
@@ -454,5 +451,17 @@ pub(in crate::eval) fn tls_path(
             Code::ConnectionLost,
             "no startup took place",
         ))),
+    }
+}
+
+/// The server answered 'N'. At a mode that needs TLS, libpq's words; under one that does
+/// not, the news worded for the mode the user asked for.
+fn no_tls_summary(requested: SslMode) -> String {
+    if requested.requires_tls() {
+        "server does not support SSL, but SSL was required".into()
+    } else {
+        format!(
+            "the server offers no TLS at all ('N' to the SSLRequest: ssl = off, or a build without TLS): sslmode={requested} connects without encryption, and require, verify-ca and verify-full fail"
+        )
     }
 }

@@ -88,15 +88,10 @@ pub fn one_line(report: &Report) -> String {
         report.target.sslmode,
         safe(&report.verdict.summary)
     );
-    if let Some(fix) = first_fix(report) {
+    if let Some(fix) = first_fixed(report).and_then(|f| f.fix.as_deref()) {
         line.push_str(&format!(" (fix: {})", safe(fix)));
     }
     line
-}
-
-/// The fix of the first error finding that has one, else of the first warning.
-pub fn first_fix(report: &Report) -> Option<&str> {
-    first_fixed(report).and_then(|f| f.fix.as_deref())
 }
 
 /// The first error finding with a fix, else the first warning with one: the fix to do first.

@@ -49,11 +49,7 @@ fn fleet() -> Fleet {
         Ca::root("Other CA").issued.cert_pem.as_bytes(),
         0o644,
     );
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = crate::support::pg::free_port();
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port();
     let hostile_ca = Ca::root("Hostile CA");
@@ -447,11 +443,7 @@ fn prometheus_samples(text: &str) -> Vec<(String, String)> {
 #[test]
 fn the_documents_exit_code_is_the_processes_when_a_line_names_no_target() {
     let home = tempfile::tempdir().unwrap();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = crate::support::pg::free_port();
     let targets = write_file(
         home.path(),
         "targets",
@@ -478,11 +470,7 @@ fn the_documents_exit_code_is_the_processes_when_a_line_names_no_target() {
 #[test]
 fn output_never_replaces_an_input_nor_writes_through_a_link() {
     let home = tempfile::tempdir().unwrap();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = crate::support::pg::free_port();
     let body = format!("127.0.0.1:{closed}\n");
     let targets = write_file(home.path(), "targets", body.as_bytes(), 0o644);
     let hba = write_file(
@@ -595,17 +583,10 @@ fn junit_stays_parsable_whatever_characters_a_server_sends() {
 #[test]
 fn a_bad_line_in_a_targets_file_is_reported_and_the_rest_still_run() {
     let home = tempfile::tempdir().unwrap();
-    let closed = |_: u8| {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let mut body = format!("\u{feff}127.0.0.1:{}\n", closed(1)).into_bytes();
+    let mut body = format!("\u{feff}127.0.0.1:{}\n", crate::support::pg::free_port()).into_bytes();
     body.extend_from_slice(&vec![b'x'; 70 * 1024]);
     body.extend_from_slice(b"\nhost=a\0b\n");
-    body.extend_from_slice(format!("127.0.0.1:{}\n", closed(2)).as_bytes());
+    body.extend_from_slice(format!("127.0.0.1:{}\n", crate::support::pg::free_port()).as_bytes());
     let targets = write_file(home.path(), "targets", &body, 0o644);
     let mut cmd = Command::new(binary());
     scrub_pg_env(&mut cmd)
@@ -646,11 +627,7 @@ fn a_bad_line_in_a_targets_file_is_reported_and_the_rest_still_run() {
 #[test]
 fn prometheus_series_of_targets_that_differ_only_in_settings_never_collide() {
     let home = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::pg::free_port();
     let one = format!("host=127.0.0.1 port={port} user=app dbname=app");
     let lines = [
         format!("{one} sslmode=require"),
