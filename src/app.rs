@@ -55,10 +55,7 @@ impl RunContext {
         run_ends: Option<Instant>,
     ) -> RunContext {
         // The --admin connection is inside the run's deadline as well as --timeout.
-        let budget = run_ends.map_or(options.timeout, |ends| {
-            ends.saturating_duration_since(Instant::now())
-                .min(options.timeout)
-        });
+        let budget = time_left(run_ends, options.timeout);
         let admin_rules = match options.admin.as_ref() {
             Some(admin_plan) => Some(
                 crate::admin::fetch(
@@ -94,6 +91,13 @@ impl RunContext {
     }
 }
 
+/// What is left of `timeout` from now, cut short by the run's deadline.
+fn time_left(run_ends: Option<Instant>, timeout: Duration) -> Duration {
+    run_ends.map_or(timeout, |ends| {
+        ends.saturating_duration_since(Instant::now()).min(timeout)
+    })
+}
+
 /// Diagnoses one target. Its deadline starts when its first host gets a slot; `run_ends`
 /// (the whole run's deadline) cuts it short.
 pub async fn run(plan: &Plan, context: &RunContext, run_ends: Option<Instant>) -> Report {
@@ -126,10 +130,7 @@ pub async fn run(plan: &Plan, context: &RunContext, run_ends: Option<Instant>) -
         // (and the run's): a silent resolver holds no target longer than its --timeout.
         let resolve_within = match &deadlines {
             Some(Deadlines { overall, .. }) => overall.saturating_duration_since(Instant::now()),
-            None => run_ends.map_or(options.timeout, |end| {
-                end.saturating_duration_since(Instant::now())
-                    .min(options.timeout)
-            }),
+            None => time_left(run_ends, options.timeout),
         };
         let (_slot, looked_up) = context.slots.acquire(endpoint, resolve_within).await;
         let deadlines = *deadlines.get_or_insert_with(|| {
